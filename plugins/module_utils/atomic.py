@@ -81,12 +81,13 @@ def commit(temp_path, final_path, overwrite=False):
 def atomic_file(final_path, mode=0o600, overwrite=False):
     """Context manager yielding a binary file object; on success the file appears under ``final_path``.
 
+    ``handle.name`` is the temporary path (for verification steps that read the file before the rename).
+
     On any exception the temporary file is removed and the exception propagates.
     """
     temp_path = temp_path_for(final_path)
-    fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(temp_path, "xb", opener=lambda path, flags: os.open(path, flags, mode)) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -1,0 +1,286 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, atlasia DevOps team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Writing and checking database dumps; shared by pg_dump_backup and pg_restore_db (safety backups).
+
+A dump is streamed ``pg_dump [| compressor] -> hashing writer -> hidden temporary file``; every stage's
+exit status is checked; the temporary file is verified (decompression test and, for plain dumps, the
+trailer pg_dump writes last; ``pg_restore --list`` for archives); then the ``.md5``/``.sha256`` sidecars
+and the JSON manifest are written, and only then does the dump take its final name.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, naming
+from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import PipelineError, run_pipeline
+from ansible_collections.atlasia.dr.plugins.module_utils.postgres import PostgresError
+
+
+class ArtifactError(Exception):
+    """A backup file that must not be used: missing, damaged, incomplete or unreadable."""
+
+
+def dump_argument_spec():
+    """Options of a dump, shared by pg_dump_backup (and by the safety backup of pg_restore_db)."""
+    return dict(
+        dest=dict(type="path", required=True),
+        prefix=dict(type="str"),
+        kind=dict(type="str", default="full", choices=["full", "schema"]),
+        format=dict(type="str", default="plain", choices=list(compression.FORMATS)),
+        compression=dict(type="str", choices=list(compression.COMPRESSIONS)),
+        compression_level=dict(type="int"),
+        compression_threads=dict(type="int", default=0),
+        jobs=dict(type="int", default=1),
+        timestamp=dict(type="str"),
+        dump_options=dict(type="list", elements="str", default=[]),
+        mode=dict(type="raw", default="0600"),
+    )
+
+
+def resolve(params):
+    """Fill the defaults that depend on other options; returns a new dict."""
+    opts = dict(params)
+    if not opts.get("prefix"):
+        opts["prefix"] = "schema" if opts["kind"] == "schema" else "backup"
+    if not opts.get("compression"):
+        opts["compression"] = "none" if opts["kind"] == "schema" else "gzip"
+    if opts.get("compression_level") is None:
+        opts["compression_level"] = compression.DEFAULT_LEVEL[opts["compression"]]
+    if opts.get("timestamp"):
+        opts["moment"] = naming.parse_timestamp(opts["timestamp"])
+    else:
+        opts["moment"] = naming.utc_now()
+    opts["name"] = naming.backup_name(opts["prefix"], opts["moment"], compression.extension(opts["format"],
+                                                                                              opts["compression"]))
+    opts["path"] = os.path.join(opts["dest"], opts["name"])
+    opts["manifest_path"] = os.path.join(opts["dest"], naming.manifest_name(naming.backup_stem(opts["prefix"],
+                                                                                                 opts["moment"])))
+    return opts
+
+
+def check_options(opts, client):
+    """Reject combinations that cannot work, before anything runs. Returns an error message or None."""
+    if opts["format"] == "directory":
+        if client.container:
+            return ("format=directory writes files inside the container and cannot be used with container; "
+                    "use format=custom (or plain) instead")
+        if opts["compression"] == "zstd":
+            return "format=directory supports compression gzip or none (pg_dump 15 compresses each file with gzip)"
+    if opts["jobs"] > 1 and opts["format"] != "directory":
+        return "jobs > 1 needs format=directory (pg_dump dumps in parallel only into a directory)"
+    if not 0 <= opts["compression_level"] <= (19 if opts["compression"] == "zstd" else 9):
+        return "compression_level %s is out of range for %s" % (opts["compression_level"], opts["compression"])
+    return None
+
+
+def _mode(value):
+    if isinstance(value, int):
+        return value
+    return int(str(value), 8)
+
+
+def _dump_args(opts):
+    args = ["--no-password"]
+    if opts["kind"] == "schema":
+        args.append("--schema-only")
+    if opts["format"] == "plain":
+        args.append("--format=plain")
+    elif opts["format"] == "custom":
+        native = 0 if opts["compression"] in ("none", "zstd") else opts["compression_level"]
+        args += ["--format=custom", "--compress=%d" % native]
+    else:
+        native = 0 if opts["compression"] == "none" else opts["compression_level"]
+        args += ["--format=directory", "--compress=%d" % native, "--jobs=%d" % opts["jobs"]]
+    return args + list(opts.get("dump_options") or [])
+
+
+def write_dump(module, client, opts):
+    """Dump ``opts['db']`` to ``opts['path']``; returns the result dict (path, size, checksums, manifest...).
+
+    Raises :class:`PostgresError` (client or pipeline failure) or :class:`ArtifactError` (verification).
+    Nothing with the final name exists unless every step succeeded.
+    """
+    started = naming.utc_now()
+    t0 = time.time()
+    dest = opts["dest"]
+    if not os.path.isdir(dest):
+        os.makedirs(dest, 0o700)
+    atomic.cleanup_stale_temps(dest)
+    if os.path.lexists(opts["path"]):
+        raise ArtifactError("%s already exists; a backup is never overwritten (pass another timestamp or "
+                            "prefix)" % opts["path"])
+    db = opts["db"]
+    server_version = client.server_version_text(db=db)
+    tables = client.table_estimates(db) if opts["kind"] == "full" else []
+    mode = _mode(opts.get("mode", "0600"))
+    env_extra = {"PGDATABASE": db}
+    dump_stage, env = client.stage("pg_dump", _dump_args(opts), env_extra)
+
+    if opts["format"] == "directory":
+        temp_dir = atomic.temp_path_for(opts["path"])
+        stage = (dump_stage[0], dump_stage[1] + ["--file=%s" % temp_dir])
+        try:
+            client.pipeline([stage], env_extra=env_extra)
+            _verify(module, client, temp_dir, opts["format"], opts["compression"])
+            os.chmod(temp_dir, 0o700)
+            digests, size, texts = checksum.artifact_digests(temp_dir)
+            uncompressed = None
+            finished = naming.utc_now()
+            manifest = _manifest(opts, client, server_version, tables, size, digests, started, finished, t0,
+                                 uncompressed)
+            checksum.write_sidecars(temp_dir, texts, final_name=opts["name"])
+            atomic.write_json(opts["manifest_path"], manifest, mode=0o644)
+            atomic.commit(temp_dir, opts["path"])
+        except BaseException:
+            atomic.remove_path(temp_dir)
+            raise
+        return _result(opts, manifest)
+
+    stages = [dump_stage]
+    comp = compression.compressor_argv(module, opts["compression"], opts["compression_level"],
+                                       opts["compression_threads"]) if opts["format"] != "custom" or \
+        opts["compression"] == "zstd" else None
+    if comp:
+        stages.append((os.path.basename(comp[0]), comp))
+    hasher = checksum.MultiHasher()
+    try:
+        with atomic.atomic_file(opts["path"], mode=mode) as handle:
+
+            def sink(block):
+                hasher.update(block)
+                handle.write(block)
+
+            client.pipeline(stages, sink=sink, env_extra=env_extra)
+            handle.flush()
+            if hasher.size == 0:
+                raise ArtifactError("pg_dump produced no output; nothing was written")
+            uncompressed = _verify(module, client, handle.name, opts["format"], opts["compression"])
+            digests = hasher.hexdigests()
+            finished = naming.utc_now()
+            manifest = _manifest(opts, client, server_version, tables, hasher.size, digests, started, finished, t0,
+                                 uncompressed)
+            texts = dict((algo, checksum.sidecar_text(digests[algo], opts["name"])) for algo in digests)
+            checksum.write_sidecars(os.path.join(dest, opts["name"]), texts)
+            atomic.write_json(opts["manifest_path"], manifest, mode=0o644)
+    except BaseException:
+        # the data file never took its final name: remove sidecars that might name it
+        for side in naming.sidecar_names(opts["name"]).values():
+            if not os.path.exists(opts["path"]):
+                atomic.remove_path(os.path.join(dest, side))
+        if not os.path.exists(opts["path"]):
+            atomic.remove_path(opts["manifest_path"])
+        raise
+    return _result(opts, manifest)
+
+
+def _manifest(opts, client, server_version, tables, size, digests, started, finished, t0, uncompressed):
+    return dict(
+        artifact=opts["name"],
+        type="postgresql",
+        database=opts["db"],
+        server_version=server_version,
+        kind=opts["kind"],
+        format=opts["format"],
+        compression=opts["compression"],
+        compression_level=opts["compression_level"] if opts["compression"] != "none" else None,
+        size=size,
+        uncompressed_size=uncompressed,
+        md5=digests["md5"],
+        sha256=digests["sha256"],
+        started=started.isoformat(),
+        finished=finished.isoformat(),
+        duration=round(time.time() - t0, 3),
+        tables=tables,
+        container=client.container,
+        host=platform.node(),
+        tool="atlasia.dr.pg_dump_backup",
+    )
+
+
+def _result(opts, manifest):
+    return dict(
+        path=opts["path"],
+        size=manifest["size"],
+        md5=manifest["md5"],
+        sha256=manifest["sha256"],
+        duration=manifest["duration"],
+        manifest=opts["manifest_path"],
+        manifest_data=manifest,
+    )
+
+
+def _verify(module, client, path, fmt, comp):
+    """Verification after writing and before restoring. Returns the uncompressed size of plain dumps.
+
+    Archives are read whole by ``pg_restore --file=/dev/null`` (it decodes every table's data, so a
+    truncated or damaged archive fails), not only their table of contents.
+    """
+    if fmt == "plain":
+        return verify_plain(module, path, comp)
+    if fmt == "directory" and client.container:
+        raise ArtifactError("a directory-format dump cannot be read inside a container; restore it on the host")
+    from_stdin = client.container or comp == "zstd"
+    read_stage, env = client.stage("pg_restore", ["--file=/dev/null"] + ([] if from_stdin else [path]))
+    stages = [read_stage]
+    stdin_path = None
+    if comp == "zstd":
+        stages.insert(0, ("zstd -d", compression.decompressor_argv(module, "zstd", path)))
+    elif from_stdin:
+        stdin_path = path
+    try:
+        client.pipeline(stages, stdin_path=stdin_path)
+    except PostgresError as exc:
+        raise ArtifactError("%s is not a complete, readable %s-format archive: %s" % (path, fmt, exc))
+    return None
+
+
+def verify_plain(module, path, comp):
+    """Decompress ``path`` fully (the decompression test) and check pg_dump's completion trailer."""
+    keeper = compression.TailKeeper()
+    argv = compression.decompressor_argv(module, comp, path)
+    try:
+        if argv is None:
+            with open(path, "rb") as handle:
+                while True:
+                    block = handle.read(checksum.CHUNK_SIZE)
+                    if not block:
+                        break
+                    keeper(block)
+        else:
+            try:
+                run_pipeline([(os.path.basename(argv[0]) + " -d", argv)], sink=keeper)
+            except PipelineError as exc:
+                raise ArtifactError("%s fails the %s decompression test (truncated or damaged): %s" % (
+                    path, comp, exc))
+    except OSError as exc:
+        raise ArtifactError("cannot read %s: %s" % (path, exc))
+    if not keeper.plain_dump_complete():
+        raise ArtifactError("%s is incomplete: it lacks the '-- PostgreSQL database dump complete' line pg_dump "
+                            "writes last (the dump was cut short)" % path)
+    return keeper.size
+
+
+def inspect(module, client, path, require_checksum=False):
+    """Check an existing artifact before use: sidecars, format, compression, readability.
+
+    Returns ``dict(format, compression, checksums, uncompressed_size)``; raises :class:`ArtifactError`.
+    """
+    if not os.path.exists(path):
+        raise ArtifactError("backup %s does not exist" % path)
+    try:
+        status, digests = checksum.verify_sidecars(path, required=require_checksum)
+    except checksum.ChecksumError as exc:
+        raise ArtifactError(str(exc))
+    except OSError as exc:
+        raise ArtifactError("cannot read %s: %s" % (path, exc))
+    fmt, comp = compression.detect(path)
+    if fmt is None:
+        raise ArtifactError("%s is empty or not a PostgreSQL dump this collection can restore" % path)
+    uncompressed = _verify(module, client, path, fmt, comp)
+    return dict(format=fmt, compression=comp, checksums=status, digests=digests or {},
+                uncompressed_size=uncompressed)

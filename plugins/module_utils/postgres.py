@@ -1,0 +1,227 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, atlasia DevOps team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Connection handling for the PostgreSQL client programs, the one place that knows how to reach a server.
+
+Options are named like community.postgresql's. Programs run either on the host or inside a container
+through ``docker exec``; in both cases the connection travels in ``PG*`` environment variables, so the
+password never appears in an argument list (``docker exec -e PGPASSWORD`` copies the value from the
+Docker CLI's own environment).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import PipelineError, run_pipeline
+
+FIELD_SEP = "\x1f"
+
+
+def postgres_argument_spec():
+    """Options documented by the ``atlasia.dr.postgres`` doc fragment."""
+    return dict(
+        db=dict(type="str", required=True, aliases=["login_db", "name"]),
+        login_host=dict(type="str", aliases=["host"]),
+        login_unix_socket=dict(type="str"),
+        port=dict(type="int", default=5432, aliases=["login_port"]),
+        login_user=dict(type="str", default="postgres", aliases=["login"]),
+        login_password=dict(type="str", no_log=True),
+        ssl_mode=dict(type="str", default="prefer",
+                      choices=["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]),
+        ca_cert=dict(type="path", aliases=["ssl_rootcert"]),
+        connect_timeout=dict(type="int", default=10),
+        container=dict(type="str"),
+        docker_bin=dict(type="path"),
+        pg_bin_dir=dict(type="path"),
+    )
+
+
+def quote_ident(name):
+    """SQL identifier quoting (``"name"``), for database names built into statements."""
+    return '"%s"' % name.replace('"', '""')
+
+
+def quote_literal(value):
+    """SQL string literal quoting (``'value'``)."""
+    return "'%s'" % value.replace("'", "''")
+
+
+class PostgresError(Exception):
+    """A client program failed; ``kind`` classifies the cause for the on-call engineer."""
+
+    def __init__(self, message, kind="error", stderr=""):
+        self.kind = kind
+        self.stderr = stderr
+        super(PostgresError, self).__init__(message)
+
+
+_CLASSIFY = (
+    ("auth", re.compile(r"password authentication failed|no password supplied|authentication failed|role \"[^\"]*\" does not exist", re.I),
+     "authentication failed for the database user: check login_user / login_password"),
+    ("unreachable", re.compile(r"could not connect|connection refused|timeout expired|could not translate host|"
+                               r"No such file or directory\s+Is the server running", re.I),
+     "the database server cannot be reached: check that PostgreSQL runs and login_host/port/login_unix_socket"),
+    ("no_database", re.compile(r'database "[^"]*" does not exist', re.I),
+     "the database does not exist"),
+    ("no_container", re.compile(r"No such container|is not running", re.I),
+     "the container is missing or stopped: check `docker ps -a` and the container option"),
+    ("permission", re.compile(r"permission denied|must be owner|must be superuser", re.I),
+     "the database user lacks a privilege this operation needs"),
+    ("disk_full", re.compile(r"No space left on device|could not extend file", re.I),
+     "a disk is full"),
+)
+
+
+def classify(stderr):
+    """``(kind, hint)`` for a client program's error output."""
+    for kind, pattern, hint in _CLASSIFY:
+        if pattern.search(stderr or ""):
+            return kind, hint
+    return "error", None
+
+
+class PostgresClient(object):
+    """Builds and runs ``pg_dump``/``pg_restore``/``psql`` commands for the module's connection options."""
+
+    def __init__(self, module, params=None):
+        self.module = module
+        self.params = params if params is not None else module.params
+        self.container = self.params.get("container")
+        self._server_version = None
+
+    # -- environment and argv ---------------------------------------------------------------------------
+    def env(self, extra=None):
+        p = self.params
+        env = {
+            "PGHOST": p.get("login_unix_socket") or p.get("login_host"),
+            "PGPORT": p.get("port"),
+            "PGUSER": p.get("login_user"),
+            "PGPASSWORD": p.get("login_password"),
+            "PGSSLMODE": p.get("ssl_mode"),
+            "PGSSLROOTCERT": p.get("ca_cert"),
+            "PGCONNECT_TIMEOUT": p.get("connect_timeout"),
+            "PGAPPNAME": "atlasia.dr",
+        }
+        if extra:
+            env.update(extra)
+        return dict((k, str(v)) for k, v in env.items() if v not in (None, ""))
+
+    def tool(self, name):
+        if self.container:
+            return name
+        if self.params.get("pg_bin_dir"):
+            path = os.path.join(self.params["pg_bin_dir"], name)
+            if not os.access(path, os.X_OK):
+                self.module.fail_json(msg="%s not found in pg_bin_dir %s" % (name, self.params["pg_bin_dir"]))
+            return path
+        return self.module.get_bin_path(name, required=True)
+
+    def command(self, name, args, env_extra=None, interactive=True):
+        """``(argv, env)`` for client program ``name`` with ``args``."""
+        env = self.env(env_extra)
+        if not self.container:
+            return [self.tool(name)] + list(args), env
+        docker = self.params.get("docker_bin") or self.module.get_bin_path("docker", required=True)
+        argv = [docker, "exec"] + (["-i"] if interactive else [])
+        for key in sorted(env):
+            argv += ["-e", key]  # value taken from the CLI's environment, not argv
+        return argv + [self.container, name] + list(args), env
+
+    def stage(self, name, args, env_extra=None, interactive=True):
+        """A pipeline stage ``(label, argv)`` plus its environment."""
+        argv, env = self.command(name, args, env_extra, interactive)
+        label = "%s (in container %s)" % (name, self.container) if self.container else name
+        return (label, argv), env
+
+    # -- running ----------------------------------------------------------------------------------------
+    def run(self, name, args, env_extra=None, data=None, check_rc=True):
+        argv, env = self.command(name, args, env_extra, interactive=data is not None)
+        rc, out, err = self.module.run_command(argv, environ_update=env, data=data, binary_data=data is not None,
+                                               check_rc=False)
+        if rc != 0 and check_rc:
+            kind, hint = classify(err)
+            lines = (err or out or "").strip().splitlines()
+            msg = "%s failed (exit status %d): %s" % (name, rc, " | ".join(lines[-3:]) or "no error output")
+            if hint:
+                msg += " -- %s" % hint
+            raise PostgresError(msg, kind=kind, stderr=err)
+        return rc, out, err
+
+    def query(self, sql, db=None):
+        """Run one SQL statement in ``db`` (default: the module's ``db``) and return rows of strings."""
+        args = ["-X", "-q", "-A", "-t", "-F", FIELD_SEP, "-v", "ON_ERROR_STOP=1",
+                "-d", db or self.params["db"], "-c", sql]
+        rc, out, err = self.run("psql", args)
+        return [line.split(FIELD_SEP) for line in out.splitlines() if line != ""]
+
+    def script(self, sql, db):
+        """Run a multi-statement script through psql's stdin, stopping at the first error."""
+        args = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db]
+        return self.run("psql", args, data=sql)
+
+    def pipeline(self, stages, sink=None, stdin_path=None, env_extra=None):
+        """Run a pipeline whose stages were built with :meth:`stage`; errors become :class:`PostgresError`."""
+        env = self.env(env_extra)
+        try:
+            return run_pipeline(stages, sink=sink, stdin_path=stdin_path, env_update=env)
+        except PipelineError as exc:
+            kind, hint = classify(exc.stderr)
+            if exc.cause is not None and isinstance(exc.cause, OSError) and exc.cause.errno == 28:
+                kind, hint = "disk_full", "the destination disk is full"
+            msg = str(exc) + (" -- %s" % hint if hint else "")
+            raise PostgresError(msg, kind=kind, stderr=exc.stderr)
+
+    # -- facts ------------------------------------------------------------------------------------------
+    def server_version(self, db=None):
+        if self._server_version is None:
+            rows = self.query("SHOW server_version_num", db=db)
+            self._server_version = int(rows[0][0])
+        return self._server_version
+
+    def server_version_text(self, db=None):
+        return self.query("SHOW server_version", db=db)[0][0]
+
+    def databases(self, maintenance_db):
+        return [row[0] for row in self.query("SELECT datname FROM pg_database ORDER BY datname", db=maintenance_db)]
+
+    def database_info(self, name, maintenance_db):
+        rows = self.query(
+            "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
+            "FROM pg_database WHERE datname = %s" % quote_literal(name), db=maintenance_db)
+        if not rows:
+            return None
+        owner, encoding, collate, ctype = rows[0]
+        return dict(owner=owner, encoding=encoding, collate=collate, ctype=ctype)
+
+    def table_estimates(self, db):
+        """User tables with planner row estimates (cheap; used in manifests)."""
+        rows = self.query(
+            "SELECT n.nspname, c.relname, GREATEST(c.reltuples, 0)::bigint FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' "
+            "ORDER BY 1, 2", db=db)
+        return [dict(schema=s, name=t, rows_estimate=int(n)) for s, t, n in rows]
+
+    def exact_counts(self, db):
+        """``{"schema.table": rows}`` counted exactly (used after a restore)."""
+        tables = self.table_estimates(db)
+        if not tables:
+            return {}
+        parts = ["SELECT %s, count(*) FROM %s.%s" % (
+            quote_literal("%s.%s" % (t["schema"], t["name"])), quote_ident(t["schema"]), quote_ident(t["name"]))
+            for t in tables]
+        rows = self.query(" UNION ALL ".join(parts), db=db)
+        return dict((name, int(count)) for name, count in rows)
+
+    def client_version(self, name="pg_dump"):
+        rc, out, err = self.run(name, ["--version"])
+        match = re.search(r"(\d+)(?:\.(\d+))?", out)
+        return (int(match.group(1)), int(match.group(2) or 0)) if match else (0, 0)
+
+
+def fail_postgres(module, exc, prefix="", **extra):
+    """``fail_json`` for a :class:`PostgresError`, with its classification."""
+    module.fail_json(msg=prefix + str(exc), error_kind=exc.kind, stderr=exc.stderr[-4000:] if exc.stderr else "", **extra)

@@ -116,7 +116,13 @@ def _pid_alive(pid):
         return False
     except PermissionError:
         return True
-    return True
+    # A zombie (a run that was killed and not reaped yet, which lasts under a PID 1 that does not reap orphans,
+    # common in containers) is not alive: its temporary files are stale.
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def cleanup_stale_temps(directory):

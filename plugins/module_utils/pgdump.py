@@ -128,7 +128,7 @@ def write_dump(module, client, opts):
             client.pipeline([stage], env_extra=env_extra)
             _verify(module, client, temp_dir, opts["format"], opts["compression"])
             os.chmod(temp_dir, 0o700)
-            digests, size, texts = checksum.artifact_digests(temp_dir)
+            digests, size, texts = checksum.artifact_digests(temp_dir, final_name=opts["name"])
             uncompressed = None
             finished = naming.utc_now()
             manifest = _manifest(opts, client, server_version, tables, size, digests, started, finished, t0,

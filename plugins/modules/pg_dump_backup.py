@@ -198,7 +198,10 @@ def main():
     argument_spec.update(pgdump.dump_argument_spec())
     module = DRModule(argument_spec=argument_spec, supports_check_mode=True)
     t0 = time.time()
-    opts = pgdump.resolve(module.params)
+    try:
+        opts = pgdump.resolve(module.params)
+    except ValueError as exc:  # a malformed timestamp or prefix
+        module.fail_json(msg="invalid prefix or timestamp: %s" % exc)
     client = PostgresClient(module)
     problem = pgdump.check_options(opts, client)
     if problem:

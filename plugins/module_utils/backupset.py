@@ -1,0 +1,228 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, atlasia DevOps team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Backup sets: every artifact of one backup run, sharing one timestamp, listed in ``set_<ts>.json``.
+
+Layout (the plan's): ``<root>/daily``, ``<root>/weekly``, ``<root>/monthly``. A set lives in ``daily``;
+Sunday's set is also hard-linked into ``weekly`` and the 1st of the month's into ``monthly``. The set
+manifest names each artifact with its component, size and checksums, so a set can be verified as a whole
+(locally or after download) without trusting anything but the files and their sidecars.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, naming
+
+SET_PREFIX = "set"
+FORMAT_VERSION = 1
+TIERS = ("daily", "weekly", "monthly")
+
+
+class SetError(Exception):
+    """A set that cannot be used: missing artifact, checksum mismatch, unreadable manifest."""
+
+
+def set_manifest_name(timestamp):
+    """``set_<YYYYMMDD>_<HHMMSS>.json`` for a ``YYYYMMDD_HHMMSS`` timestamp."""
+    return naming.manifest_name("%s_%s" % (SET_PREFIX, timestamp))
+
+
+def tiers_for(moment, weekly_day=6, monthly_day=1):
+    """Tiers a set taken at ``moment`` belongs to: daily always, weekly on ``weekly_day`` (0=Monday,
+    6=Sunday), monthly on day ``monthly_day`` of the month."""
+    tiers = ["daily"]
+    if moment.weekday() == weekly_day:
+        tiers.append("weekly")
+    if moment.day == monthly_day:
+        tiers.append("monthly")
+    return tiers
+
+
+def _read_sidecar_digest(path, algo):
+    sidecar = naming.sidecar_names(os.path.basename(path.rstrip("/")))[algo]
+    sidecar_path = os.path.join(os.path.dirname(os.path.abspath(path)), sidecar)
+    if not os.path.exists(sidecar_path):
+        return None
+    with open(sidecar_path) as handle:
+        text = handle.read()
+    if os.path.isdir(path):
+        return hashlib.new(algo, text.encode("utf-8")).hexdigest()
+    first = text.split(None, 1)
+    return first[0].lower() if first else None
+
+
+def _size(path):
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(r, f)) for r, d, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
+def artifact_entry(directory, name, component=None):
+    """Set-manifest entry of one artifact, from its sidecars and own manifest (nothing is re-hashed)."""
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        raise SetError("artifact %s does not exist" % path)
+    parsed = naming.parse_backup_name(name)
+    entry = dict(name=name, component=component or (parsed.prefix if parsed else None), size=_size(path),
+                 md5=_read_sidecar_digest(path, "md5"), sha256=_read_sidecar_digest(path, "sha256"),
+                 directory=os.path.isdir(path), files=[name] + sorted(
+                     side for side in naming.sidecar_names(name).values()
+                     if os.path.exists(os.path.join(directory, side))))
+    if parsed:
+        own = naming.manifest_name(parsed.stem)
+        if os.path.exists(os.path.join(directory, own)):
+            entry["manifest"] = own
+            entry["files"].append(own)
+            try:
+                with open(os.path.join(directory, own)) as handle:
+                    data = json.load(handle)
+                entry["type"] = data.get("type")
+                for key in ("database", "format", "compression", "tables", "server_version", "files"):
+                    if key in data and key != "files":
+                        entry[key] = data[key]
+                if "files" in data and isinstance(data["files"], int):
+                    entry["file_count"] = data["files"]
+            except (OSError, ValueError) as exc:
+                raise SetError("manifest %s is unreadable: %s" % (own, exc))
+    if not entry["sha256"] and not entry["md5"]:
+        raise SetError("artifact %s has no checksum sidecar; it cannot be part of a verifiable set" % path)
+    return entry
+
+
+def build(directory, timestamp, artifacts, environment=None, extra=None, tiers=None):
+    """Write ``set_<ts>.json`` in ``directory`` for ``artifacts`` (list of names or dicts with name/component)."""
+    moment = naming.parse_timestamp(timestamp)
+    entries = []
+    for item in artifacts:
+        if isinstance(item, dict):
+            entries.append(artifact_entry(directory, item["name"], item.get("component")))
+        else:
+            entries.append(artifact_entry(directory, item))
+    data = dict(format_version=FORMAT_VERSION, set_id=timestamp, timestamp=moment.isoformat(), environment=environment,
+                tiers=tiers or tiers_for(moment), artifacts=entries, size=sum(e["size"] for e in entries),
+                created=naming.utc_now().isoformat(), offsite=dict(s3=False), verified=None)
+    if extra:
+        data.update(extra)
+    path = os.path.join(directory, set_manifest_name(timestamp))
+    atomic.write_json(path, data, mode=0o644)
+    return path, data
+
+
+def load(path):
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise SetError("set manifest %s is unreadable: %s" % (path, exc))
+    if not isinstance(data, dict) or "artifacts" not in data or "set_id" not in data:
+        raise SetError("set manifest %s is not a backup-set manifest" % path)
+    return data
+
+
+def update(path, changes):
+    """Merge ``changes`` into the set manifest (atomically). Returns the new content."""
+    data = load(path)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    atomic.write_json(path, data, mode=0o644)
+    return data
+
+
+def all_files(data):
+    """Every file name of a set: artifacts, their sidecars and manifests, and the set manifest."""
+    names = [set_manifest_name(data["set_id"])]
+    for entry in data["artifacts"]:
+        names.extend(entry.get("files") or [entry["name"]])
+    return names
+
+
+def verify(directory, data, components=None):
+    """Check every artifact of a set against its sidecars and the set manifest.
+
+    Returns a list of problems (empty when the set verifies).
+    """
+    problems = []
+    for entry in data["artifacts"]:
+        if components and entry.get("component") not in components:
+            continue
+        path = os.path.join(directory, entry["name"])
+        if not os.path.exists(path):
+            problems.append("%s is missing" % entry["name"])
+            continue
+        try:
+            status, digests = checksum.verify_sidecars(path, required=True)
+        except checksum.ChecksumError as exc:
+            problems.append(str(exc))
+            continue
+        except OSError as exc:
+            problems.append("%s: %s" % (entry["name"], exc))
+            continue
+        for algo in ("sha256", "md5"):
+            recorded = entry.get(algo)
+            if recorded and status.get(algo) == "ok":
+                current = _read_sidecar_digest(path, algo)
+                if current != recorded:
+                    problems.append("%s: its %s sidecar (%s) differs from the set manifest (%s)" % (
+                        entry["name"], algo, current, recorded))
+        if entry.get("size") is not None and _size(path) != entry["size"]:
+            problems.append("%s: size %d differs from the set manifest (%d)" % (entry["name"], _size(path),
+                                                                                entry["size"]))
+    return problems
+
+
+def discover(roots):
+    """Every set manifest under ``roots`` (directories), newest first, one per set id (first root wins)."""
+    found = {}
+    for root in roots:
+        if not os.path.isdir(root):
+            continue
+        for name in os.listdir(root):
+            parsed = naming.parse_backup_name(name)
+            if parsed is None or parsed.prefix != SET_PREFIX or parsed.role != "manifest":
+                continue
+            set_id = naming.format_timestamp(parsed.timestamp)
+            found.setdefault(set_id, os.path.join(root, name))
+    return [found[key] for key in sorted(found, reverse=True)]
+
+
+def link_into(directory, data, target_dir):
+    """Hard-link every file of a set into ``target_dir`` (directory artifacts are recreated with linked files)."""
+    if not os.path.isdir(target_dir):
+        os.makedirs(target_dir, 0o700)
+    linked = []
+    for name in all_files(data):
+        source = os.path.join(directory, name)
+        target = os.path.join(target_dir, name)
+        if os.path.lexists(target) or not os.path.exists(source):
+            continue
+        if os.path.isdir(source):
+            temp = atomic.temp_path_for(target)
+            shutil.copytree(source, temp, copy_function=os.link)
+            os.rename(temp, target)
+        else:
+            os.link(source, target)
+        linked.append(target)
+    if linked:
+        atomic.fsync_dir(target_dir)
+    return linked
+
+
+def disk_space(path):
+    """``(free_bytes, total_bytes)`` of the filesystem holding ``path`` (or its nearest existing parent)."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    stats = os.statvfs(probe)
+    return stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize

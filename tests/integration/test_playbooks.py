@@ -1,0 +1,144 @@
+"""backup.yml and restore.yml end to end on the local environment (real PostgreSQL, OpenBao, S3 server).
+
+These run the playbooks exactly as an operator does (``ansible-playbook playbooks/... -e env=local``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO_ROOT, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
+from tests.support.localenv import DB_NAME, SECRET_PATH, LocalEnvironment
+from tests.support.postgres import table_digests
+
+pytestmark = pytest.mark.integration
+
+
+def playbook(name, vars_file, *args):
+    argv = [str(VENV_BIN / "ansible-playbook"), "playbooks/%s" % name, "-e", "env=local", "-e", "@%s" % vars_file,
+            "-e", "ansible_python_interpreter=%s" % VENV_PYTHON] + list(args)
+    return subprocess.run(argv, cwd=str(REPO_ROOT), env=venv_env(), capture_output=True, text=True, timeout=900)
+
+
+def sets(root):
+    return sorted(p.name for p in (Path(root) / "daily").glob("set_*.json"))
+
+
+@pytest.fixture(scope="module")
+def local_env():
+    env = LocalEnvironment(root=TMP_ROOT / "it-playbooks")
+    env.start()
+    try:
+        yield env
+    finally:
+        env.stop()
+
+
+@pytest.fixture(scope="module")
+def first_backup(local_env):
+    """One backup set taken through backup.yml (shared by the tests below)."""
+    vars_file = local_env.write_vars(dr_reports_dir=str(local_env.root / "reports"))
+    before = local_env.snapshot()
+    result = playbook("backup.yml", vars_file)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return dict(vars_file=vars_file, before=before, stdout=result.stdout)
+
+
+def test_backup_writes_a_complete_set(local_env, first_backup):
+    root = Path(local_env.root / "backups")
+    names = sets(root)
+    assert len(names) == 1
+    data = json.loads((root / "daily" / names[0]).read_text())
+    components = sorted(a["component"] for a in data["artifacts"])
+    assert components == ["config", "database", "files", "files", "schema", "vault"]
+    stamp = data["set_id"]
+    for artifact in data["artifacts"]:
+        assert stamp in artifact["name"]
+        path = root / "daily" / artifact["name"]
+        assert path.exists()
+        subprocess.run(["md5sum", "-c", artifact["name"] + ".md5"], cwd=str(root / "daily"), check=True,
+                       capture_output=True)
+    config = next(a for a in data["artifacts"] if a["component"] == "config")
+    assert oct((root / "daily" / config["name"]).stat().st_mode & 0o777) == "0o600"
+    assert data["offsite"]["s3"] is True
+    # the whole set is in the bucket, manifest included
+    keys = [o["Key"] for o in local_env.s3.client().list_objects_v2(Bucket="atlasia-backups").get("Contents", [])]
+    for artifact in data["artifacts"]:
+        assert any(k.endswith("/" + artifact["name"]) for k in keys), artifact["name"]
+    assert any(k.endswith("/" + names[0]) for k in keys)
+    metrics = (local_env.root / "metrics" / "atlasia_dr.prom").read_text()
+    assert 'atlasia_dr_backup_success{env="local"} 1' in metrics
+    assert "atlasia_dr_backup_last_success_timestamp_seconds" in metrics
+
+
+def test_restore_after_disaster_brings_everything_back(local_env, first_backup):
+    local_env.disaster()
+    result = playbook("restore.yml", first_backup["vars_file"], "-e", "dr_restore_config=true",
+                      "-e", "dr_restore_files=true")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    after = local_env.snapshot()
+    assert after["digests"] == first_backup["before"]["digests"]
+    assert after["secret"] == first_backup["before"]["secret"]
+    assert after["files"] == first_backup["before"]["files"]
+    reports = sorted((local_env.root / "reports").glob("restore-*.json"))
+    report = json.loads(reports[-1].read_text())
+    assert report["verified"] is True
+    assert [p["name"] for p in report["phases"]] == ["assessment", "preparation", "restoration", "verification",
+                                                     "post-recovery"]
+    assert report["rto_seconds"] > 0 and report["rpo_seconds"] >= 0
+    assert "Achieved RTO" in result.stdout  # the Markdown report is printed at the end
+    assert reports[-1].with_suffix(".md").exists()
+
+
+def test_prod_restore_refused_without_confirmation(local_env, first_backup):
+    argv = [str(VENV_BIN / "ansible-playbook"), "playbooks/restore.yml", "-e", "env=prod",
+            "-e", "ansible_python_interpreter=%s" % VENV_PYTHON]
+    result = subprocess.run(argv, cwd=str(REPO_ROOT), env=venv_env(), capture_output=True, text=True, timeout=300,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode != 0
+    assert "Refusing to restore PRODUCTION without confirmation" in result.stdout + result.stderr
+
+
+def test_damaged_newest_set_falls_back_to_the_previous_one(local_env, first_backup):
+    vars_file = first_backup["vars_file"]
+    result = playbook("backup.yml", vars_file)
+    assert result.returncode == 0, result.stdout[-4000:]
+    root = Path(local_env.root / "backups")
+    names = sets(root)
+    assert len(names) == 2
+    newest = json.loads((root / "daily" / names[-1]).read_text())
+    dump = root / "daily" / next(a["name"] for a in newest["artifacts"] if a["component"] == "database")
+    with open(dump, "r+b") as handle:  # flip one byte in the middle of the newest dump
+        handle.seek(dump.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    before = table_digests(local_env.pg, DB_NAME)
+    result = playbook("restore.yml", vars_file, "-e", "dr_restore_vault=false")
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert "skipped because they do not verify" in result.stdout
+    reports = sorted((local_env.root / "reports").glob("restore-*.json"))
+    report = json.loads(reports[-1].read_text())
+    assert report["backup"]["set_id"] == names[0][len("set_"):-len(".json")]
+    assert report["backup"]["skipped"] == [names[-1][len("set_"):-len(".json")]]
+    assert table_digests(local_env.pg, DB_NAME) == before
+
+
+def test_restore_from_s3_when_local_backups_are_lost(local_env, first_backup):
+    before = table_digests(local_env.pg, DB_NAME)
+    shutil.rmtree(local_env.root / "backups")
+    local_env.pg.psql('DROP DATABASE "%s" WITH (FORCE)' % DB_NAME)
+    result = playbook("restore.yml", first_backup["vars_file"], "-e", "dr_restore_vault=false")
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert table_digests(local_env.pg, DB_NAME) == before
+    reports = sorted((local_env.root / "reports").glob("restore-*.json"))
+    report = json.loads(reports[-1].read_text())
+    assert report["backup"]["source"].startswith("s3")
+    assert report["verified"] is True
+    assert local_env.bao.read_secret(SECRET_PATH) is not None

@@ -22,7 +22,7 @@ description:
   - O(state=updated) merges O(changes) into a set manifest (for example the offsite copy or the result of a
     restore test).
 author:
-  - atlasia DevOps team
+  - atlasia DevOps team (@atlasia-devops)
 attributes:
   check_mode:
     support: full

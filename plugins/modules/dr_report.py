@@ -19,7 +19,7 @@ description:
   - The keys C(rto_seconds), C(rpo_seconds), C(phases) and C(verified) are a stable interface.
   - Optionally also an SVG timeline of the phases and a line appended to a JSON-lines history.
 author:
-  - atlasia DevOps team
+  - atlasia DevOps team (@atlasia-devops)
 attributes:
   check_mode:
     support: full

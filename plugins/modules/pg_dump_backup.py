@@ -23,7 +23,7 @@ description:
     start and end time, duration, tables with row estimates).
   - A plain gzip backup stays usable with the usual manual commands (C(gunzip -t), C(zcat ... | psql)).
 author:
-  - atlasia DevOps team
+  - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
   - atlasia.dr.postgres
 attributes:

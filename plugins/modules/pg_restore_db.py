@@ -26,7 +26,7 @@ description:
     copied back, the plan's Scenario 4).
   - Scratch databases left by an interrupted earlier run for the same O(db) are dropped first.
 author:
-  - atlasia DevOps team
+  - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
   - atlasia.dr.postgres
 attributes:
@@ -225,10 +225,12 @@ class Restorer(object):
         return [name for name in self.client.databases(self.maint)
                 if naming.parse_scratch_db_name(name, self.db, kind="restore") is not None]
 
-    def restore_stages(self, src, fmt, comp, target):
+    def restore_stages(self, src, fmt, comp, target, env_extra=None):
+        # env_extra (PGOPTIONS) is named in the stages too: through `docker exec` only variables listed with -e
+        # reach the client program.
         jobs = self.params["jobs"]
         if fmt == "plain":
-            stage, env = self.client.stage("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target])
+            stage, env = self.client.stage("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target], env_extra)
             decomp = compression.decompressor_argv(self.module, comp, src)
             if decomp:
                 return [(os.path.basename(decomp[0]) + " -d", decomp), stage], None
@@ -241,7 +243,7 @@ class Restorer(object):
             args.append("--jobs=%d" % jobs)
         if not from_stdin:
             args.append(src)
-        stage, env = self.client.stage("pg_restore", args)
+        stage, env = self.client.stage("pg_restore", args, env_extra)
         if comp == "zstd":
             return [("zstd -d", compression.decompressor_argv(self.module, "zstd", src)), stage], None
         return [stage], (src if from_stdin else None)
@@ -312,10 +314,10 @@ class Restorer(object):
         self.create_db(target, like)
         self.result["changed"] = True
         try:
-            stages, stdin_path = self.restore_stages(src, info["format"], info["compression"], target)
             settings = p["session_settings"] or {}
-            self.client.pipeline(stages, stdin_path=stdin_path,
-                                 env_extra={"PGOPTIONS": _pgoptions(settings)} if settings else None)
+            env_extra = {"PGOPTIONS": _pgoptions(settings)} if settings else None
+            stages, stdin_path = self.restore_stages(src, info["format"], info["compression"], target, env_extra)
+            self.client.pipeline(stages, stdin_path=stdin_path, env_extra=env_extra)
             rows = self.client.exact_counts(target)
             if p["mode"] == "replace":
                 self.result["previous_db"] = self.swap(target, target_exists)

@@ -16,7 +16,7 @@ description:
     chosen columns, and user-supplied SQL assertions.
   - Read-only; never changes anything.
 author:
-  - atlasia DevOps team
+  - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
   - atlasia.dr.postgres
 attributes:

@@ -60,15 +60,18 @@ def _tree_files(path):
             yield os.path.join(root, name)
 
 
-def tree_listing(path, algorithms=ALGORITHMS):
-    """Per-algorithm sidecar text for a directory: one ``<hex>  <dir>/<file>`` line per file."""
-    base = os.path.dirname(os.path.abspath(path))
+def tree_listing(path, algorithms=ALGORITHMS, final_name=None):
+    """Per-algorithm sidecar text for a directory: one ``<hex>  <dir>/<file>`` line per file.
+
+    ``final_name`` is the name listed for the directory when ``path`` is still a temporary name.
+    """
+    top = final_name or os.path.basename(os.path.abspath(path))
     lines = dict((name, []) for name in algorithms)
     size = 0
     for file_path in _tree_files(path):
         digests, file_size = file_digests(file_path, algorithms)
         size += file_size
-        rel = os.path.relpath(file_path, base)
+        rel = os.path.join(top, os.path.relpath(file_path, path))
         for name in algorithms:
             lines[name].append("%s  %s\n" % (digests[name], rel))
     return dict((name, "".join(lines[name])) for name in algorithms), size
@@ -79,11 +82,15 @@ def sidecar_text(hexdigest, name):
     return "%s  %s\n" % (hexdigest, os.path.basename(name))
 
 
-def artifact_digests(path, algorithms=ALGORITHMS):
-    """``(hexdigests, size, sidecar_texts)`` of a file or a directory artifact."""
-    name = os.path.basename(path.rstrip("/"))
+def artifact_digests(path, algorithms=ALGORITHMS, final_name=None):
+    """``(hexdigests, size, sidecar_texts)`` of a file or a directory artifact.
+
+    ``final_name``: the artifact's final base name when ``path`` is still a temporary name. A directory's
+    digest is the digest of its listing, so the listing must already name the final directory.
+    """
+    name = final_name or os.path.basename(path.rstrip("/"))
     if os.path.isdir(path):
-        texts, size = tree_listing(path, algorithms)
+        texts, size = tree_listing(path, algorithms, final_name=name)
         digests = dict((algo, hashlib.new(algo, texts[algo].encode("utf-8")).hexdigest()) for algo in algorithms)
         return digests, size, texts
     digests, size = file_digests(path, algorithms)

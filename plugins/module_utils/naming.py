@@ -23,8 +23,11 @@ SIDECAR_SUFFIXES = (".md5", ".sha256")
 MANIFEST_EXT = "json"
 TEMP_MARKER = ".tmp-"
 
+# A prefix may hold '_' only before a letter: "_<digit>" would be ambiguous with the timestamp that follows.
+_PREFIX_PATTERN = r"[A-Za-z0-9][A-Za-z0-9-]*(?:_[A-Za-z][A-Za-z0-9-]*)*"
+_PREFIX_RE = re.compile(_PREFIX_PATTERN)
 _NAME_RE = re.compile(
-    r"^(?P<prefix>[A-Za-z0-9][A-Za-z0-9-]*(?:_[A-Za-z][A-Za-z0-9-]*)*)"
+    r"^(?P<prefix>" + _PREFIX_PATTERN + r")"
     r"_(?P<date>\d{8})_(?P<time>\d{6})"
     r"(?:\.(?P<ext>[A-Za-z0-9][A-Za-z0-9.]*))?$"
 )
@@ -57,8 +60,9 @@ def parse_timestamp(text):
 
 def backup_stem(prefix, moment):
     """``<prefix>_<YYYYMMDD>_<HHMMSS>``."""
-    if not prefix or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", prefix):
-        raise ValueError("invalid backup prefix %r: use letters, digits, '-' and '_'" % (prefix,))
+    if not prefix or not _PREFIX_RE.fullmatch(prefix):
+        raise ValueError("invalid backup prefix %r: use letters, digits, '-' and '_' (an '_' must be followed by "
+                         "a letter, so that the name stays recognisable)" % (prefix,))
     return "%s_%s" % (prefix, format_timestamp(moment))
 
 

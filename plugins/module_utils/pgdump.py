@@ -55,11 +55,11 @@ def resolve(params):
         opts["moment"] = naming.parse_timestamp(opts["timestamp"])
     else:
         opts["moment"] = naming.utc_now()
-    opts["name"] = naming.backup_name(opts["prefix"], opts["moment"], compression.extension(opts["format"],
-                                                                                              opts["compression"]))
+    ext = compression.extension(opts["format"], opts["compression"])
+    opts["name"] = naming.backup_name(opts["prefix"], opts["moment"], ext)
     opts["path"] = os.path.join(opts["dest"], opts["name"])
-    opts["manifest_path"] = os.path.join(opts["dest"], naming.manifest_name(naming.backup_stem(opts["prefix"],
-                                                                                                 opts["moment"])))
+    stem = naming.backup_stem(opts["prefix"], opts["moment"])
+    opts["manifest_path"] = os.path.join(opts["dest"], naming.manifest_name(stem))
     return opts
 
 

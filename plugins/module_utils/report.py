@@ -111,8 +111,8 @@ def markdown(report):
     lines.append("- Verified: **%s**" % ("yes" if report["verified"] else "NO"))
     backup = report.get("backup") or {}
     if backup:
-        lines.append("- Backup used: %s (taken %s)" % (backup.get("set_id") or backup.get("path") or backup,
-                                                        report.get("backup_time") or "-"))
+        used = backup.get("set_id") or backup.get("path") or backup
+        lines.append("- Backup used: %s (taken %s)" % (used, report.get("backup_time") or "-"))
         if backup.get("source"):
             lines.append("- Source: %s" % backup["source"])
         if backup.get("skipped"):

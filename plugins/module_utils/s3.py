@@ -181,7 +181,7 @@ def get_s3_client(module):
             aws_session_token=params.get("session_token"), profile_name=params.get("profile"), region_name=region)
         return session.client("s3", endpoint_url=params.get("endpoint_url") or None, verify=verify,
                               config=Config(**client_settings(params)))
-    except AWS_ERRORS as exc:
+    except (ClientError, BotoCoreError, Boto3Error) as exc:
         fail_json_aws(module, exc, msg="cannot create the S3 client")
 
 
@@ -301,6 +301,22 @@ def list_level(client, bucket, prefix):
     return objects, folders
 
 
+def has_objects(client, bucket, prefix):
+    """Whether at least one object lives below ``prefix``."""
+    answer = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+    return bool(answer.get("KeyCount", len(answer.get("Contents", []) or [])))
+
+
+def drop_empty_folders(client, bucket, folders, only=None):
+    """``folders`` without the ones that hold no object.
+
+    Filer-backed servers (SeaweedFS) keep listing an emptied folder as a common prefix for a while; such a
+    "ghost" must not count as a backup. ``only(folder)`` limits the (one request each) check to some folders.
+    """
+    return [folder for folder in folders
+            if (only is not None and not only(folder)) or has_objects(client, bucket, folder)]
+
+
 def list_tree(client, bucket, prefix):
     """Every object below ``prefix`` (recursive), as :func:`list_level` object dicts."""
     objects = []
@@ -349,7 +365,7 @@ def delete_batch(client, bucket, objects, batch_size=DELETE_BATCH, pause=0.0):
                  for obj in objects[start:start + batch_size]]
         try:
             answer = client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
-        except AWS_ERRORS as exc:
+        except (ClientError, BotoCoreError, Boto3Error) as exc:
             code = error_code(exc)
             for obj in chunk:
                 errors.append(dict(key=obj["Key"], version_id=obj.get("VersionId"), code=code, message=to_native(exc)))

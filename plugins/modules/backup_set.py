@@ -15,7 +15,7 @@ description:
     and file archives) sharing one timestamp, listed with sizes and checksums in C(set_<YYYYMMDD>_<HHMMSS>.json).
   - O(state=present) writes the set manifest from the artifacts' sidecars and hard-links the set into the
     C(weekly) and C(monthly) tiers of O(root) when its date calls for it (Sunday, 1st of the month).
-  - O(state=query) lists the sets under O(root) (or O(roots)) newest first and selects one: the newest set
+  - O(state=query) lists the sets under O(root) (or O(roots)) newest first and selects one, either the newest set
     whose checksums verify (O(select=latest)), a given set id, or a given set manifest. Damaged sets are
     skipped and reported, so a restore falls back to the newest good set and says so.
   - O(state=verified) checks every artifact of one set against its sidecars and the set manifest.
@@ -23,12 +23,16 @@ description:
     restore test).
 author:
   - atlasia DevOps team (@atlasia-devops)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: O(state=present) and O(state=updated) report what they would write; the others only read.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   state:
     description: What to do.
@@ -55,7 +59,7 @@ options:
     type: str
   artifacts:
     description:
-      - Artifacts of the set (O(state=present)): base names in O(path), or dicts with C(name) and C(component)
+      - Artifacts of the set (O(state=present)), base names in O(path) or dicts with C(name) and C(component)
         (C(database), C(schema), C(vault), C(config), C(files)...).
     type: list
     elements: raw
@@ -237,9 +241,8 @@ def query(module):
         elif not sets:
             msg = "no backup set found under %s" % ", ".join(_roots(p) or [select])
         else:
-            msg = "no backup set under %s verifies (%d damaged): %s" % (
-                ", ".join(_roots(p)), len(skipped), "; ".join("%s: %s" % (s.get("set_id", s["manifest"]),
-                                                                           ", ".join(s["problems"])) for s in skipped))
+            damaged = "; ".join("%s: %s" % (s.get("set_id", s["manifest"]), ", ".join(s["problems"])) for s in skipped)
+            msg = "no backup set under %s verifies (%d damaged): %s" % (", ".join(_roots(p)), len(skipped), damaged)
         module.fail_json(msg=msg, **result)
     return result
 

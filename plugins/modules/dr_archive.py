@@ -26,9 +26,9 @@ description:
   - With O(state=extracted), the archive O(src) is checked against its sidecars and read whole before anything is
     touched, so a damaged or truncated archive is refused with the destination unchanged. Then it is extracted
     under O(dest) with permissions, owners (when run as root) and modification times.
-  - Extraction reports and performs a change only for the entries that differ from the destination (type, size,
-    modification time, permissions, owner, link target), so extracting the same archive twice changes nothing
-    the second time.
+  - Extraction writes only the entries that differ from the destination (type, size, modification time,
+    permissions, owner, link target) and are allowed by O(overwrite); unchanged files are left alone, and
+    extracting the same archive twice changes nothing the second time.
 author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
@@ -391,7 +391,8 @@ def run_extracted(module, t0):
     changed = bool(written)
     if changed and not module.check_mode:
         try:
-            archive.extract(module, tar, src, comp, dest, params["overwrite"])
+            names = None if len(written) == len(members) else [member.name for member in written]
+            archive.extract(module, tar, src, comp, dest, params["overwrite"], names)
         except archive.ArchiveError as exc:
             module.fail_json(msg=str(exc), error_kind="extract", changed=True, **result)
         except OSError as exc:

@@ -11,7 +11,7 @@ module: dr_report
 short_description: Write the report of a restore, rebuild, drill or restore test
 version_added: 0.1.0
 description:
-  - Writes C(<kind>-<YYYYMMDD>_<HHMMSS>.json) and C(.md) into O(dest): the phases with their durations
+  - Writes C(<kind>-<YYYYMMDD>_<HHMMSS>.json) and C(.md) into O(dest), with the phases and their durations
     against the plan's targets (assessment 15 min, preparation 30 min, restoration 2 h, verification 1 h,
     post-recovery 30 min), the achieved RTO (C(rto_seconds)) and RPO (C(rpo_seconds), the restore's start
     minus the backup's timestamp), the checks and whether all passed (C(verified)), the backup used and the
@@ -20,12 +20,16 @@ description:
   - Optionally also an SVG timeline of the phases and a line appended to a JSON-lines history.
 author:
   - atlasia DevOps team (@atlasia-devops)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: Builds and returns the report without writing files.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   kind:
     description: What is reported; the file name starts with it.

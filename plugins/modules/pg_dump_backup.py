@@ -25,6 +25,7 @@ description:
 author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - atlasia.dr.postgres
 attributes:
   check_mode:
@@ -32,6 +33,8 @@ attributes:
     details: Connects to read the server version and reports the path it would write; writes nothing.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   dest:
     description:

@@ -28,6 +28,7 @@ description:
 author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - atlasia.dr.postgres
 attributes:
   check_mode:
@@ -35,10 +36,12 @@ attributes:
     details: Validates the backup completely and reports what it would do; the server is not changed.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   src:
     description:
-      - Backup to restore: a file or a directory-format dump.
+      - Backup to restore, a file or a directory-format dump.
     type: path
     required: true
   mode:

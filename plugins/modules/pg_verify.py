@@ -11,13 +11,14 @@ module: pg_verify
 short_description: Integrity checks of a restored PostgreSQL database
 version_added: 0.1.0
 description:
-  - Runs the plan's data-integrity checks against a database and reports each one: connectivity, key
+  - Runs the plan's data-integrity checks against a database and reports each one (connectivity, key
     tables present, row counts (exact, optionally against expected counts), the newest timestamp of
-    chosen columns, and user-supplied SQL assertions.
+    chosen columns, and user-supplied SQL assertions).
   - Read-only; never changes anything.
 author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - atlasia.dr.postgres
 attributes:
   check_mode:
@@ -25,6 +26,8 @@ attributes:
     details: Runs the same read-only queries.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   tables:
     description: Tables that must exist (C(name) or C(schema.name); the schema defaults to C(public)).
@@ -177,8 +180,8 @@ def main():
             if name not in rows:
                 check("newest %s.%s" % (name, column), False, "table missing")
                 continue
-            value = client.query("SELECT max(%s)::text FROM %s.%s" % (quote_ident(column), quote_ident(schema),
-                                                                       quote_ident(rel)))[0][0]
+            sql = "SELECT max(%s)::text FROM %s.%s" % (quote_ident(column), quote_ident(schema), quote_ident(rel))
+            value = client.query(sql)[0][0]
             result["newest"][name] = value or None
             check("newest %s.%s" % (name, column), bool(value), value or "no rows")
         for assertion in p["assertions"]:

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 def playbook(name, vars_file, *args):
     argv = [str(VENV_BIN / "ansible-playbook"), "playbooks/%s" % name, "-e", "env=local", "-e", "@%s" % vars_file,
             "-e", "ansible_python_interpreter=%s" % VENV_PYTHON] + list(args)
-    return subprocess.run(argv, cwd=str(REPO_ROOT), env=venv_env(), capture_output=True, text=True, timeout=900)
+    return subprocess.run(argv, cwd=str(REPO_ROOT), env=venv_env(), capture_output=True, text=True, timeout=900, check=False)
 
 
 def sets(root):
@@ -100,7 +100,7 @@ def test_prod_restore_refused_without_confirmation(local_env, first_backup):
     argv = [str(VENV_BIN / "ansible-playbook"), "playbooks/restore.yml", "-e", "env=prod",
             "-e", "ansible_python_interpreter=%s" % VENV_PYTHON]
     result = subprocess.run(argv, cwd=str(REPO_ROOT), env=venv_env(), capture_output=True, text=True, timeout=300,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, check=False)
     assert result.returncode != 0
     assert "Refusing to restore PRODUCTION without confirmation" in result.stdout + result.stderr
 

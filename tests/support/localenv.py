@@ -33,8 +33,10 @@ SECRET_VALUE = {"username": "aiteam_prod_user", "password": "original-secret-val
 
 
 class LocalEnvironment(object):
-    def __init__(self, root=None, with_vault=True, with_s3=True):
+    def __init__(self, root=None, with_vault=True, with_s3=True, db_password=None, s3_secret_key=None):
         self.root = Path(root or (TMP_ROOT / "demo"))
+        self.db_password = db_password
+        self.s3_secret_key = s3_secret_key
         self.with_vault = with_vault
         self.with_s3 = with_s3
         self.pg = None
@@ -48,13 +50,15 @@ class LocalEnvironment(object):
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True)
         try:
-            self.pg = PostgresServer(base_dir=self.root / "postgres").start()
+            pg_args = dict(password=self.db_password) if self.db_password else {}
+            self.pg = PostgresServer(base_dir=self.root / "postgres", **pg_args).start()
             create_sample_database(self.pg, DB_NAME)
             if self.with_vault:
                 self.bao = OpenBaoServer(directory=str(self.root / "openbao")).setup()
                 self.bao.write_secret(SECRET_PATH, SECRET_VALUE)
             if self.with_s3:
-                self.s3 = SeaweedS3Server(directory=str(self.root / "s3")).start(bucket=BUCKET)
+                s3_args = dict(secret_key=self.s3_secret_key) if self.s3_secret_key else {}
+                self.s3 = SeaweedS3Server(directory=str(self.root / "s3"), **s3_args).start(bucket=BUCKET)
             self._write_app_files()
         except BaseException:
             self.stop()

@@ -13,7 +13,8 @@ manifest written and the archive renamed to ``<prefix>_<YYYYMMDD>_<HHMMSS>.tar.g
 
 Extracting: sidecars are checked and the archive is read whole before anything under the destination is
 touched; the entries that differ from the destination are computed from the listing (type, size, mtime,
-mode, link target), so extracting the same archive twice changes nothing the second time.
+mode, link target) and only those are written, so extracting the same archive twice changes nothing the second
+time.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ USTAR_MAGIC_OFFSET = 257
 LIST_LIMIT = 1000
 _CHANGED_WHILE_READ = ": file changed as we read it"
 _VANISHED = ": Cannot stat: No such file or directory"
-_TAR_EXITING = "tar: Exiting with failure status due to previous errors"
+_TAR_EXITING = "Exiting with failure status due to previous errors"
 _TAIL_LIMIT = 3900  # run_pipeline keeps the last 4000 bytes of a stage's error output
 
 Entry = namedtuple("Entry", ["path", "kind", "size", "inode"])
@@ -223,13 +224,23 @@ class Selection(object):
         self._seen.add(path)
         index = len(self.entries)
         self.entries.append(Entry(path, "dir", 0, None))
-        with os.scandir(path) as iterator:
-            children = sorted(iterator, key=lambda item: item.name)
+        try:
+            with os.scandir(path) as iterator:
+                children = sorted(iterator, key=lambda item: item.name)
+        except FileNotFoundError:
+            if top:
+                raise
+            self.entries.pop()  # removed since its parent was read (a rotated log directory)
+            return
         for child in children:
             if excluded(child.path, self.exclude):
                 self.omitted["excluded"] += 1
                 continue
-            self._add(child.path, child.stat(follow_symlinks=False))
+            try:
+                st = child.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed since the directory was read
+            self._add(child.path, st)
         # with an age filter, a directory is kept only when it holds something kept (or was named)
         if self.cutoff is not None and not top and len(self.entries) == index + 1:
             self.entries.pop()
@@ -399,7 +410,7 @@ def create_stages(module, tar, list_path, opts):
     return stages
 
 
-def tar_problems(exc):
+def tar_problems(exc, program="tar"):
     """Files GNU tar reported as changed while it read them, or removed before it could, when those are the only
     problems of the failed pipeline ``exc``: ``dict(changed=[...], vanished=[...], other=[...])`` (``other``: the
     further messages of an exit status 1); else ``None``.
@@ -407,8 +418,9 @@ def tar_problems(exc):
     Both happen to live logs (appended to, rotated away). Exit status 1 of ``tar --create`` means only "some files
     changed while being archived"; the archive is complete. Exit status 2 is accepted only when every line of
     tar's (complete) error output is about a vanished or changed file; the vanished files are then not in the
-    archive, which the verification checks.
+    archive, which the verification checks. tar starts its messages with ``program`` (its argv[0]) and ``: ``.
     """
+    prefixes = tuple(set((program + ": ", os.path.basename(program) + ": ")))
     if len(exc.failures) != 1 or exc.cause is not None:
         return None
     name, returncode, stderr = exc.failures[0]
@@ -416,15 +428,16 @@ def tar_problems(exc):
         return None
     stderr = stderr or ""
     lines = [line for line in stderr.splitlines() if line.strip()]
-    if lines and not lines[0].startswith("tar: "):
+    if lines and not lines[0].startswith(prefixes):
         if returncode == 2:
             return None  # the error output was cut: something else may have gone wrong
         lines = lines[1:]
     problems = dict(changed=[], vanished=[], other=[])
     for line in lines:
-        if line == _TAR_EXITING:
+        prefix = [p for p in prefixes if line.startswith(p)]
+        body = line[len(prefix[0]):] if prefix else None
+        if body == _TAR_EXITING:
             continue
-        body = line[len("tar: "):] if line.startswith("tar: ") else None
         if body is not None and body.endswith(_CHANGED_WHILE_READ):
             problems["changed"].append(body[:-len(_CHANGED_WHILE_READ)])
         elif body is not None and body.endswith(_VANISHED):
@@ -483,7 +496,7 @@ def create(module, opts, selection, warn=None):
                 try:
                     run_pipeline(create_stages(module, tar, listing.name, opts), sink=sink, env_update=TAR_ENV)
                 except PipelineError as exc:
-                    problems = tar_problems(exc)
+                    problems = tar_problems(exc, tar)
                     if problems is None:
                         raise ArchiveError("tar failed: %s" % exc)
                 handle.flush()
@@ -623,6 +636,8 @@ def differs(member, dest):
         raise
     mode = st.st_mode
     if member.type == "d":
+        if stat.S_ISLNK(mode) and os.path.isdir(target):
+            return False  # an existing link to a directory is kept (tar --keep-directory-symlink)
         return not stat.S_ISDIR(mode) or stat.S_IMODE(mode) != member.mode or not _same_owner(member, st)
     if member.type == "l":
         return not stat.S_ISLNK(mode) or os.readlink(target) != member.link
@@ -665,7 +680,8 @@ def plan(members, dest, overwrite):
 
 
 def extract_stages(module, tar, src, comp, dest, overwrite, list_path=None):
-    args = ["--extract", "--directory=%s" % dest, "--numeric-owner", "--preserve-permissions"]
+    args = ["--extract", "--directory=%s" % dest, "--numeric-owner", "--preserve-permissions",
+            "--keep-directory-symlink"]
     if overwrite == "never":
         args.append("--skip-old-files")
     elif overwrite == "older":

@@ -114,6 +114,17 @@ def build(directory, timestamp, artifacts, environment=None, extra=None, tiers=N
     return path, data
 
 
+def refresh(directory, timestamp):
+    """Re-read every artifact entry of a set from its sidecars (after a re-encryption); other keys are kept."""
+    path = os.path.join(directory, set_manifest_name(timestamp))
+    data = load(path)
+    data["artifacts"] = [artifact_entry(directory, entry["name"], entry.get("component")) for entry in data["artifacts"]]
+    data["size"] = sum(entry["size"] for entry in data["artifacts"])
+    data["refreshed"] = naming.utc_now().isoformat()
+    atomic.write_json(path, data, mode=0o644)
+    return data
+
+
 def load(path):
     try:
         with open(path) as handle:

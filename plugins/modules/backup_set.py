@@ -21,6 +21,8 @@ description:
   - O(state=verified) checks every artifact of one set against its sidecars and the set manifest.
   - O(state=updated) merges O(changes) into a set manifest (for example the offsite copy or the result of a
     restore test).
+  - O(state=refreshed) re-reads the sizes and checksums of every artifact of a set from its sidecars, after the
+    artifacts were re-encrypted under a new key.
 author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
@@ -28,7 +30,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: O(state=present) and O(state=updated) report what they would write; the others only read.
+    details: O(state=present), O(state=updated) and O(state=refreshed) report what they would write; the others only read.
   diff_mode:
     support: none
   platform:
@@ -38,7 +40,7 @@ options:
     description: What to do.
     type: str
     default: query
-    choices: [present, query, verified, updated]
+    choices: [present, query, verified, updated, refreshed]
   path:
     description:
       - Directory holding the set (O(state=present), O(state=verified), O(state=updated)). With
@@ -130,7 +132,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 manifest:
-  description: Path of the set manifest (present, verified, updated, and the selected set of query).
+  description: Path of the set manifest (present, verified, updated, refreshed, and the selected set of query).
   returned: when a set is involved
   type: str
   sample: /srv/atlasia/backups/daily/set_20261126_020000.json
@@ -250,7 +252,7 @@ def query(module):
 def main():
     module = DRModule(
         argument_spec=dict(
-            state=dict(type="str", default="query", choices=["present", "query", "verified", "updated"]),
+            state=dict(type="str", default="query", choices=["present", "query", "verified", "updated", "refreshed"]),
             path=dict(type="path"),
             root=dict(type="path"),
             roots=dict(type="list", elements="path"),
@@ -270,6 +272,7 @@ def main():
             ("state", "present", ("path", "timestamp", "artifacts")),
             ("state", "verified", ("path", "timestamp")),
             ("state", "updated", ("path", "timestamp", "changes")),
+            ("state", "refreshed", ("path", "timestamp")),
         ],
         supports_check_mode=True,
     )
@@ -311,7 +314,10 @@ def main():
             module.exit_json(**result)
         if module.check_mode:
             module.exit_json(changed=True, manifest=manifest_path, set=data, free_bytes=free, total_bytes=total)
-        data = backupset.update(manifest_path, p["changes"])
+        if state == "refreshed":
+            data = backupset.refresh(p["path"], p["timestamp"])
+        else:
+            data = backupset.update(manifest_path, p["changes"])
         module.exit_json(changed=True, manifest=manifest_path, set=data, free_bytes=free, total_bytes=total)
     except backupset.SetError as exc:
         module.fail_json(msg=str(exc))

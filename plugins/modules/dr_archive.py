@@ -158,13 +158,16 @@ options:
 notes:
   - Needs GNU tar. Sockets are never archived (tar cannot store them); they are counted in RV(omitted) and in the manifest.
   - A file that changes while it is read (a log being written) is archived and reported in a warning and in the
-    manifest (C(changed_while_read)); GNU tar's exit status 1 for this case does not fail the task. Any other tar
-    error does.
+    manifest (C(changed_while_read)). A file removed between the selection and its reading (a rotated log) is
+    left out and reported (C(vanished_while_read)); the verification then expects the archive without it. Any
+    other tar error fails the task.
   - A path named in O(paths) that is a symbolic link to a directory is archived as the link only, with a warning;
     name its target to archive the content.
   - Extended attributes, ACLs and SELinux labels are not archived.
   - Extraction is not atomic per file; it happens only after the whole archive was verified. Stop the services
     using the files first.
+  - An existing symbolic link to a directory under O(dest) is kept when the archive holds a directory of that name
+    (C(tar --keep-directory-symlink)); the files are extracted into the directory it points to.
 seealso:
   - module: atlasia.dr.pg_dump_backup
   - module: atlasia.dr.dr_lock

@@ -142,3 +142,23 @@ def test_restore_from_s3_when_local_backups_are_lost(local_env, first_backup):
     assert report["backup"]["source"].startswith("s3")
     assert report["verified"] is True
     assert local_env.bao.read_secret(SECRET_PATH) is not None
+
+
+def test_restore_from_explicit_s3_url_and_local_dump(local_env, first_backup):
+    before = table_digests(local_env.pg, DB_NAME)
+    client = local_env.s3.client()
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="atlasia-backups").get("Contents", []))
+    set_key = [k for k in keys if k.rsplit("/", 1)[-1].startswith("set_")][-1]
+    local_env.pg.psql('DROP DATABASE "%s" WITH (FORCE)' % DB_NAME)
+    result = playbook("restore.yml", first_backup["vars_file"], "-e", "backup=s3://atlasia-backups/%s" % set_key,
+                      "-e", "dr_restore_vault=false")
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert table_digests(local_env.pg, DB_NAME) == before
+
+    # a single dump given by path (the plan's `dr-restore.sh prod /path/to/backup.sql.gz`)
+    staging = sorted((local_env.root / "backups" / "restore-staging").iterdir())[-1]
+    dump = sorted(staging.glob("backup_*.sql.gz"))[-1]
+    local_env.pg.psql('DROP DATABASE "%s" WITH (FORCE)' % DB_NAME)
+    result = playbook("restore.yml", first_backup["vars_file"], "-e", "backup=%s" % dump)
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert table_digests(local_env.pg, DB_NAME) == before

@@ -1,0 +1,198 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, atlasia DevOps team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Integration tests of dr_lock: the module run by the real ``ansible`` and ``ansible-playbook`` commands on a
+real lock file.
+
+The pid check is exercised end to end: a play that takes the lock records the pid of its ``ansible-playbook``
+process (not of the short-lived worker of the task), its lock blocks others while the play runs, and is recovered
+at once when the play is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.support import REPO_ROOT, VENV_BIN, VENV_PYTHON
+from tests.support.ansible_run import ansible_env, run_module
+
+
+@pytest.fixture
+def lock(tmp_path):
+    return tmp_path / "locks" / "backup.lock"
+
+
+def acquire(lock, owner, **extra):
+    return run_module("dr_lock", dict(path=str(lock), owner=owner, **extra))
+
+
+def release(lock, owner):
+    return run_module("dr_lock", dict(path=str(lock), owner=owner, state="released"))
+
+
+def on_disk(lock):
+    return json.loads(lock.read_text())
+
+
+def playbook(tmp_path, lock, owner, hold_until=None):
+    """A play that takes the lock and, with ``hold_until``, keeps running until that file exists."""
+    tasks = [{"name": "Take the lock", "atlasia.dr.dr_lock": {"path": str(lock), "owner": owner}}]
+    if hold_until:
+        tasks.append({"name": "Work while holding it", "ansible.builtin.wait_for": {
+            "path": str(hold_until), "timeout": 120}})
+        tasks.append({"name": "Give it back", "atlasia.dr.dr_lock": {
+            "path": str(lock), "owner": owner, "state": "released"}})
+    path = tmp_path / ("play-%s.yml" % owner)
+    path.write_text(json.dumps([{"name": "Lock", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": str(VENV_PYTHON)}}}}))
+    return subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(path)], cwd=str(REPO_ROOT),
+                            env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_acquire_and_release(lock):
+    result = acquire(lock, "run-1")
+    assert result["changed"] and result["acquired"] and not result.get("failed")
+    record = on_disk(lock)
+    assert record["owner"] == "run-1" and record == result["holder"]
+    assert record["pid"] is None  # an ad-hoc command is not a run that outlives the task
+    assert acquire(lock, "run-1")["changed"] is False
+    released = release(lock, "run-1")
+    assert released["changed"] and released["released"] and not lock.exists()
+    again = release(lock, "run-1")
+    assert again["changed"] is False and not again.get("failed")
+
+
+def test_second_run_fails_fast_with_a_clear_message(lock):
+    acquire(lock, "run-1")
+    t0 = time.monotonic()
+    result = acquire(lock, "run-2")
+    assert time.monotonic() - t0 < 20
+    assert result["failed"] and not result["acquired"]
+    assert result["msg"].startswith("another run holds the lock %s since " % lock)
+    assert "(owner run-1, pid unknown on host " in result["msg"]
+    assert on_disk(lock)["owner"] == "run-1"
+    other = release(lock, "run-2")
+    assert other["changed"] is False and lock.exists()
+    assert any("not held by run-2" in w for w in other.get("warnings", []))
+
+
+def test_waiting_run_gets_the_lock_when_the_holder_releases(lock):
+    acquire(lock, "run-1")
+    box = {}
+    waiter = threading.Thread(target=lambda: box.update(result=acquire(lock, "run-2", wait=60, poll_interval=0.2)))
+    waiter.start()
+    time.sleep(4)
+    assert waiter.is_alive()  # still waiting
+    assert release(lock, "run-1")["released"]
+    waiter.join(60)
+    result = box["result"]
+    assert result["acquired"] and result["changed"] and not result["recovered"]
+    assert 2 < result["waited"] < 60
+    assert on_disk(lock)["owner"] == "run-2"
+
+
+def test_stale_lock_by_age_is_recovered(lock):
+    acquire(lock, "run-1")
+    time.sleep(2.5)
+    result = acquire(lock, "run-2", stale_after=2)
+    assert result["acquired"] and result["recovered"] and result["recovered_reason"] == "age"
+    assert result["previous_holder"]["owner"] == "run-1"
+    assert any("took over the stale lock" in w for w in result.get("warnings", []))
+    assert on_disk(lock)["owner"] == "run-2"
+
+
+def test_playbook_pid_holds_the_lock_while_the_play_runs_and_frees_it_when_gone(lock, tmp_path):
+    flag = tmp_path / "done"
+    play = playbook(tmp_path, lock, "play-1", hold_until=flag)
+    try:
+        deadline = time.time() + 60
+        while not lock.exists() and time.time() < deadline and play.poll() is None:
+            time.sleep(0.1)
+        record = on_disk(lock)
+        assert record["pid"] == play.pid and record["process"] == "ansible-playbook"
+        time.sleep(1)  # the worker of the first task is gone by now; the lock must still hold
+        blocked = acquire(lock, "run-2")
+        assert blocked["failed"] and "(owner play-1, pid %d on host " % play.pid in blocked["msg"]
+    finally:
+        flag.write_text("go")
+        output = play.communicate(timeout=120)[0]
+    assert play.returncode == 0, output
+    assert not lock.exists()  # released by the play's last task
+
+
+def kill_tree(root_pid):
+    """SIGKILL a process and all its descendants (Ansible's workers call setsid: a process group is not enough)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as handle:
+                    data = handle.read()
+            except OSError:
+                continue
+            parents[int(entry)] = int(data[data.rfind(")") + 2:].split()[1])
+    family, frontier = {root_pid}, [root_pid]
+    while frontier:
+        children = [pid for pid, ppid in parents.items() if ppid in frontier and pid not in family]
+        family.update(children)
+        frontier = children
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.parametrize("end", ["finished", "killed"])
+def test_lock_of_a_finished_or_killed_playbook_is_recovered_at_once(lock, tmp_path, end):
+    if end == "finished":
+        play = playbook(tmp_path, lock, "play-1")  # takes the lock and ends without releasing it
+        output = play.communicate(timeout=120)[0]
+        assert play.returncode == 0, output
+    else:
+        play = playbook(tmp_path, lock, "play-1", hold_until=tmp_path / "never")
+        deadline = time.time() + 60
+        while not lock.exists() and time.time() < deadline and play.poll() is None:
+            time.sleep(0.1)
+        kill_tree(play.pid)  # kill -9 of the whole run while it holds the lock
+        play.communicate(timeout=60)
+    assert on_disk(lock)["pid"] == play.pid
+    result = acquire(lock, "run-2")
+    assert result["acquired"] and result["recovered"] and result["recovered_reason"] == "dead_process"
+    assert result["previous_holder"]["pid"] == play.pid and result["previous_holder"]["owner"] == "play-1"
+
+
+def test_concurrent_runs_exactly_one_wins(lock):
+    results = {}
+    owners = ["run-%d" % i for i in range(4)]
+    threads = [threading.Thread(target=lambda o=o: results.update({o: acquire(lock, o)})) for o in owners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    winners = [o for o in owners if results[o].get("acquired")]
+    losers = [o for o in owners if results[o].get("failed")]
+    assert len(winners) == 1 and len(losers) == 3, results
+    assert on_disk(lock)["owner"] == winners[0]
+    for owner in losers:
+        assert "owner %s" % winners[0] in results[owner]["msg"]
+    assert sorted(os.listdir(str(lock.parent))) == ["backup.lock"]
+
+
+def test_check_mode_changes_nothing(lock):
+    result = run_module("dr_lock", dict(path=str(lock), owner="run-1"), check=True)
+    assert result["acquired"] and result["changed"] and not lock.parent.exists()
+    acquire(lock, "run-1")
+    busy = run_module("dr_lock", dict(path=str(lock), owner="run-2", wait=30), check=True)
+    assert not busy.get("failed") and busy["acquired"] is False and busy["waited"] < 5
+    gone = run_module("dr_lock", dict(path=str(lock), owner="run-1", state="released"), check=True)
+    assert gone["changed"] and lock.exists()

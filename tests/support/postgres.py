@@ -30,7 +30,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import time
 from pathlib import Path
 
 from tests.support import SAMPLE_SCHEMA
+from tests.support.process import free_port, pid_alive
 
 PG_BINDIR = Path(os.environ.get("ATLASIA_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
 PG_OS_USER = "atlasia-pg"
@@ -52,13 +52,6 @@ FIELD_SEP = "\x1f"
 
 class PostgresError(RuntimeError):
     """A PostgreSQL command failed; the message carries its output."""
-
-
-def free_port(host: str = HOST) -> int:
-    """Return a TCP port on ``host`` that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def quote_ident(name: str) -> str:
@@ -320,7 +313,7 @@ class PostgresServer:
                     [self._bin("pg_ctl"), "-D", self.data_dir, "-m", "immediate", "-w", "-t", "30", "stop"],
                     timeout=60,
                 )
-        if pid and _alive(pid) and _is_postgres(pid):
+        if pid and pid_alive(pid) and _is_postgres(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
             _wait_gone(pid, 10)
@@ -383,21 +376,6 @@ class PostgresServer:
                                 dbname=db, connect_timeout=10, **kwargs)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (our own child that exited) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _is_postgres(pid: int) -> bool:
     """True when process ``pid`` is a postgres (so a recycled PID is never killed)."""
     try:
@@ -409,7 +387,7 @@ def _is_postgres(pid: int) -> bool:
 
 def _wait_gone(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
 
 

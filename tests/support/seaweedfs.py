@@ -29,12 +29,13 @@ import os
 import random
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from tests.support.process import free_port, pid_alive, pid_cmdline, terminate_pid
 
 HOST = "127.0.0.1"
 GRPC_OFFSET = 10000
@@ -82,62 +83,9 @@ def free_ports(count, attempts=2000):
 
 def closed_port():
     """A 127.0.0.1 port with nothing listening (for 'endpoint unreachable' tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    return free_port(HOST)
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-    except (OSError, IndexError):
-        pass
-    return True
-
-
-def _pid_cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def terminate_pid(pid, grace=3.0, expect_in_cmdline=None):
-    """SIGTERM ``pid``, then SIGKILL after ``grace`` seconds. Returns True when it was running.
-
-    ``expect_in_cmdline`` guards against a recycled PID: nothing is signalled unless the process's command
-    line contains that text.
-    """
-    if not _pid_alive(pid):
-        return False
-    if expect_in_cmdline and expect_in_cmdline not in _pid_cmdline(pid):
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _pid_alive(pid):
-        time.sleep(0.1)
-    return True
 
 
 class SeaweedS3Server(object):
@@ -309,7 +257,7 @@ def _cli(argv=None):
         if os.path.exists(args.state):
             with open(args.state) as handle:
                 old = json.load(handle)
-            if old.get("pid") and _pid_alive(old["pid"]) and "weed" in _pid_cmdline(old["pid"]):
+            if old.get("pid") and pid_alive(old["pid"]) and "weed" in pid_cmdline(old["pid"]):
                 parser.error("%s records a running server (pid %s): stop it first" % (args.state, old["pid"]))
         server = SeaweedS3Server(directory=args.dir)
         server.start(bucket=args.bucket, timeout=args.timeout, detach=True)

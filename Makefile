@@ -26,7 +26,7 @@ define run_pytest
 	  exit $$rc; }
 endef
 
-.PHONY: help setup test unit integration lint sanity molecule demo bench bench-smoke images \
+.PHONY: help setup test unit integration faults lint sanity molecule demo bench bench-smoke images \
 	docker-up docker-down clean distclean
 
 help: ## List the targets
@@ -40,12 +40,13 @@ $(STAMP): requirements-dev.txt
 	scripts/setup.sh
 	@touch $(STAMP)
 
-test: setup ## Everything CI runs: unit, integration, lint, sanity, molecule, bench smoke
+test: setup ## Everything CI runs: unit, integration, lint, sanity, molecule, faults, bench smoke
 	$(MAKE) unit
 	$(MAKE) integration
 	$(MAKE) lint
 	$(MAKE) sanity
 	$(MAKE) molecule
+	$(MAKE) faults
 	$(MAKE) bench-smoke
 
 unit: $(STAMP) ## Unit tests (pytest tests/unit)
@@ -53,6 +54,9 @@ unit: $(STAMP) ## Unit tests (pytest tests/unit)
 
 integration: $(STAMP) ## Integration tests against real servers (pytest tests/integration)
 	$(call run_pytest,tests/integration)
+
+faults: $(STAMP) ## Fault-injection suite: killed runs, S3 and disk failures, damaged sets (pytest tests/faults)
+	$(call run_pytest,tests/faults)
 
 lint: $(STAMP) ## ansible-lint (production profile) and shellcheck
 	scripts/lint.sh

@@ -6,11 +6,15 @@
 
 gzip output is produced by ``pigz`` when it is installed (parallel, byte-for-byte gzip-compatible:
 ``gunzip -t``, ``zcat`` and the plan's runbooks keep working) and by ``gzip`` otherwise.
+
+:class:`GzipTester` is the gzip decompression test done in-process (zlib checks each member's CRC-32 and
+length): fed block by block, it tests a stream while it is being written, or a file in one read.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 
 COMPRESSIONS = ("gzip", "zstd", "none")
 FORMATS = ("plain", "custom", "directory")
@@ -99,3 +103,58 @@ class TailKeeper(object):
 
     def plain_dump_complete(self):
         return PLAIN_TRAILER in self.tail
+
+
+class DecompressionError(Exception):
+    """A compressed stream is damaged or truncated."""
+
+
+class GzipTester(object):
+    """The gzip decompression test, in-process and streamed, in constant memory.
+
+    :meth:`feed` compressed bytes as they come; zlib checks the CRC-32 and length trailer of every member
+    (concatenated members are accepted, as by ``gzip -t``). :meth:`close` raises :class:`DecompressionError`
+    unless the stream ended exactly at the end of a complete member. The decompressed bytes go to ``sink``
+    (for example a :class:`TailKeeper`) in blocks of at most ``out_chunk`` bytes; ``size`` counts them.
+    """
+
+    def __init__(self, sink=None, out_chunk=256 * 1024):
+        self.sink = sink
+        self.out_chunk = out_chunk
+        self.size = 0
+        self.compressed_size = 0
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def _emit(self, data):
+        if data:
+            self.size += len(data)
+            if self.sink is not None:
+                self.sink(data)
+
+    def feed(self, data):
+        self.compressed_size += len(data)
+        try:
+            while data:
+                if self._inflater.eof:  # the next member of a multi-member file
+                    self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                inflater = self._inflater
+                self._emit(inflater.decompress(data, self.out_chunk))
+                while inflater.unconsumed_tail and not inflater.eof:
+                    self._emit(inflater.decompress(inflater.unconsumed_tail, self.out_chunk))
+                data = inflater.unused_data if inflater.eof else b""
+        except zlib.error as exc:
+            raise DecompressionError("invalid gzip data after %d compressed bytes (%s)" % (self.compressed_size, exc))
+
+    def close(self):
+        """Check that the stream ended cleanly; returns the decompressed size."""
+        if self.compressed_size == 0:
+            raise DecompressionError("no gzip data at all")
+        if not self._inflater.eof:
+            try:
+                self._emit(self._inflater.flush())
+            except zlib.error as exc:
+                raise DecompressionError("invalid gzip data at the end (%s)" % exc)
+        if not self._inflater.eof:
+            raise DecompressionError("unexpected end of the gzip data after %d compressed bytes (truncated)"
+                                     % self.compressed_size)
+        return self.size

@@ -5,19 +5,27 @@
 """Writing and checking database dumps; shared by pg_dump_backup and pg_restore_db (safety backups).
 
 A dump is streamed ``pg_dump [| compressor] -> hashing writer -> hidden temporary file``; every stage's
-exit status is checked; the temporary file is verified (decompression test and, for plain dumps, the
-trailer pg_dump writes last; ``pg_restore --list`` for archives); then the ``.md5``/``.sha256`` sidecars
-and the JSON manifest are written, and only then does the dump take its final name.
+exit status is checked; the dump is verified (full decompression test and, for plain dumps, the trailer
+pg_dump writes last; ``pg_restore --file=/dev/null`` reading the whole archive for the other formats); then
+the ``.md5``/``.sha256`` sidecars and the JSON manifest are written, and only then does the dump take its
+final name.
+
+Verification costs no second pass over a file dump: the checks read the very bytes being written, while
+they are written (:class:`_StreamCheck`), and the file is then read back once and must have the SHA-256 of
+those bytes, so what was verified is what is on disk. Checks that need a finished artifact (a directory
+dump; an existing backup before a restore) run beside the checksum pass, in parallel.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import threading
 import time
 
 from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, naming
-from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import PipelineError, run_pipeline
+from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import FeedPipeline, PipelineError, run_pipeline
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import PostgresError
 
 
@@ -58,6 +66,7 @@ def resolve(params):
     ext = compression.extension(opts["format"], opts["compression"])
     opts["name"] = naming.backup_name(opts["prefix"], opts["moment"], ext)
     opts["path"] = os.path.join(opts["dest"], opts["name"])
+    _mode(opts.get("mode", "0600"))  # a malformed mode fails here (ValueError), before anything runs
     stem = naming.backup_stem(opts["prefix"], opts["moment"])
     opts["manifest_path"] = os.path.join(opts["dest"], naming.manifest_name(stem))
     return opts
@@ -126,9 +135,10 @@ def write_dump(module, client, opts):
         stage = (dump_stage[0], dump_stage[1] + ["--file=%s" % temp_dir])
         try:
             client.pipeline([stage], env_extra=env_extra)
-            _verify(module, client, temp_dir, opts["format"], opts["compression"])
             os.chmod(temp_dir, 0o700)
-            digests, size, texts = checksum.artifact_digests(temp_dir, final_name=opts["name"])
+            (digests, size, texts), dummy = _beside(
+                lambda: checksum.artifact_digests(temp_dir, final_name=opts["name"]),
+                lambda: _verify(module, client, temp_dir, opts["format"], opts["compression"]))
             uncompressed = None
             finished = naming.utc_now()
             manifest = _manifest(opts, client, server_version, tables, size, digests, started, finished, t0,
@@ -148,19 +158,23 @@ def write_dump(module, client, opts):
     if comp:
         stages.append((os.path.basename(comp[0]), comp))
     hasher = checksum.MultiHasher()
+    check = None
     try:
         with atomic.atomic_file(opts["path"], mode=mode) as handle:
+            check = _StreamCheck(module, client, opts["format"], opts["compression"])
 
             def sink(block):
                 hasher.update(block)
                 handle.write(block)
+                check.feed(block)
 
             client.pipeline(stages, sink=sink, env_extra=env_extra)
             handle.flush()
             if hasher.size == 0:
                 raise ArtifactError("pg_dump produced no output; nothing was written")
-            uncompressed = _verify(module, client, handle.name, opts["format"], opts["compression"])
+            uncompressed = check.finish(handle.name)
             digests = hasher.hexdigests()
+            _read_back(handle.name, hasher.size, digests["sha256"])
             finished = naming.utc_now()
             manifest = _manifest(opts, client, server_version, tables, hasher.size, digests, started, finished, t0,
                                  uncompressed)
@@ -168,6 +182,8 @@ def write_dump(module, client, opts):
             checksum.write_sidecars(os.path.join(dest, opts["name"]), texts)
             atomic.write_json(opts["manifest_path"], manifest, mode=0o644)
     except BaseException:
+        if check is not None:
+            check.abort()
         # the data file never took its final name: remove sidecars that might name it
         for side in naming.sidecar_names(opts["name"]).values():
             if not os.path.exists(opts["path"]):
@@ -214,6 +230,142 @@ def _result(opts, manifest):
     )
 
 
+def _beside(main_task, side_task):
+    """Run ``side_task`` in a thread while ``main_task`` runs here; returns both results.
+
+    The checksum pass (hashlib) and the decompression tests (zlib, or child processes) release the GIL, so
+    on a machine with two CPUs the two passes take the time of the longer one. The main task's exception
+    wins (the checksum's message names the damage best); then the side task's.
+    """
+    box = {}
+
+    def run():
+        try:
+            box["result"] = side_task()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.daemon = True
+    worker.start()
+    try:
+        result = main_task()
+    except Exception:
+        worker.join()
+        if isinstance(box.get("error"), SystemExit):  # the side task already reported through fail_json
+            raise box["error"]
+        raise
+    finally:
+        worker.join()
+    if "error" in box:
+        raise box["error"]
+    return result, box.get("result")
+
+
+def _read_back(path, size, sha256):
+    """Read the written file once: it must hold exactly the bytes that were streamed and verified."""
+    digest = hashlib.sha256()
+    total = 0
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(checksum.CHUNK_SIZE)
+            if not block:
+                break
+            total += len(block)
+            digest.update(block)
+    if total != size or digest.hexdigest() != sha256:
+        raise ArtifactError("%s does not read back as written (%d bytes, SHA-256 %s; %d bytes, SHA-256 %s were "
+                            "written): the disk or filesystem damaged it" % (path, total, digest.hexdigest(), size,
+                                                                             sha256))
+
+
+class _StreamCheck(object):
+    """The post-write verification, made on the bytes while they are written (no second pass).
+
+    Plain dumps: the full decompression test (in-process for gzip, ``zstd -d`` for zstd) and pg_dump's
+    completion trailer at the end of the decompressed stream. Archives: ``[zstd -d |] pg_restore
+    --file=/dev/null`` reading the whole archive from the stream. A check that fails mid-stream stops
+    reading; the failure is reported by :meth:`finish` once the dump itself ended (a failing dump wins).
+    """
+
+    def __init__(self, module, client, fmt, comp):
+        self.module = module
+        self.client = client
+        self.fmt = fmt
+        self.comp = comp
+        self.keeper = compression.TailKeeper()
+        self.failed = None
+        self.gzip = None
+        self.feeder = None
+        self.started = False
+
+    def _start(self):
+        """Start the checking processes with the first block (nothing runs for a dump that never began)."""
+        self.started = True
+        module, client = self.module, self.client
+        if self.fmt == "plain":
+            if self.comp == "gzip":
+                self.gzip = compression.GzipTester(self.keeper)
+            elif self.comp == "zstd":
+                self.feeder = FeedPipeline([("zstd -d", compression.decompressor_argv(module, "zstd"))],
+                                           sink=self.keeper)
+        else:
+            read_stage, env = client.stage("pg_restore", ["--file=/dev/null"])
+            stages = [read_stage]
+            if self.comp == "zstd":
+                stages.insert(0, ("zstd -d", compression.decompressor_argv(module, "zstd")))
+            self.feeder = FeedPipeline(stages, env_update=client.env())
+
+    def feed(self, block):
+        if not self.started:
+            self._start()
+        if self.failed is not None:
+            return
+        if self.gzip is not None:
+            try:
+                self.gzip.feed(block)
+            except compression.DecompressionError as exc:
+                self.failed = exc
+        elif self.feeder is not None:
+            self.feeder.feed(block)
+        else:
+            self.keeper(block)
+
+    def abort(self):
+        if self.feeder is not None:
+            self.feeder.abort()
+            self.feeder = None
+
+    def finish(self, path):
+        """Raise :class:`ArtifactError` unless the stream passed; returns the uncompressed size of plain dumps."""
+        if not self.started:
+            self._start()
+        feeder, self.feeder = self.feeder, None
+        if self.fmt != "plain":
+            try:
+                feeder.close()
+            except PipelineError as exc:
+                raise ArtifactError("%s is not a complete, readable %s-format archive: %s" % (path, self.fmt, exc))
+            return None
+        if self.gzip is not None and self.failed is None:
+            try:
+                self.gzip.close()
+            except compression.DecompressionError as exc:
+                self.failed = exc
+        elif feeder is not None:
+            try:
+                feeder.close()
+            except PipelineError as exc:
+                self.failed = exc
+        if self.failed is not None:
+            raise ArtifactError("%s fails the %s decompression test (truncated or damaged): %s" % (
+                path, self.comp, self.failed))
+        if not self.keeper.plain_dump_complete():
+            raise ArtifactError("%s is incomplete: it lacks the '-- PostgreSQL database dump complete' line pg_dump "
+                                "writes last (the dump was cut short)" % path)
+        return self.keeper.size
+
+
 def _verify(module, client, path, fmt, comp):
     """Verification after writing and before restoring. Returns the uncompressed size of plain dumps.
 
@@ -242,21 +394,29 @@ def _verify(module, client, path, fmt, comp):
 def verify_plain(module, path, comp):
     """Decompress ``path`` fully (the decompression test) and check pg_dump's completion trailer."""
     keeper = compression.TailKeeper()
-    argv = compression.decompressor_argv(module, comp, path)
+    argv = None if comp in ("none", "gzip") else compression.decompressor_argv(module, comp, path)
     try:
         if argv is None:
+            tester = compression.GzipTester(keeper) if comp == "gzip" else None
             with open(path, "rb") as handle:
                 while True:
                     block = handle.read(checksum.CHUNK_SIZE)
                     if not block:
                         break
-                    keeper(block)
+                    if tester is None:
+                        keeper(block)
+                    else:
+                        tester.feed(block)
+            if tester is not None:
+                tester.close()
         else:
             try:
                 run_pipeline([(os.path.basename(argv[0]) + " -d", argv)], sink=keeper)
             except PipelineError as exc:
                 raise ArtifactError("%s fails the %s decompression test (truncated or damaged): %s" % (
                     path, comp, exc))
+    except compression.DecompressionError as exc:
+        raise ArtifactError("%s fails the %s decompression test (truncated or damaged): %s" % (path, comp, exc))
     except OSError as exc:
         raise ArtifactError("cannot read %s: %s" % (path, exc))
     if not keeper.plain_dump_complete():
@@ -272,15 +432,25 @@ def inspect(module, client, path, require_checksum=False):
     """
     if not os.path.exists(path):
         raise ArtifactError("backup %s does not exist" % path)
-    try:
-        status, digests = checksum.verify_sidecars(path, required=require_checksum)
-    except checksum.ChecksumError as exc:
-        raise ArtifactError(str(exc))
-    except OSError as exc:
-        raise ArtifactError("cannot read %s: %s" % (path, exc))
-    fmt, comp = compression.detect(path)
-    if fmt is None:
-        raise ArtifactError("%s is empty or not a PostgreSQL dump this collection can restore" % path)
-    uncompressed = _verify(module, client, path, fmt, comp)
+
+    def sidecars():
+        try:
+            return checksum.verify_sidecars(path, required=require_checksum)
+        except checksum.ChecksumError as exc:
+            raise ArtifactError(str(exc))
+        except OSError as exc:
+            raise ArtifactError("cannot read %s: %s" % (path, exc))
+
+    def content():
+        # the decompression test runs beside the checksum pass; a checksum failure is reported first
+        try:
+            fmt, comp = compression.detect(path)
+        except OSError as exc:
+            raise ArtifactError("cannot read %s: %s" % (path, exc))
+        if fmt is None:
+            raise ArtifactError("%s is empty or not a PostgreSQL dump this collection can restore" % path)
+        return fmt, comp, _verify(module, client, path, fmt, comp)
+
+    (status, digests), (fmt, comp, uncompressed) = _beside(sidecars, content)
     return dict(format=fmt, compression=comp, checksums=status, digests=digests or {},
                 uncompressed_size=uncompressed)

@@ -9,14 +9,20 @@
 Python callable in fixed-size chunks (constant memory), waits for every stage, and raises
 :class:`PipelineError` naming each stage that failed with the tail of its stderr. A stage killed by
 SIGPIPE because a later stage failed is not reported as a cause.
+
+:class:`FeedPipeline` is the same for stages whose first one reads what the caller feeds it: checks made
+while a file is being written (a decompression test, ``pg_restore --file=/dev/null``) read the very bytes
+that are written, without a second pass over the file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
 import tempfile
+import threading
 
 CHUNK_SIZE = 1024 * 1024
 _STDERR_TAIL = 4000
@@ -63,9 +69,7 @@ def run_pipeline(stages, sink=None, stdin_path=None, env_update=None, chunk_size
     (discarded when ``sink`` is None). ``env_update`` is added to the environment of every stage (secrets
     such as ``PGPASSWORD`` travel this way, never in argv). Returns the list of stderr tails per stage.
     """
-    env = dict(os.environ)
-    if env_update:
-        env.update(dict((k, str(v)) for k, v in env_update.items() if v is not None))
+    env = _environ(env_update)
     procs = []
     errs = []
     stdin_handle = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
@@ -110,6 +114,18 @@ def run_pipeline(stages, sink=None, stdin_path=None, env_update=None, chunk_size
     finally:
         if stdin_handle not in (None, subprocess.DEVNULL):
             stdin_handle.close()
+    return _outcome(procs, errs, cause)
+
+
+def _environ(env_update):
+    env = dict(os.environ)
+    if env_update:
+        env.update(dict((k, str(v)) for k, v in env_update.items() if v is not None))
+    return env
+
+
+def _outcome(procs, errs, cause):
+    """Stderr tails of finished stages; raises :class:`PipelineError` (or a non-Exception ``cause``)."""
     tails = []
     for err in errs:
         tails.append(_read_tail(err))
@@ -127,3 +143,122 @@ def run_pipeline(stages, sink=None, stdin_path=None, env_update=None, chunk_size
     if failures or cause is not None:
         raise PipelineError(failures, cause)
     return tails
+
+
+class FeedPipeline(object):
+    """Stages ``a | b`` started now, whose first stage reads the bytes passed to :meth:`feed`.
+
+    The last stage's output goes to ``sink`` from a reader thread (discarded without ``sink``), so a stage
+    that writes much never blocks the caller. A stage that stops reading early (it failed) does not make
+    :meth:`feed` raise: the rest is dropped and :meth:`close` reports the failure. :meth:`close` ends the
+    input, waits for every stage and raises :class:`PipelineError` like :func:`run_pipeline`; :meth:`abort`
+    kills every stage (the producer failed). Memory stays constant: one block in flight.
+    """
+
+    def __init__(self, stages, sink=None, env_update=None, chunk_size=CHUNK_SIZE):
+        env = _environ(env_update)
+        self._procs = []
+        self._errs = []
+        self._stdin = None
+        self._broken = False
+        self._cause = None
+        self._reader = None
+        try:
+            previous = subprocess.PIPE
+            for index, (name, argv) in enumerate(stages):
+                last = index == len(stages) - 1
+                err = tempfile.TemporaryFile()
+                self._errs.append(err)
+                proc = subprocess.Popen(
+                    argv, stdin=previous,
+                    stdout=subprocess.PIPE if (not last or sink is not None) else subprocess.DEVNULL,
+                    stderr=err, env=env, close_fds=True)
+                if index == 0:
+                    self._stdin = proc.stdin
+                else:
+                    previous.close()  # the child holds it
+                self._procs.append((name, proc))
+                previous = proc.stdout
+        except BaseException:
+            self.abort()
+            raise
+        if sink is not None:
+            out = self._procs[-1][1].stdout
+            self._reader = threading.Thread(target=self._drain, args=(out, sink, chunk_size))
+            self._reader.daemon = True
+            self._reader.start()
+
+    def _drain(self, out, sink, chunk_size):
+        try:
+            while True:
+                block = out.read(chunk_size)
+                if not block:
+                    break
+                sink(block)
+        except BaseException as exc:  # reported by close(); stop the stages so nothing blocks
+            self._cause = exc
+            for name, proc in self._procs:
+                if proc.poll() is None:
+                    proc.kill()
+        finally:
+            out.close()
+
+    @property
+    def accepting(self):
+        """False once the first stage stopped reading (its failure is reported by :meth:`close`)."""
+        return not self._broken
+
+    def feed(self, block):
+        if self._broken:
+            return False
+        try:
+            self._stdin.write(block)
+        except (BrokenPipeError, ValueError):
+            self._broken = True
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            self._broken = True
+        return not self._broken
+
+    def _close_stdin(self):
+        if self._stdin is not None:
+            try:
+                self._stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EPIPE:
+                    raise
+            self._stdin = None
+
+    def close(self):
+        """End the input, wait for every stage; returns the stderr tails or raises :class:`PipelineError`."""
+        try:
+            self._close_stdin()
+            if self._reader is not None:
+                self._reader.join()
+            for name, proc in self._procs:
+                proc.wait()
+        except BaseException:
+            self.abort()
+            raise
+        return _outcome(self._procs, self._errs, self._cause)
+
+    def abort(self):
+        """Kill every stage and wait for them; nothing is reported."""
+        for name, proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+        try:
+            self._close_stdin()
+        except OSError:
+            pass
+        for name, proc in self._procs:
+            proc.wait()
+        if self._reader is not None:
+            self._reader.join()
+            self._reader = None
+        for err in self._errs:
+            err.close()
+        self._errs = []

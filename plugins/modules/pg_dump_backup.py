@@ -15,9 +15,12 @@ description:
     C(<prefix>_<YYYYMMDD>_<HHMMSS>.<ext>) (UTC), with constant memory whatever the database size.
   - Every stage of the pipeline is checked; a C(pg_dump) that dies mid-stream fails the task even when the
     compressor closed cleanly.
-  - The file is written under a hidden temporary name, verified (full decompression test and pg_dump's
-    completion trailer for plain dumps, C(pg_restore --list) for archives), fsynced, and only then renamed.
-    A killed run never leaves a file with a final name.
+  - The file is written under a hidden temporary name and verified while it is written, on the very bytes
+    written (full decompression test and pg_dump's completion trailer for plain dumps, C(pg_restore) reading
+    the whole archive for the custom format), so the check costs no second pass; the file is then read back
+    once and must have the SHA-256 of those bytes, fsynced, and only then renamed. A directory dump is read
+    whole by C(pg_restore) while its checksums are computed. A killed run never leaves a file with a final
+    name.
   - Beside each backup it writes C(<file>.md5) (C(md5sum -c) format), C(<file>.sha256) and a JSON manifest
     C(<prefix>_<YYYYMMDD>_<HHMMSS>.json) (database, server version, format, compression, size, checksums,
     start and end time, duration, tables with row estimates).
@@ -203,8 +206,8 @@ def main():
     t0 = time.time()
     try:
         opts = pgdump.resolve(module.params)
-    except ValueError as exc:  # a malformed timestamp or prefix
-        module.fail_json(msg="invalid prefix or timestamp: %s" % exc)
+    except ValueError as exc:  # a malformed timestamp, prefix or mode
+        module.fail_json(msg="invalid prefix, timestamp or mode: %s" % exc)
     client = PostgresClient(module)
     problem = pgdump.check_options(opts, client)
     if problem:

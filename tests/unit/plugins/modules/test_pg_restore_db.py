@@ -1,0 +1,581 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, atlasia DevOps team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests of pg_restore_db: ``main()`` driven with ``patch_module_args``, no database server.
+
+The catalogue (which databases exist, CREATE/DROP/RENAME) is a fake behind ``PostgresClient.query`` and
+``PostgresClient.script``; the restore pipeline runs for real with fake ``psql``/``pg_restore``/``pg_dump``
+(and ``docker``) programs in a temporary ``pg_bin_dir`` that record their argv, environment and input.
+The real server is exercised by tests/integration/test_pg_restore_db.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.atlasia.dr.plugins.module_utils import checksum
+from ansible_collections.atlasia.dr.plugins.module_utils.postgres import FIELD_SEP, PostgresClient, PostgresError
+from ansible_collections.atlasia.dr.plugins.modules import pg_restore_db
+
+PASSWORD = "unit-test-secret-Pw"
+TRAILER = b"\n--\n-- PostgreSQL database dump complete\n--\n\n"
+PLAIN = b"--\n-- PostgreSQL database dump\n--\n\nCREATE TABLE users (id int);\n" + TRAILER
+
+FAKE_TOOLS = r'''#!{python}
+"""Fake psql / pg_restore / pg_dump / docker for unit tests; behaviour from config.json next to this file."""
+import hashlib, json, os, sys
+here = os.path.dirname(os.path.abspath(__file__))
+tool = os.path.basename(sys.argv[0])
+cfg = json.load(open(os.path.join(here, "config.json")))
+
+
+def log(**extra):
+    entry = {{"tool": tool, "argv": sys.argv[1:],
+              "env": {{k: os.environ.get(k) for k in ("PGPASSWORD", "PGDATABASE", "PGHOST", "PGPORT", "PGUSER",
+                                                      "PGOPTIONS")}}}}
+    entry.update(extra)
+    with open(os.path.join(here, "calls.jsonl"), "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
+if tool == "docker":
+    args = sys.argv[2:]
+    if args and args[0] == "-i":
+        args = args[1:]
+    while args and args[0] == "-e":
+        if "=" in args[1] or args[1] not in os.environ:
+            sys.stderr.write("bad -e %s\n" % args[1])
+            sys.exit(125)
+        args = args[2:]
+    log()
+    os.execv(os.path.join(here, args[1]), [os.path.join(here, args[1])] + args[2:])
+if tool == "pg_dump":
+    log()
+    if cfg.get("dump_fail"):
+        sys.stderr.write("pg_dump: error: query failed: ERROR:  permission denied for table users\n")
+        sys.exit(1)
+    sys.stdout.buffer.write(b"--\n-- PostgreSQL database dump\n--\nSELECT 1;\n\n--\n-- PostgreSQL database dump complete\n--\n\n")
+    sys.exit(0)
+files = [a for a in sys.argv[1:] if not a.startswith("-") and os.path.exists(a)]
+if files and os.path.isfile(files[0]):
+    data = open(files[0], "rb").read()
+elif files:
+    data = b"directory"
+else:
+    data = sys.stdin.buffer.read()
+log(input_sha256=hashlib.sha256(data).hexdigest(), input_size=len(data))
+if tool == "pg_restore" and "--file=/dev/null" in sys.argv:
+    if files and os.path.isdir(files[0]):
+        sys.exit(0)
+    if not data.startswith(b"PGDMP"):
+        sys.stderr.write("pg_restore: error: input file does not appear to be a valid archive\n")
+        sys.exit(1)
+    sys.exit(0)
+if cfg.get("restore_fail"):
+    sys.stderr.write('psql:<stdin>:42: ERROR:  relation "users" already exists\n')
+    sys.exit(3)
+sys.exit(0)
+'''
+
+
+class Fake(object):
+    """Fake tools on disk plus a fake catalogue of databases."""
+
+    def __init__(self, path, databases=("postgres", "template0", "template1", "appdb")):
+        self.path = path
+        path.mkdir()
+        text = FAKE_TOOLS.format(python=sys.executable)
+        for tool in ("psql", "pg_restore", "pg_dump", "docker"):
+            (path / tool).write_text(text)
+            (path / tool).chmod(0o755)
+        self.configure()
+        self.dbs = dict((name, dict(owner="app_owner" if name == "appdb" else "postgres", encoding="UTF8",
+                                    collate="C.UTF-8", ctype="C.UTF-8")) for name in databases)
+        self.sql = []           # every statement run through query()/script(), in order
+        self.swap_failures = []  # stderr of the next script() calls that must fail
+
+    def configure(self, **cfg):
+        (self.path / "config.json").write_text(json.dumps(cfg))
+
+    def calls(self, tool=None):
+        log = self.path / "calls.jsonl"
+        if not log.exists():
+            return []
+        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        return [e for e in entries if tool is None or e["tool"] == tool]
+
+    def statements(self, verb):
+        return [s for s in self.sql if s.lstrip().upper().startswith(verb)]
+
+    # -- PostgresClient.query / .script replacements --------------------------------------------------
+    def query(self, client, sql, db=None):
+        self.sql.append(sql)
+        if sql.startswith("SELECT datname FROM pg_database"):
+            return [[name] for name in sorted(self.dbs)]
+        if "pg_get_userbyid(datdba)" in sql:
+            name = re.search(r"datname = '((?:[^']|'')*)'", sql).group(1).replace("''", "'")
+            info = self.dbs.get(name)
+            return [[info["owner"], info["encoding"], info["collate"], info["ctype"]]] if info else []
+        if sql == "SHOW server_version_num":
+            return [["150018"]]
+        if sql == "SHOW server_version":
+            return [["15.18 (fake)"]]
+        if "GREATEST(c.reltuples" in sql:
+            return [["public", "users", "3"]]
+        if "count(*)" in sql:
+            return [["public.users", "3"]]
+        match = re.match(r'DROP DATABASE IF EXISTS "((?:[^"]|"")*)" WITH \(FORCE\)$', sql)
+        if match:
+            self.dbs.pop(match.group(1).replace('""', '"'), None)
+            return []
+        match = re.match(r'CREATE DATABASE "((?:[^"]|"")*)" TEMPLATE template0', sql)
+        if match:
+            name = match.group(1)
+            if name in self.dbs:
+                raise PostgresError('psql failed: ERROR:  database "%s" already exists' % name)
+            owner = re.search(r'OWNER "([^"]*)"', sql)
+            self.dbs[name] = dict(owner=owner.group(1) if owner else "postgres", encoding="UTF8",
+                                  collate="C.UTF-8", ctype="C.UTF-8")
+            return []
+        raise AssertionError("unexpected SQL: %s" % sql)
+
+    def script(self, client, sql, db):
+        text = sql.decode("utf-8")
+        self.sql.append(text)
+        assert db == "postgres"
+        if self.swap_failures:
+            stderr = self.swap_failures.pop(0)
+            raise PostgresError("psql failed (exit status 3): %s" % stderr, stderr=stderr)
+        renames = re.findall(r'ALTER DATABASE "([^"]*)" RENAME TO "([^"]*)";', text)
+        assert text.index("pg_terminate_backend") < text.index("BEGIN;") < text.index("COMMIT;")
+        after = dict(self.dbs)
+        for old, new in renames:  # in order, all or nothing (one transaction)
+            assert old in after and new not in after, (old, new, sorted(after))
+            after[new] = after.pop(old)
+        self.dbs = after
+        return 0, "", ""
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    fake = Fake(tmp_path / "bin")
+
+    def query(client, sql, db=None):
+        return fake.query(client, sql, db)
+
+    def script(client, sql, db):
+        return fake.script(client, sql, db)
+
+    monkeypatch.setattr(PostgresClient, "query", query)
+    monkeypatch.setattr(PostgresClient, "script", script)
+    return fake
+
+
+@pytest.fixture
+def backups(tmp_path):
+    path = tmp_path / "backups"
+    path.mkdir()
+    return path
+
+
+def make_backup(directory, name="backup_20261126_020005.sql.gz", data=None, sidecars=True):
+    path = directory / name
+    if data is None:
+        data = gzip.compress(PLAIN) if name.endswith(".gz") else PLAIN
+    path.write_bytes(data)
+    if sidecars:
+        checksum.write_sidecars(str(path), checksum.artifact_digests(str(path))[2])
+    return path
+
+
+def run_main(args, capsys, check_mode=False):
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as exc:
+            pg_restore_db.main()
+    result = json.loads(capsys.readouterr().out)
+    assert (exc.value.code != 0) == bool(result.get("failed")), result
+    return result
+
+
+def args_for(fake, src, **extra):
+    args = dict(db="appdb", src=str(src), login_host="127.0.0.1", port=5433, login_password=PASSWORD,
+                pg_bin_dir=str(fake.path))
+    args.update(extra)
+    return args
+
+
+def user_dbs(fake):
+    return sorted(name for name in fake.dbs if name not in ("postgres", "template0", "template1"))
+
+
+def test_replace_existing_database(fake, backups, capsys):
+    src = make_backup(backups)
+    result = run_main(args_for(fake, src), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is True
+    previous = result["previous_db"]
+    assert re.match(r"^appdb_previous_\d{8}_\d{6}$", previous)
+    assert user_dbs(fake) == ["appdb", previous]
+    assert fake.dbs[previous]["owner"] == "app_owner" and fake.dbs["appdb"]["owner"] == "app_owner"
+    assert result["format"] == {"format": "plain", "compression": "gzip"}
+    assert result["checksums"] == {"md5": "ok", "sha256": "ok"}
+    assert result["rows"] == {"public.users": 3} and result["tables"] == 1
+    assert result["dropped_stale"] == []
+
+    # the scratch database: created like the target, restored, counted, then swapped in
+    creates = fake.statements("CREATE DATABASE")
+    assert len(creates) == 1
+    scratch = re.match(r'CREATE DATABASE "([^"]+)"', creates[0]).group(1)
+    assert re.match(r"^appdb_restore_\d{8}_\d{6}$", scratch)
+    assert scratch[-15:] == previous[-15:]
+    assert "OWNER \"app_owner\" ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'" in creates[0]
+    psql = fake.calls("psql")
+    assert len(psql) == 1
+    argv = psql[0]["argv"]
+    assert argv[argv.index("-d") + 1] == scratch
+    assert "ON_ERROR_STOP=1" in argv and "-X" in argv
+    assert psql[0]["input_sha256"] == hashlib.sha256(PLAIN).hexdigest()  # the whole dump, decompressed
+    assert psql[0]["env"]["PGOPTIONS"] == "-c maintenance_work_mem=512MB -c synchronous_commit=off"
+    assert psql[0]["env"]["PGPASSWORD"] == PASSWORD and PASSWORD not in " ".join(argv)
+    swap = [s for s in fake.sql if "RENAME TO" in s][0]
+    assert "pg_terminate_backend(pid, 5000)" in swap
+    assert "datname IN ('appdb', '%s')" % scratch in swap
+    assert swap.index('ALTER DATABASE "appdb" RENAME TO "%s"' % previous) < swap.index(
+        'ALTER DATABASE "%s" RENAME TO "appdb"' % scratch)
+
+    # the safety backup came first, next to the source, through pg_dump
+    safety = result["safety_backup"]
+    assert os.path.dirname(safety) == str(backups)
+    assert re.match(r"^prerestore_\d{8}_\d{6}\.sql\.gz$", os.path.basename(safety))
+    assert os.path.basename(safety)[11:26] == previous[-15:]
+    for suffix in (".md5", ".sha256"):
+        assert os.path.exists(safety + suffix)
+    assert gzip.decompress(open(safety, "rb").read()).endswith(TRAILER)
+    dump_env = fake.calls("pg_dump")[0]["env"]
+    assert dump_env["PGDATABASE"] == "appdb"
+    assert fake.sql.index([s for s in fake.sql if s == "SHOW server_version"][0]) < fake.sql.index(creates[0])
+
+
+def test_keep_previous_false_drops_it(fake, backups, capsys):
+    result = run_main(args_for(fake, make_backup(backups), keep_previous=False, safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["previous_db"] is None and result["safety_backup"] is None
+    assert user_dbs(fake) == ["appdb"]
+    assert re.match(r'DROP DATABASE IF EXISTS "appdb_previous_\d{8}_\d{6}" WITH \(FORCE\)', fake.statements("DROP")[-1])
+    assert fake.calls("pg_dump") == []
+
+
+def test_replace_when_target_missing(fake, backups, capsys):
+    del fake.dbs["appdb"]
+    result = run_main(args_for(fake, make_backup(backups)), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["previous_db"] is None and result["safety_backup"] is None  # nothing to save
+    assert user_dbs(fake) == ["appdb"]
+    assert fake.dbs["appdb"]["owner"] == "postgres"  # login_user
+    swap = [s for s in fake.sql if "RENAME TO" in s][0]
+    assert swap.count("RENAME TO") == 1
+
+
+def test_mode_new(fake, backups, capsys):
+    result = run_main(args_for(fake, make_backup(backups), db="recovery_tmp", mode="new", owner="reader"), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert user_dbs(fake) == ["appdb", "recovery_tmp"]
+    assert fake.statements("CREATE DATABASE") == ['CREATE DATABASE "recovery_tmp" TEMPLATE template0 OWNER "reader"']
+    assert not any("RENAME" in s for s in fake.sql)
+    assert result["previous_db"] is None and result["safety_backup"] is None
+    argv = fake.calls("psql")[0]["argv"]
+    assert argv[argv.index("-d") + 1] == "recovery_tmp"
+
+
+def test_mode_new_into_existing_database_fails(fake, backups, capsys):
+    result = run_main(args_for(fake, make_backup(backups), mode="new"), capsys)
+    assert result["failed"] and result["error_kind"] == "exists"
+    assert "already exists" in result["msg"]
+    assert fake.statements("CREATE") == [] and fake.statements("DROP") == []
+    assert fake.calls("psql") == []
+
+
+def test_stale_scratches_are_dropped_first(fake, backups, capsys):
+    for name in ("appdb_restore_20250101_000000", "appdb_restore_20250102_000000", "appdb_previous_20250101_000000",
+                 "other_restore_20250101_000000", "appdb_restore_latest"):
+        fake.dbs[name] = dict(owner="postgres", encoding="UTF8", collate="C", ctype="C")
+    result = run_main(args_for(fake, make_backup(backups), safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["dropped_stale"] == ["appdb_restore_20250101_000000", "appdb_restore_20250102_000000"]
+    assert "appdb_previous_20250101_000000" in fake.dbs
+    assert "other_restore_20250101_000000" in fake.dbs
+    assert "appdb_restore_latest" in fake.dbs
+
+
+def test_failed_restore_drops_scratch_and_keeps_target(fake, backups, capsys):
+    fake.configure(restore_fail=True)
+    before = dict(fake.dbs)
+    result = run_main(args_for(fake, make_backup(backups), safety_backup=False), capsys)
+    assert result["failed"] is True and result["changed"] is False
+    assert "database appdb is unchanged" in result["msg"].lower()
+    assert "was dropped" in result["msg"]
+    assert 'relation "users" already exists' in result["msg"]
+    assert 'relation "users" already exists' in result["stderr"]
+    assert fake.dbs == before
+    scratch = re.match(r'CREATE DATABASE "([^"]+)"', fake.statements("CREATE")[0]).group(1)
+    assert fake.statements("DROP")[-1] == 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % scratch
+    assert not any("RENAME" in s for s in fake.sql)
+
+
+def test_failed_restore_in_mode_new_removes_the_new_database(fake, backups, capsys):
+    fake.configure(restore_fail=True)
+    result = run_main(args_for(fake, make_backup(backups), db="recovery_tmp", mode="new"), capsys)
+    assert result["failed"] and "database recovery_tmp was not created" in result["msg"].lower()
+    assert "recovery_tmp" not in fake.dbs
+
+
+def test_swap_retries_while_clients_reconnect(fake, backups, capsys, monkeypatch):
+    monkeypatch.setattr(pg_restore_db.time, "sleep", lambda seconds: None)
+    busy = 'ERROR:  database "appdb" is being accessed by other users\nDETAIL:  There is 1 other session.'
+    fake.swap_failures = [busy, busy]
+    result = run_main(args_for(fake, make_backup(backups), safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert len([s for s in fake.sql if "RENAME TO" in s]) == 3
+    assert user_dbs(fake) == ["appdb", result["previous_db"]]
+
+
+def test_swap_gives_up_and_keeps_target(fake, backups, capsys, monkeypatch):
+    monkeypatch.setattr(pg_restore_db.time, "sleep", lambda seconds: None)
+    busy = 'ERROR:  database "appdb" is being accessed by other users'
+    fake.swap_failures = [busy] * 3
+    before = dict(fake.dbs)
+    result = run_main(args_for(fake, make_backup(backups), safety_backup=False, swap_attempts=3), capsys)
+    assert result["failed"] and "being accessed by other users" in result["msg"]
+    assert fake.dbs == before  # scratch dropped, appdb untouched
+
+
+def test_swap_other_error_is_not_retried(fake, backups, capsys):
+    fake.swap_failures = ["ERROR:  must be owner of database appdb"]
+    result = run_main(args_for(fake, make_backup(backups), safety_backup=False), capsys)
+    assert result["failed"] and result["error_kind"] == "error"
+    assert len([s for s in fake.sql if "RENAME TO" in s]) == 1
+    assert user_dbs(fake) == ["appdb"]
+
+
+def _flip(data):
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "does not exist"),
+    ("empty", "empty or not a PostgreSQL dump"),
+    ("truncated_no_sidecar", "fails the gzip decompression test"),
+    ("flipped_with_sidecar", "checksum mismatch"),
+    ("flipped_no_sidecar", "fails the gzip decompression test"),
+    ("no_trailer", "lacks the '-- PostgreSQL database dump complete' line"),
+    ("required_checksum_missing", "no checksum sidecar"),
+    ("bad_sidecar", "malformed checksum line"),
+    ("not_an_archive", "not a complete, readable custom-format archive"),
+])
+def test_bad_backups_are_refused_before_anything_changes(fake, backups, capsys, case, message):
+    extra = {}
+    good = gzip.compress(PLAIN * 50)
+    if case == "missing":
+        src = backups / "backup_20261126_020005.sql.gz"
+    elif case == "empty":
+        src = make_backup(backups, data=b"", sidecars=False)
+    elif case == "truncated_no_sidecar":
+        src = make_backup(backups, data=good[: len(good) // 2], sidecars=False)
+    elif case == "flipped_with_sidecar":
+        src = make_backup(backups, data=good)
+        src.write_bytes(_flip(good))
+    elif case == "flipped_no_sidecar":
+        src = make_backup(backups, data=_flip(good), sidecars=False)
+    elif case == "no_trailer":
+        src = make_backup(backups, data=gzip.compress(PLAIN[: -len(TRAILER)]))
+    elif case == "required_checksum_missing":
+        src = make_backup(backups, sidecars=False)
+        extra = dict(require_checksum=True)
+    elif case == "bad_sidecar":
+        src = make_backup(backups, sidecars=False)
+        (backups / (src.name + ".md5")).write_text("garbage\n")
+    else:
+        src = make_backup(backups, name="backup_20261126_020005.dump", data=b"PGDMP-not-really", sidecars=False)
+        src.write_bytes(b"XXXXX not an archive")
+        src = backups / "backup_20261126_020005.dump"
+    if case == "not_an_archive":
+        src.write_bytes(b"PGDMP" + b"\0" * 10)
+        fake.configure()
+        # the fake pg_restore accepts PGDMP: make it refuse this one
+        (fake.path / "pg_restore").write_text("#!/bin/sh\necho 'pg_restore: error: could not read from input file: "
+                                              "end of file' >&2\nexit 1\n")
+    before = dict(fake.dbs)
+    result = run_main(args_for(fake, src, **extra), capsys)
+    assert result["failed"] is True and result["changed"] is False
+    assert result["error_kind"] == "bad_backup", result["msg"]
+    assert result["msg"].startswith("backup refused, nothing was changed")
+    assert message in result["msg"], result["msg"]
+    assert fake.dbs == before
+    assert fake.sql == []  # not even a connection: the server is untouched
+    assert fake.calls("psql") == [] and fake.calls("pg_dump") == []
+    assert sorted(p.name for p in backups.iterdir() if p.name.startswith("prerestore")) == []
+
+
+def test_check_mode_changes_nothing(fake, backups, capsys):
+    fake.dbs["appdb_restore_20250101_000000"] = dict(owner="postgres", encoding="UTF8", collate="C", ctype="C")
+    before = dict(fake.dbs)
+    result = run_main(args_for(fake, make_backup(backups)), capsys, check_mode=True)
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is True and result["would"] == "replace appdb"
+    assert result["checksums"] == {"md5": "ok", "sha256": "ok"}
+    assert fake.dbs == before
+    assert all(s.startswith("SELECT datname") for s in fake.sql)
+    assert fake.calls("psql") == [] and fake.calls("pg_dump") == []
+    assert sorted(p.name for p in backups.iterdir()) == sorted(
+        ["backup_20261126_020005.sql.gz", "backup_20261126_020005.sql.gz.md5", "backup_20261126_020005.sql.gz.sha256"])
+
+
+def test_check_mode_new_database(fake, backups, capsys):
+    result = run_main(args_for(fake, make_backup(backups), db="fresh", mode="new"), capsys, check_mode=True)
+    assert result["would"] == "create fresh"
+    assert "fresh" not in fake.dbs
+
+
+def test_check_mode_still_refuses_bad_backup(fake, backups, capsys):
+    src = make_backup(backups, data=gzip.compress(PLAIN)[:20], sidecars=False)
+    result = run_main(args_for(fake, src), capsys, check_mode=True)
+    assert result["failed"] and result["error_kind"] == "bad_backup"
+
+
+def test_safety_backup_failure_stops_before_anything(fake, backups, capsys, tmp_path):
+    fake.configure(dump_fail=True)
+    result = run_main(args_for(fake, make_backup(backups), safety_backup_dir=str(tmp_path / "safety")), capsys)
+    assert result["failed"] and result["error_kind"] == "safety_backup"
+    assert "permission denied" in result["msg"]
+    assert fake.statements("CREATE") == []
+    assert fake.calls("psql") == []
+    assert os.listdir(str(tmp_path / "safety")) == []
+
+
+def test_safety_backup_dir(fake, backups, capsys, tmp_path):
+    result = run_main(args_for(fake, make_backup(backups), safety_backup_dir=str(tmp_path / "safety")), capsys)
+    assert os.path.dirname(result["safety_backup"]) == str(tmp_path / "safety")
+    proc = subprocess.run(["sha256sum", "-c", os.path.basename(result["safety_backup"]) + ".sha256"],
+                          cwd=str(tmp_path / "safety"), capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _custom_archive(backups, name="backup_20261126_020005.dump", compress_zstd=False):
+    data = b"PGDMP\x01\x0e\x00" + os.urandom(2000)
+    if compress_zstd:
+        data = subprocess.run(["zstd", "-q", "-c"], input=data, capture_output=True, check=True).stdout
+    return make_backup(backups, name=name, data=data)
+
+
+@pytest.mark.parametrize("jobs, no_owner", [(1, False), (3, True)])
+def test_custom_archive_from_file(fake, backups, capsys, jobs, no_owner):
+    src = _custom_archive(backups)
+    result = run_main(args_for(fake, src, jobs=jobs, no_owner=no_owner, safety_backup=False,
+                               session_settings={}), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["format"] == {"format": "custom", "compression": "none"}
+    verify, restore = fake.calls("pg_restore")
+    assert verify["argv"] == ["--file=/dev/null", str(src)]
+    argv = restore["argv"]
+    assert argv[0] == "--exit-on-error" and argv[-1] == str(src)
+    assert re.match(r"^--dbname=appdb_restore_\d{8}_\d{6}$", argv[1])
+    assert ("--jobs=3" in argv) == (jobs == 3)
+    assert ("--no-owner" in argv) == no_owner
+    assert restore["env"]["PGOPTIONS"] is None  # session_settings: {} disables it
+
+
+def test_custom_zstd_archive_streams_through_zstd(fake, backups, capsys):
+    src = _custom_archive(backups, name="backup_20261126_020005.dump.zst", compress_zstd=True)
+    result = run_main(args_for(fake, src, jobs=4, safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["format"] == {"format": "custom", "compression": "zstd"}
+    restore = fake.calls("pg_restore")[-1]
+    assert "--jobs=4" not in restore["argv"]  # a stream cannot be restored in parallel
+    assert not any(a.endswith(".zst") for a in restore["argv"])
+    assert restore["input_sha256"] == hashlib.sha256(
+        subprocess.run(["zstd", "-q", "-d", "-c", str(src)], capture_output=True, check=True).stdout).hexdigest()
+
+
+def test_directory_dump_parallel(fake, backups, capsys):
+    src = backups / "backup_20261126_020005.dir"
+    src.mkdir()
+    (src / "toc.dat").write_bytes(b"PGDMP")
+    (src / "3001.dat.gz").write_bytes(gzip.compress(b"1\n"))
+    checksum.write_sidecars(str(src), checksum.artifact_digests(str(src))[2])
+    result = run_main(args_for(fake, src, jobs=2, safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["format"]["format"] == "directory"
+    assert result["checksums"] == {"md5": "ok", "sha256": "ok"}
+    argv = fake.calls("pg_restore")[-1]["argv"]
+    assert "--jobs=2" in argv and argv[-1] == str(src)
+
+
+def test_plain_uncompressed_reads_file_directly(fake, backups, capsys):
+    src = make_backup(backups, name="backup_20261126_020005.sql")
+    result = run_main(args_for(fake, src, safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["format"] == {"format": "plain", "compression": "none"}
+    assert fake.calls("psql")[0]["input_sha256"] == hashlib.sha256(PLAIN).hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["plain", "custom"])
+def test_container_mode_passes_session_settings_and_no_secret(fake, backups, capsys, kind):
+    src = make_backup(backups) if kind == "plain" else _custom_archive(backups)
+    result = run_main(args_for(fake, src, container="aiteam_db_prod", docker_bin=str(fake.path / "docker"),
+                               safety_backup=False, jobs=4), capsys)
+    assert not result.get("failed"), result.get("msg")
+    docker = fake.calls("docker")
+    restore_exec = docker[-1]["argv"]
+    names = [restore_exec[i + 1] for i, a in enumerate(restore_exec) if a == "-e"]
+    assert "PGOPTIONS" in names and "PGPASSWORD" in names
+    assert PASSWORD not in " ".join(restore_exec)
+    tool = "psql" if kind == "plain" else "pg_restore"
+    ran = fake.calls(tool)[-1]
+    assert ran["env"]["PGOPTIONS"] == "-c maintenance_work_mem=512MB -c synchronous_commit=off"
+    assert "--jobs=4" not in ran["argv"]  # streamed through docker exec: no parallel restore
+    assert not any(a == str(src) for a in ran["argv"])  # the file stays on the host, streamed on stdin
+
+
+def test_directory_dump_refused_in_container(fake, backups, capsys):
+    src = backups / "backup_20261126_020005.dir"
+    src.mkdir()
+    (src / "toc.dat").write_bytes(b"PGDMP")
+    result = run_main(args_for(fake, src, container="db", docker_bin=str(fake.path / "docker")), capsys)
+    assert result["failed"] and result["error_kind"] == "bad_backup"
+    assert "cannot be read inside a container" in result["msg"]
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"synchronous_commit": "off"}, "-c synchronous_commit=off"),
+    ({"b": 1, "a": "x y"}, "-c a=x\\ y -c b=1"),
+    ({}, ""),
+])
+def test_pgoptions(settings, expected):
+    assert pg_restore_db._pgoptions(settings) == expected
+
+
+def test_connection_error_is_classified(fake, backups, capsys, monkeypatch):
+    def refuse(client, sql, db=None):
+        raise PostgresError("psql failed: password authentication failed", kind="auth")
+
+    monkeypatch.setattr(PostgresClient, "query", refuse)
+    result = run_main(args_for(fake, make_backup(backups)), capsys)
+    assert result["failed"] and result["error_kind"] == "auth"
+    assert result["msg"].startswith("restore of appdb failed")
+    assert PASSWORD not in json.dumps(result)
+
+
+def test_field_separator_is_not_in_names():
+    assert FIELD_SEP == "\x1f"

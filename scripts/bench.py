@@ -284,8 +284,8 @@ class Bench(object):
 
     def check(self, measure, what):
         if measure.rc != 0:
-            raise BenchError("%s failed (exit %s):\n%s\n%s" % (what, measure.rc, measure.stdout[-3000:],
-                                                             measure.stderr[-3000:]))
+            raise BenchError("%s failed (exit %s):\n%s\n%s" % (
+                what, measure.rc, measure.stdout[-3000:], measure.stderr[-3000:]))
         return measure
 
     def pg_env(self, extra=None):
@@ -328,8 +328,8 @@ class Bench(object):
             data = json.loads(measure.stdout)
             result = data["plays"][0]["tasks"][0]["hosts"]["localhost"] if how == "ansible" else data
         except (ValueError, KeyError, IndexError, TypeError):
-            raise BenchError("%s (%s) gave no result (exit %s):\n%s\n%s" % (name, how, measure.rc,
-                                                                           measure.stdout[-3000:], measure.stderr[-3000:]))
+            raise BenchError("%s (%s) gave no result (exit %s):\n%s\n%s" % (
+                name, how, measure.rc, measure.stdout[-3000:], measure.stderr[-3000:]))
         if result.get("failed") or measure.rc != 0:
             raise BenchError("%s (%s) failed: %s" % (name, how, result.get("msg")))
         return measure, result
@@ -435,8 +435,8 @@ class Bench(object):
         self.checkpoint()
         size = int(self.pg.scalar("SELECT pg_database_size(%s)" % _literal(name)))
         counts = self.exact_counts(name)
-        log("built %s in %.0f s: %.0f MB on disk, %s" % (name, time.monotonic() - start, size / 1048576.0,
-                                                        ", ".join("%s %d" % kv for kv in sorted(counts.items()))))
+        log("built %s in %.0f s: %.0f MB on disk, %s" % (
+            name, time.monotonic() - start, size / 1048576.0, ", ".join("%s %d" % kv for kv in sorted(counts.items()))))
         return dict(name=name, scale=scale, json_rows=rows, size_bytes=size, rows=counts,
                     build_seconds=round(time.monotonic() - start, 1))
 
@@ -524,8 +524,8 @@ class Bench(object):
             self.pair("backup", "backup.floor", "backup.baseline", "floor vs the plan"),
         ]
         families = [
-            (runners["backup.baseline"], [runners[k] for k in ("backup.default", "backup.fastest", "backup.directory",
-                                                                "backup.floor")], pairs),
+            (runners["backup.baseline"],
+             [runners[k] for k in ("backup.default", "backup.fastest", "backup.directory", "backup.floor")], pairs),
             (runners["backup.default.hand"], [runners["backup.default.direct"]],
              [self.pair("overhead", "backup.default.direct", "backup.default.hand", "module vs by hand (default)",
                         target=1.05)]),
@@ -539,7 +539,7 @@ class Bench(object):
     def ensure_artifact(self, key, db="bench"):
         if key in self.artifacts and self.artifacts[key].exists():
             return self.artifacts[key]
-        spec = next(s for s in self.backup_specs(db, "") if s[0] == key.split("@")[0])
+        spec = next(s for s in self.backup_specs(db, "") if s[0] == key.split("@", maxsplit=1)[0])
         self.case(key, spec[1] + " (input)", "inputs", spec[2], spec[3])
         self.backup_runner(key, db, spec[2], "direct" if spec[3] == "ansible" else spec[3], spec[4], spec[5])(0)
         return self.artifacts[key]
@@ -604,8 +604,8 @@ class Bench(object):
             log("copying bench to restored (the database every restore replaces)")
             self.sql("CREATE DATABASE restored TEMPLATE bench STRATEGY FILE_COPY")
         families = [
-            (runners["restore.baseline"], [runners[k] for k in ("restore.default", "restore.nosafety",
-                                                                 "restore.fastest")],
+            (runners["restore.baseline"],
+             [runners[k] for k in ("restore.default", "restore.nosafety", "restore.fastest")],
              [self.pair("restore", "restore.default", "restore.baseline", "default (safety backup) vs the plan"),
               self.pair("restore", "restore.nosafety", "restore.baseline", "no safety backup vs the plan"),
               self.pair("restore", "restore.fastest", "restore.baseline", "fastest vs the plan", target=0.75)]),
@@ -731,7 +731,7 @@ class Bench(object):
                 self.case(key, "s3_backup_transfer %s, no Ansible (small db)" % key.split(".")[1], "memory", "ours",
                           "direct")
                 runner(1)
-                checks.append((key.split("@")[0], key))
+                checks.append((key.split("@", maxsplit=1)[0], key))
         for big, small_key in checks:
             big_runs = self.cases.get(big, {}).get("runs") or []
             small_runs = self.cases[small_key]["runs"]
@@ -1045,7 +1045,7 @@ def render_markdown(data):
 
 def parse_args(argv=None):
     env = os.environ
-    parser = argparse.ArgumentParser(prog="scripts/bench.sh", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="scripts/bench.sh", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--scale", type=int, default=int(env.get("BENCH_SCALE", 60)), help="pgbench scale (60)")
     parser.add_argument("--rows", type=int, default=int(env.get("BENCH_ROWS", 1000000)),
                         help="JSON workflow_runs rows (1000000)")

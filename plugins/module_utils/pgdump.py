@@ -25,7 +25,12 @@ import threading
 import time
 
 from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, naming
-from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import FeedPipeline, PipelineError, run_pipeline
+from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import (
+    BackgroundSink,
+    FeedPipeline,
+    PipelineError,
+    run_pipeline,
+)
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import PostgresError
 
 
@@ -159,16 +164,19 @@ def write_dump(module, client, opts):
         stages.append((os.path.basename(comp[0]), comp))
     hasher = checksum.MultiHasher()
     check = None
+    behind = None
     try:
         with atomic.atomic_file(opts["path"], mode=mode) as handle:
             check = _StreamCheck(module, client, opts["format"], opts["compression"])
+            # this thread reads and writes; checksums and the check follow in a worker, block by block
+            behind = BackgroundSink([hasher.update, check.feed])
 
             def sink(block):
-                hasher.update(block)
                 handle.write(block)
-                check.feed(block)
+                behind(block)
 
             client.pipeline(stages, sink=sink, env_extra=env_extra)
+            behind.close()
             handle.flush()
             if hasher.size == 0:
                 raise ArtifactError("pg_dump produced no output; nothing was written")
@@ -184,6 +192,8 @@ def write_dump(module, client, opts):
     except BaseException:
         if check is not None:
             check.abort()
+        if behind is not None:
+            behind.abort()
         # the data file never took its final name: remove sidecars that might name it
         for side in naming.sidecar_names(opts["name"]).values():
             if not os.path.exists(opts["path"]):
@@ -326,10 +336,12 @@ class _StreamCheck(object):
                 self.gzip.feed(block)
             except compression.DecompressionError as exc:
                 self.failed = exc
-        elif self.feeder is not None:
-            self.feeder.feed(block)
         else:
-            self.keeper(block)
+            feeder = self.feeder  # abort() may drop it from another thread
+            if feeder is not None:
+                feeder.feed(block)
+            elif self.fmt == "plain" and self.comp == "none":
+                self.keeper(block)
 
     def abort(self):
         if self.feeder is not None:

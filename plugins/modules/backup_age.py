@@ -96,7 +96,7 @@ options:
     type: bool
     default: false
 notes:
-  - The C(verified) record of a set manifest is written by the C(atlasia.dr.verify) role through
+  - The C(verified) record of a set manifest is written by the C(atlasia.dr.dr_verify) role through
     M(atlasia.dr.backup_set) with O(atlasia.dr.backup_set#module:state=updated).
 seealso:
   - module: atlasia.dr.backup_set

@@ -101,8 +101,8 @@ EXAMPLES = r"""
     kind: restore
     dest: "{{ playbook_dir }}/../reports"
     environment: prod
-    phases: "{{ dr_phases }}"
-    checks: "{{ dr_checks }}"
+    phases: "{{ dr_restore_phases }}"
+    checks: "{{ dr_restore_checks }}"
     backup: {set_id: "20261126_020000", source: local}
     backup_time: "20261126_020000"
   register: report

@@ -229,11 +229,7 @@ duration:
 import json
 import os
 import platform
-import subprocess
-import tarfile
 import time
-
-from ansible.module_utils.common.text.converters import to_native, to_text
 
 from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, naming
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
@@ -308,17 +304,15 @@ class Docker(object):
         return out.strip()
 
     def pull(self, ref, timeout):
-        """``None`` on success, else the reason (timeouts included)."""
-        try:
-            proc = subprocess.run([self.bin, "pull", "--quiet", ref], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
+        """``None`` on success, else the reason (a registry that does not answer in ``timeout`` seconds included)."""
+        limit = self.module.get_bin_path("timeout", required=True)
+        rc, out, err = self.module.run_command([limit, "--kill-after=10", str(timeout), self.bin, "pull", "--quiet",
+                                                ref])
+        if rc in (124, 137):
             return "timed out after %d s" % timeout
-        except OSError as exc:
-            return to_native(exc)
-        if proc.returncode != 0:
-            lines = to_text(proc.stderr or proc.stdout, errors="replace").strip().splitlines()
-            return lines[-1] if lines else "exit status %d" % proc.returncode
+        if rc != 0:
+            lines = (err or out).strip().splitlines()
+            return lines[-1] if lines else "exit status %d" % rc
         return None
 
     def tag(self, source, target):
@@ -327,44 +321,112 @@ class Docker(object):
             raise BundleError("docker tag %s %s failed: %s" % (source, target, (err or out).strip()))
 
 
-def _decompressed_stream(module, path, comp):
-    """``(process or None, file object)`` reading the decompressed archive."""
-    if comp == "none":
-        return None, open(path, "rb")
-    argv = compression.decompressor_argv(module, comp, path)
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return proc, proc.stdout
+class TarScanner(object):
+    """Reads a tar stream pushed to it in chunks (a pipeline sink) and keeps ``manifest.json``.
+
+    Only the headers are parsed (ustar, GNU long names, pax headers skipped); member data is counted, not kept,
+    so memory stays constant whatever the size of the layers. :meth:`finish` raises :class:`BundleError` unless the
+    stream ended with the end-of-archive marker after complete members.
+    """
+
+    BLOCK = 512
+
+    def __init__(self):
+        self._buffer = b""
+        self._skip = 0
+        self._capture = None
+        self._long_name = None
+        self._pending = None
+        self.members = 0
+        self.manifest = None
+        self.ended = False
+
+    def __call__(self, data):
+        self._buffer += data
+        while True:
+            if self._skip:
+                take = min(self._skip, len(self._buffer))
+                if self._capture is not None:
+                    self._capture.append(self._buffer[:take])
+                self._buffer = self._buffer[take:]
+                self._skip -= take
+                if self._skip:
+                    return
+                self._complete()
+            if len(self._buffer) < self.BLOCK:
+                return
+            header, self._buffer = self._buffer[:self.BLOCK], self._buffer[self.BLOCK:]
+            if self.ended:
+                continue  # zero padding after the end-of-archive marker
+            if header == b"\0" * self.BLOCK:
+                self.ended = True
+                continue
+            self._header(header)
+
+    def _header(self, header):
+        try:
+            size = int(header[124:136].rstrip(b"\0 ").decode("ascii") or "0", 8)
+        except ValueError:
+            raise BundleError("the bundle is not a tar archive (bad header after %d members)" % self.members)
+        kind = header[156:157]
+        name = header[0:100].split(b"\0", 1)[0]
+        prefix = header[345:500].split(b"\0", 1)[0] if header[257:263] == b"ustar\0" else b""
+        if prefix:
+            name = prefix + b"/" + name
+        if self._long_name is not None:
+            name, self._long_name = self._long_name, None
+        padded = (size + self.BLOCK - 1) // self.BLOCK * self.BLOCK
+        self._pending = (kind, name, size)
+        self._capture = [] if (kind == b"L" or (kind in (b"0", b"\0") and name == b"manifest.json")) else None
+        self._skip = padded
+        if not padded:
+            self._complete()
+
+    def _complete(self):
+        kind, name, size = self._pending
+        data = b"".join(self._capture)[:size] if self._capture is not None else None
+        self._capture = None
+        if kind == b"L":
+            self._long_name = data.split(b"\0", 1)[0]
+            return
+        if kind in (b"x", b"g"):
+            return
+        self.members += 1
+        if data is not None:
+            try:
+                self.manifest = json.loads(data.decode("utf-8"))
+            except ValueError as exc:
+                raise BundleError("manifest.json of the bundle is not JSON: %s" % exc)
+
+    def finish(self):
+        if self._skip or not self.ended:
+            raise BundleError("the bundle is truncated: the image archive ends inside a member or without its "
+                              "end-of-archive marker")
+        if not isinstance(self.manifest, list) or not self.members:
+            raise BundleError("the bundle holds no manifest.json: it was not written by docker save")
+        return self.manifest
 
 
 def read_archive_manifest(module, path, comp):
     """Read a ``docker save`` archive whole and return its ``manifest.json`` (a list).
 
-    The whole stream is read so that a truncated or damaged file fails here, not at load time.
+    The whole stream is decompressed and parsed so that a truncated or damaged file fails here, not at load time.
     """
-    proc, stream = _decompressed_stream(module, path, comp)
-    manifest = None
-    members = 0
-    try:
+    scanner = TarScanner()
+    if comp == "none":
+        with open(path, "rb") as handle:
+            while True:
+                block = handle.read(checksum.CHUNK_SIZE)
+                if not block:
+                    break
+                scanner(block)
+    else:
+        argv = compression.decompressor_argv(module, comp, path)
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as archive:
-                for member in archive:
-                    members += 1
-                    if member.name == "manifest.json" and member.isfile():
-                        manifest = json.loads(archive.extractfile(member).read().decode("utf-8"))
-        except (tarfile.TarError, EOFError, ValueError, OSError) as exc:
-            raise BundleError("the bundle is not a complete image archive: %s" % exc)
-    finally:
-        stream.close()
-        if proc is not None:
-            err = proc.stderr.read()
-            proc.stderr.close()
-            proc.wait()
-            if proc.returncode != 0:
-                raise BundleError("decompressing the bundle failed (exit status %d): %s" % (
-                    proc.returncode, to_text(err, errors="replace").strip()[-500:]))
-    if not isinstance(manifest, list) or not members:
-        raise BundleError("the bundle holds no manifest.json: it was not written by docker save")
-    return manifest
+            run_pipeline([(os.path.basename(argv[0]) + " -d", argv)], sink=scanner)
+        except PipelineError as exc:
+            raise BundleError("the bundle does not decompress: %s" % exc)
+    return scanner.finish()
 
 
 def check_archive_holds(manifest, images):

@@ -29,12 +29,17 @@ author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
   - atlasia.dr.postgres
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: Runs the whole copy in a transaction that is rolled back, so the counts are exact and nothing changes.
   diff_mode:
     support: none
+  platform:
+    support: full
+    platforms: posix
+    details: Needs the PostgreSQL client program C(psql) on the host, or in O(container).
 options:
   source_db:
     description:
@@ -44,8 +49,8 @@ options:
     required: true
   table:
     description:
-      - Table to copy rows of, V(table) or V(schema.table) (resolved like in SQL, so quote mixed-case names:
-        V('"Users"')). It must exist in both databases.
+      - Table to copy rows of, V(table) or V(schema.table), resolved like in SQL (quote mixed-case names, for
+        example V('"Users"')). It must exist in both databases.
     type: str
     required: true
   where:

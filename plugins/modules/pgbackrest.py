@@ -165,7 +165,7 @@ options:
 notes:
   - pgBackRest speaks HTTPS to S3 repositories; a plain-HTTP S3 endpoint is not supported by pgBackRest 2.45.
   - The archive and backup settings themselves (repositories, retention, compression, C(archive_command))
-    belong in the configuration file, which the C(atlasia.dr.pgbackrest) role writes.
+    belong in the configuration file, which the C(atlasia.dr.dr_pgbackrest) role writes.
 seealso:
   - name: pgBackRest command reference
     description: Every command and option.

@@ -18,7 +18,7 @@ description:
   - An initialised cluster is left alone (C(changed=false), no keys returned), or refused with O(require_fresh=true),
     so that a cluster holding data is never taken for an empty one.
   - Disaster recovery (the plan's Scenario 3) uses it to get a cluster that accepts a raft snapshot through
-    C(snapshot-force): after that restore, the keys and token of this new cluster no longer apply; the ORIGINAL
+    C(snapshot-force). After that restore, the keys and token of this new cluster no longer apply; the ORIGINAL
     cluster's do.
 author:
   - atlasia DevOps team (@atlasia-devops)
@@ -92,7 +92,7 @@ options:
     type: int
     default: 60
 notes:
-  - The result holds the new root token and keys: register it with C(no_log=true).
+  - The result holds the new root token and keys, so register it with C(no_log=true).
 seealso:
   - module: atlasia.dr.vault_unseal
   - module: atlasia.dr.vault_snapshot
@@ -213,8 +213,8 @@ def wait_active(client, wait_timeout, interval=0.5):
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(
-        secret_shares=dict(type="int", default=1),
-        secret_threshold=dict(type="int", default=1),
+        secret_shares=dict(type="int", default=1, no_log=False),
+        secret_threshold=dict(type="int", default=1, no_log=False),
         unseal=dict(type="bool", default=True),
         require_fresh=dict(type="bool", default=False),
         output_file=dict(type="path"),

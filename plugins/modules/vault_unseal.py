@@ -18,8 +18,8 @@ description:
     discarded first (O(reset)).
   - Failures carry an C(error_kind) a playbook can branch on, for instance to restore a snapshot when the keys
     do not open the data any more (the plan's Scenario 3) - V(unreachable), V(not_initialized), V(wrong_key)
-    (the storage cannot be decrypted with these keys: other cluster, or damaged keyring), V(threshold) (too few
-    keys), V(invalid_key) (a key is not hex or base64), V(tls), V(http_error).
+    (the storage cannot be decrypted with these keys, because they belong to another cluster or the keyring is
+    damaged), V(threshold) (too few keys), V(invalid_key) (a key is not hex or base64), V(tls), V(http_error).
 author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
@@ -269,9 +269,9 @@ def unseal(module, client):
                                "cluster the snapshot came from",
                     INVALID_KEY: "a key is not a hex or base64 string",
                 }.get(kind, "")
-                module.fail_json(msg="unseal key %d was refused: %s%s" % (result["keys_used"], "; ".join(exc.errors) or exc,
-                                                                           (" -- " + hint) if hint else ""),
-                                 error_kind=kind, **result)
+                reason = "; ".join(exc.errors) or str(exc)
+                module.fail_json(msg="unseal key %d was refused: %s%s" % (
+                    result["keys_used"], reason, (" -- " + hint) if hint else ""), error_kind=kind, **result)
             result.update(describe(status))
             if not result["sealed"]:
                 break

@@ -6,7 +6,8 @@ like an operator. Every case asserts that nothing is lost and that the error nam
 
 - ``FAULTS_SEED`` (environment) seeds the random kill points (default below); the seed is printed, so a
   failing run can be replayed exactly.
-- ``FAULTS_KILLS`` raises the number of random kills of the backup (default 3: one per kind of point).
+- ``FAULTS_KILLS`` raises the number of random kills of the backup (default 4: pg_dump, the compressor, an
+  upload, an archive).
 - Logs of every playbook run stay in ``.tmp/faults/<module>/logs`` until the next run of that module.
 """
 
@@ -17,12 +18,11 @@ import random
 
 import pytest
 
-from tests.support import TMP_ROOT
 from tests.faults import faultlib
 from tests.support.localenv import BUCKET, DB_NAME, LocalEnvironment
 
 DEFAULT_SEED = 20261126
-FAULTS_ROOT = TMP_ROOT / "faults"
+FAULTS_ROOT = faultlib.FAULTS_ROOT
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,11 +33,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+def _seed():
+    return int(os.environ.get("FAULTS_SEED", DEFAULT_SEED))
+
+
+def pytest_report_header(config):
+    return "fault-injection seed: FAULTS_SEED=%d (set it to replay the same kill points)" % _seed()
+
+
 @pytest.fixture(scope="session")
 def faults_seed():
-    seed = int(os.environ.get("FAULTS_SEED", DEFAULT_SEED))
-    print("\nfault-injection seed: FAULTS_SEED=%d" % seed)
-    return seed
+    return _seed()
 
 
 @pytest.fixture

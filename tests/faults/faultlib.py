@@ -29,8 +29,10 @@ from pathlib import Path
 
 from ansible_collections.atlasia.dr.plugins.module_utils import backupset, checksum, naming
 
-from tests.support import REPO_ROOT, VENV_BIN, VENV_PYTHON, venv_env
+from tests.support import REPO_ROOT, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
 
+#: Where the suite's environments, logs and mounts live (git-ignored scratch space).
+FAULTS_ROOT = TMP_ROOT / "faults"
 PLAYBOOK_TIMEOUT = 600
 PLAIN_TRAILER = b"-- PostgreSQL database dump complete"
 TIERS = ("daily", "weekly", "monthly")
@@ -313,11 +315,11 @@ def check_artifact_content(path):
     return None
 
 
-def inspect_backups(root):
-    """Check every tier of a backup root. See :class:`Inspection`."""
+def inspect_backups(root, tiers=TIERS):
+    """Check every tier (or the given sub-folders, ``safety`` for example) of a backup root. See :class:`Inspection`."""
     root = Path(root)
     result = Inspection()
-    for tier in TIERS:
+    for tier in tiers:
         directory = root / tier
         if not directory.is_dir():
             continue

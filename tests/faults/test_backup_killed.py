@@ -90,5 +90,5 @@ def test_backup_killed_at_random_points_loses_nothing(fault_env, vars_file, rng)
         assert set(local) <= set(in_bucket), (local, in_bucket)
         step["next_run_seconds"] = round(run.seconds, 1)
         journal.append(step)
-    print("\nkills:\n" + "\n".join(json.dumps(s, sort_keys=True) for s in journal))
+        (env.root / "kills.json").write_text(json.dumps(journal, indent=2, sort_keys=True))  # post-mortem
     assert set(REQUIRED) <= set(s["point"] for s in journal)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tests.faults import faultlib as fl
 
-KEEP_ALL = dict(dr_retention_last=10, dr_s3_keep_last=10)
+KEEP_ALL = dict(dr_backup_retention_last=10, dr_backup_s3_keep_last=10)
 
 
 def start_two(env, vars_file):

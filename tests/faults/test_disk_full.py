@@ -15,9 +15,8 @@ import subprocess
 import pytest
 
 from tests.faults import faultlib as fl
-from tests.faults.conftest import FAULTS_ROOT
 
-MOUNT_POINT = FAULTS_ROOT / "disk_full-mnt"
+MOUNT_POINT = fl.FAULTS_ROOT / "disk_full-mnt"
 FS_SIZE = "2m"
 PAGE = 4096
 

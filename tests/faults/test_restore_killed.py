@@ -122,6 +122,7 @@ def test_restore_killed_in_each_phase_leaves_old_or_restored_database(fault_env,
         if expected != "either":
             assert state == expected, (name, state)
         journal.append(dict(point=name, phase=phase, delay=delay, state=state, scratch_left=scratch_dbs(env)))
+        (env.root / "kills.json").write_text(json.dumps(journal, indent=2, sort_keys=True))  # post-mortem
 
     # the rerun completes: the backup's content is back, scratch databases of killed runs are dropped
     env.bao.write_secret(SECRET_PATH, {"username": "intruder", "password": "changed-after-the-backup"})
@@ -129,8 +130,10 @@ def test_restore_killed_in_each_phase_leaves_old_or_restored_database(fault_env,
     assert run.rc == 0, run.tail()
     assert table_digests(env.pg, DB_NAME) == restored
     assert scratch_dbs(env) == []
+    # the safety backups of the killed runs are complete or were never named; their temporary files are gone
+    safety = fl.inspect_backups(env.backup_root, tiers=("safety",))
+    assert safety.artifacts and not safety.problems and not safety.temps, safety
     assert env.bao.read_secret(SECRET_PATH) == SECRET_VALUE
     assert "took over the stale lock" in run.flat
     report = fl.newest_report(env.reports_dir)
     assert report["verified"] is True and report["status"] != "failed"
-    print("\nrestore kills:\n" + "\n".join(json.dumps(j, sort_keys=True) for j in journal))

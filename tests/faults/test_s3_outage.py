@@ -9,7 +9,7 @@ from tests.faults import faultlib as fl
 from tests.support.localenv import BUCKET
 
 # keep every set here, locally and in the bucket, so that "both sets are uploaded" can be checked
-KEEP_ALL = dict(dr_retention_last=10, dr_s3_keep_last=10)
+KEEP_ALL = dict(dr_backup_retention_last=10, dr_backup_s3_keep_last=10)
 
 
 def assert_failed_on_s3(run):

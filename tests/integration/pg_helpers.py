@@ -66,10 +66,6 @@ def restore(server, db: str, src, check: bool = False, **extra):
     return run_module("pg_restore_db", conn_args(server, db, src=str(src), **extra), check=check)
 
 
-def all_databases(server) -> list:
-    return server.databases()
-
-
 def scratch_databases(server, db: str) -> list:
     """Scratch databases (``<db>_restore_<ts>``) of ``db`` present on the server."""
     return [name for name in server.databases() if name.startswith(db + "_restore_")]

@@ -80,7 +80,7 @@ def test_requirements_install_the_collection_without_galaxy(ee_context, tmp_path
     manifest = json.loads((installed / "MANIFEST.json").read_text())["collection_info"]
     galaxy = yaml.safe_load((REPO_ROOT / "galaxy.yml").read_text())
     assert (manifest["namespace"], manifest["name"], manifest["version"]) == ("atlasia", "dr", galaxy["version"])
-    for path in ("roles/verify/tasks/main.yml", "roles/monitor/tasks/main.yml", "plugins/modules/backup_age.py",
+    for path in ("roles/dr_verify/tasks/main.yml", "roles/dr_monitor/tasks/main.yml", "plugins/modules/backup_age.py",
                  "plugins/modules/pg_scratch_db.py", "playbooks/verify.yml"):
         assert (installed / path).is_file(), path
     assert not (installed / ".venv").exists() and not (installed / ".tmp").exists()

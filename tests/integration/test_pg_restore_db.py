@@ -342,3 +342,30 @@ def test_check_mode_leaves_the_server_untouched(pg_server, backups, target, tmp_
         assert not (tmp_path / "s").exists()
     finally:
         pg_server.dropdb(stale)
+
+
+# --- awkward database names -----------------------------------------------------------------------------------
+def test_database_names_with_quotes_spaces_and_unicode(pg_server, tmp_path):
+    """Names are quoted everywhere (SQL identifiers, literals, environment): back up, restore new, replace."""
+    suffix = h.unique("x")[-6:]
+    odd, odd_new = f'Ünï "odd" name-{suffix}', f"Ünï 'new' db {suffix}"
+    create_sample_database(pg_server, odd)
+    try:
+        expected = table_digests(pg_server, odd)
+        timestamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime())
+        dump = tmp_path / "daily" / f"backup_{timestamp}.dump"
+        dumped, restored, replaced = h.run_play([
+            ("pg_dump_backup", h.conn_args(pg_server, odd, dest=str(dump.parent), format="custom",
+                                           timestamp=timestamp)),
+            ("pg_restore_db", h.conn_args(pg_server, odd_new, src=str(dump), mode="new")),
+            ("pg_restore_db", h.conn_args(pg_server, odd, src=str(dump), safety_backup_dir=str(tmp_path / "s"))),
+        ], tmp_path / "play")
+        for result in (dumped, restored, replaced):
+            assert not result.get("failed"), result.get("msg")
+        assert dumped["manifest_data"]["database"] == odd
+        assert table_digests(pg_server, odd_new) == expected
+        assert table_digests(pg_server, odd) == expected
+        assert replaced["previous_db"] == f"{odd}_previous_{os.path.basename(replaced['safety_backup'])[11:26]}"
+    finally:
+        h.drop_databases(pg_server, [odd, odd_new] + h.previous_databases(pg_server, odd)
+                         + h.scratch_databases(pg_server, odd))

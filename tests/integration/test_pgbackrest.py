@@ -74,9 +74,9 @@ def write_playbook(name, tasks_from, extra_tasks=""):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "---\n- name: pgBackRest %s\n  hosts: local_db\n  gather_facts: false\n  tasks:\n"
-        "    - name: Include atlasia.dr.pgbackrest %s\n      ansible.builtin.include_role:\n"
-        "        name: atlasia.dr.pgbackrest\n        tasks_from: %s\n%s" % (tasks_from, tasks_from, tasks_from,
-                                                                               extra_tasks))
+        "    - name: Include atlasia.dr.dr_pgbackrest %s\n      ansible.builtin.include_role:\n"
+        "        name: atlasia.dr.dr_pgbackrest\n        tasks_from: %s\n%s"
+        % (tasks_from, tasks_from, tasks_from, extra_tasks))
     return path
 
 
@@ -269,6 +269,20 @@ def test_verify_checks_repositories_and_restores_the_backup(stack, backup_run):
     stack["measurements"]["verify_playbook_seconds"] = round(proc.seconds, 1)
 
 
+def test_pitr_refuses_a_target_no_backup_covers_and_leaves_the_cluster_alone(stack, backup_run):
+    pg = stack["pg"]
+    pid = pg.pid()
+    proc = playbook("playbooks/pitr.yml", stack["vars_file"], "-e", "target_time=2000-01-01T00:00:00+00")
+    assert proc.returncode != 0
+    assert "the oldest backup ended at" in proc.stdout and "after the target" in proc.stdout
+    assert "State: the live data directory was not touched" in proc.stdout
+    assert pg.pid() == pid and pg.scalar("SELECT pg_is_in_recovery()") == "f"
+    assert not glob.glob(str(pg.data_dir) + ".pitr-*")
+    report = json.loads(sorted((ROOT / "reports").glob("restore-*.json"))[-1].read_text())
+    assert report["status"] == "failed" and report["method"] == "pitr"
+    assert [p["status"] for p in report["phases"]] == ["failed"]
+
+
 def test_pitr_to_a_noted_time_returns_exactly_the_rows_committed_before_it(stack, backup_run):
     pg = stack["pg"]
     writer = backup_run["writer"]
@@ -281,7 +295,7 @@ def test_pitr_to_a_noted_time_returns_exactly_the_rows_committed_before_it(stack
         "SELECT id FROM ticks WHERE pg_xact_commit_timestamp(xmin) <= '%s'::timestamptz ORDER BY id" % target, db=DB)]
     every = [int(r[0]) for r in pg.rows("SELECT id FROM ticks ORDER BY id", db=DB)]
     assert 0 < len(expected) < len(every)
-    assert every == sorted(i for i, _ in writer.committed)
+    assert every == sorted(row[0] for row in writer.committed)
     pg.psql("DROP TABLE ticks", db=DB)  # the mistake the restore undoes
 
     proc = playbook("playbooks/pitr.yml", stack["vars_file"], "-e", "target_time='%s'" % target)
@@ -315,7 +329,7 @@ def test_pitr_to_a_noted_time_returns_exactly_the_rows_committed_before_it(stack
 def test_pitr_latest_after_a_crash_loses_at_most_the_archive_timeout(stack, backup_run):
     pg = stack["pg"]
     writer = Writer(pg, "ticks").start()
-    time.sleep(3 * ARCHIVE_TIMEOUT)
+    time.sleep(2 * ARCHIVE_TIMEOUT)
     crash_at = time.time()
     owner = ["runuser", "-u", os_user(), "--"] if os.geteuid() == 0 else []
     subprocess.run(owner + [str(PG_BINDIR / "pg_ctl"), "-D", str(pg.data_dir), "-m", "immediate", "-w", "stop"],
@@ -328,7 +342,7 @@ def test_pitr_latest_after_a_crash_loses_at_most_the_archive_timeout(stack, back
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-2000:]
 
     restored = [int(r[0]) for r in pg.rows("SELECT id FROM ticks ORDER BY id", db=DB)]
-    new_ids = [i for i, _ in committed]
+    new_ids = [row[0] for row in committed]
     kept = [i for i in restored if i >= new_ids[0]]
     # An INSERT whose commit was in flight at the crash may or may not be back (its answer never came): at
     # most one such row, after every row the writer saw committed.
@@ -340,7 +354,7 @@ def test_pitr_latest_after_a_crash_loses_at_most_the_archive_timeout(stack, back
     last_commit = committed[-1][1]
     newest_restored = committed[len(kept) - 1][1] if kept else crash_at
     rpo = last_commit - newest_restored
-    assert rpo <= ARCHIVE_TIMEOUT + 3, (rpo, len(lost))
+    assert rpo <= ARCHIVE_TIMEOUT + 5, (rpo, len(lost))
     report = json.loads(sorted((ROOT / "reports").glob("restore-*.json"))[-1].read_text())
     assert report["verified"] is True and report["recovery_target"] == "latest"
     assert report["rpo_seconds"] <= ARCHIVE_TIMEOUT + 60

@@ -214,8 +214,8 @@ def fleet(site):
 
 def test_backup_and_verify_across_hosts_in_parallel(site, fleet):
     env, root = site["env"], fleet["root"]
-    group_vars = env.vars(dr_reports_dir=str(root / "reports"), dr_vault_enabled=False, dr_config_paths=[],
-                          dr_file_sets=[])
+    group_vars = env.vars(dr_reports_dir=str(root / "reports"), dr_vault_enabled=False, dr_backup_config_paths=[],
+                          dr_backup_file_sets=[])
     for key in ("dr_db_port", "dr_db_password", "dr_backup_root", "dr_metrics_textfile"):
         group_vars.pop(key)
     hosts = dict((name, dict(dr_db_port=server.port, dr_db_password=server.password,

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Stand-in for the platform's API in the Molecule scenario "rebuild".
 
 GET /api/health/live   200 while the process runs.

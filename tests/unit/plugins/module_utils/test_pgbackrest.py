@@ -20,8 +20,8 @@ INFO_ENTRY = {
                  "max": "000000010000000000000008"}],
     "backup": [
         {"label": "20261126-020001F", "type": "full", "database": {"repo-key": 1}, "error": False,
-         "timestamp": {"start": 1795658401, "stop": 1795658409}, "archive": {"start": "0000000100000000000000004",
-                                                                           "stop": "000000010000000000000004"},
+         "timestamp": {"start": 1795658401, "stop": 1795658409},
+         "archive": {"start": "000000010000000000000004", "stop": "000000010000000000000004"},
          "info": {"size": 100, "repository": {"size": 10}}, "prior": None},
         {"label": "20261126-030001F", "type": "full", "database": {"repo-key": 2}, "error": False,
          "timestamp": {"start": 1795662001, "stop": 1795662009}, "archive": {}, "info": {"size": 100}},
@@ -33,8 +33,7 @@ INFO_ENTRY = {
 
 @pytest.mark.parametrize("options, expected", [
     ({}, []),
-    ({"start-fast": True, "archive-check": False}, ["--no-archive-check",
-                                                     "--start-fast"]),
+    ({"start-fast": True, "archive-check": False}, ["--no-archive-check", "--start-fast"]),
     ({"io-timeout": 120, "skip": None}, ["--io-timeout=120"]),
     ({"db-include": ["a", "b"]}, ["--db-include=a", "--db-include=b"]),
 ])

@@ -75,6 +75,10 @@ class FakeCli(object):
             return 0, "P00 INFO: repo1: restore backup set 20261126-010000F, recovery will start at x", ""
         return 0, "ok", ""
 
+    def run_command(self, argv, **kwargs):
+        """Stands in for AnsibleModule.run_command (set on the class, so called without the module)."""
+        return self(None, argv, **kwargs)
+
     def names(self):
         return [c["command"] for c in self.calls]
 
@@ -87,7 +91,7 @@ def fresh_warnings(monkeypatch):
 @pytest.fixture
 def cli(monkeypatch):
     fake = FakeCli()
-    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, **kw: fake(self, argv, **kw))
+    monkeypatch.setattr(AnsibleModule, "run_command", fake.run_command)
     monkeypatch.setattr(AnsibleModule, "get_bin_path",
                         lambda self, name, required=False, opt_dirs=None: "/usr/bin/%s" % name)
     return fake

@@ -26,8 +26,8 @@ KEYS = ["a2V5LW9uZQ==", "a2V5LXR3bw==", "a2V5LXRocmVl"]
 class FakeVault(object):
     """A Shamir-sealed cluster with ``threshold`` of ``keys``; records every request."""
 
-    def __init__(self, keys=KEYS, threshold=2, sealed=True, initialized=True, reachable=True):
-        self.keys = list(keys)
+    def __init__(self, keys=None, threshold=2, sealed=True, initialized=True, reachable=True):
+        self.keys = list(KEYS if keys is None else keys)
         self.threshold = threshold
         self.sealed = sealed
         self.initialized = initialized

@@ -72,8 +72,7 @@ class Bench(object):
         proc = subprocess.run(argv if not shell else ["bash", "-o", "pipefail", "-c", argv], cwd="/",
                               capture_output=True, text=True, env=dict(os.environ, **(env or {})), check=False)
         if proc.returncode != 0:
-            raise RuntimeError("%s failed (%d): %s" % (argv if shell else " ".join(map(str, argv)),
-                                                        proc.returncode, (proc.stderr or proc.stdout)[-2000:]))
+            raise RuntimeError("%s failed (%d): %s" % (argv if shell else " ".join(map(str, argv)), proc.returncode, (proc.stderr or proc.stdout)[-2000:]))
         return time.monotonic() - started, proc.stdout
 
     def pgbackrest(self, *args):
@@ -132,10 +131,10 @@ class Bench(object):
         dump = self.root / "dump.sql.gz"
         rounds = self.args.rounds
         times = [self.run("%s -d bench | gzip -6 > %s" % (PG_BINDIR / "pg_dump", dump), shell=True,
-                          env=self.env())[0] for _ in range(rounds)]
+                          env=self.env())[0] for dummy in range(rounds)]
         self.case("logical.backup", "pg_dump | gzip -6 (the plan)", times, bytes=dump.stat().st_size)
         times = []
-        for _ in range(rounds):
+        for dummy in range(rounds):
             self.pg.dropdb("restored")
             self.pg.createdb("restored")
             times.append(self.run("gunzip -c %s | %s -X -q -v ON_ERROR_STOP=1 -d restored >/dev/null" % (
@@ -155,7 +154,7 @@ class Bench(object):
             variants = variants[1:2]
         for kind, level, procs in variants:
             times = []
-            for _ in range(self.args.rounds):
+            for dummy in range(self.args.rounds):
                 times.append(self.pgbackrest("backup", "--type=full", "--compress-type=%s" % kind,
                                              "--compress-level=%d" % level, "--process-max=%d" % procs)[0])
             backup = self.newest_label()
@@ -168,7 +167,7 @@ class Bench(object):
             restores = restores[1:2]
         for kind, procs in restores:
             label = labels.get((kind, procs)) or labels.get((kind, 2))
-            times = [self.restore(label, procs) for _ in range(self.args.rounds)]
+            times = [self.restore(label, procs) for dummy in range(self.args.rounds)]
             self.case("physical.restore.%s.p%d" % (kind, procs),
                       "pgbackrest restore + start + recovery, %s, process-max %d" % (kind, procs), times)
 
@@ -199,7 +198,7 @@ class Bench(object):
     # -- archive latency -----------------------------------------------------------------------------------
     def archive_latency(self):
         times = []
-        for _ in range(5 if not self.args.smoke else 2):
+        for dummy in range(5 if not self.args.smoke else 2):
             self.pg.psql("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 1, now())",
                          db="bench")
             segment = self.pg.scalar("SELECT pg_walfile_name(pg_switch_wal())")
@@ -233,8 +232,7 @@ class Bench(object):
                  "| Case | Seconds | Size (MB) | vs gunzip / psql |", "|---|---|---|---|"]
         for case in self.results["cases"]:
             size = "%.0f" % (case["bytes"] / 1e6) if case.get("bytes") else ""
-            lines.append("| %s | %.2f | %s | %s |" % (case["label"].replace("|", "\\|"), case["seconds"], size,
-                                                       ratios.get(case["key"], "")))
+            lines.append("| %s | %.2f | %s | %s |" % (case["label"].replace("|", "\\|"), case["seconds"], size, ratios.get(case["key"], "")))
         (out / ("bench-physical-%s.md" % stamp)).write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
 

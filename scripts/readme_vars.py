@@ -37,8 +37,12 @@ def render():
         parts.append("| Variable | Type | Default | Description |\n|---|---|---|---|")
         for name, option in options.items():
             default = option.get("default")
-            shown = "`%s`" % _cell(default) if default not in (None, "") else ("required" if option.get("required")
-                                                                              else "`\"\"`" if default == "" else "")
+            if default not in (None, ""):
+                shown = "`%s`" % _cell(default)
+            elif option.get("required"):
+                shown = "required"
+            else:
+                shown = "`\"\"`" if default == "" else ""
             kind = option.get("type", "str")
             if option.get("elements"):
                 kind = "%s of %s" % (kind, option["elements"])

@@ -69,8 +69,7 @@ class Run:
         return self.flat[index:] if index >= 0 else ""
 
     def tail(self, size=6000):
-        return "%s exited %s after %.1fs; log %s\n...%s" % (self.name, self.rc, self.seconds, self.log,
-                                                           self.output[-size:])
+        return "%s exited %s after %.1fs; log %s\n...%s" % (self.name, self.rc, self.seconds, self.log, self.output[-size:])
 
 
 def playbook_argv(name, vars_file, *args):
@@ -118,8 +117,7 @@ def finish(proc, timeout=PLAYBOOK_TIMEOUT):
     except subprocess.TimeoutExpired:
         kill_tree(proc.pid)
         proc.wait(timeout=60)
-        raise AssertionError("%s did not finish within %ss (killed); log %s" % (proc.fault_name, timeout,
-                                                                                  proc.fault_log))
+        raise AssertionError("%s did not finish within %ss (killed); log %s" % (proc.fault_name, timeout, proc.fault_log))
     return Run(proc.fault_name, proc.returncode, proc.fault_log.read_text(errors="replace"),
                time.monotonic() - proc.fault_started, proc.fault_log)
 

@@ -59,8 +59,7 @@ def test_backup_killed_at_random_points_loses_nothing(fault_env, vars_file, rng)
             pid = fl.wait_for_process(proc, match, occurrence=step["occurrence"])
             if pid is None:
                 proc.wait(timeout=60)
-                pytest.fail("the run ended before %s #%d ran; log %s" % (step["point"], step["occurrence"],
-                                                                        proc.fault_log))
+                pytest.fail("the run ended before %s #%d ran; log %s" % (step["point"], step["occurrence"], proc.fault_log))
             step["alive_at_kill"] = fl.sleep_while_alive(pid, step["delay"])
         finally:
             fl.kill_tree(proc.pid)

@@ -78,4 +78,3 @@ def test_s3_outage_keeps_the_local_set_and_the_next_run_uploads_it(fault_env, rn
     for set_id in sets:
         for artifact in fl.load_set(root, set_id)["artifacts"]:
             assert artifact["name"] in keys and artifact["name"] + ".sha256" in keys, artifact["name"]
-

@@ -142,8 +142,7 @@ def test_parents_before_children_after_a_cascading_delete(env, backup):
     assert personas.endswith(":2")
     env.pg.psql("DELETE FROM users WHERE id = 7", db=DB_NAME)  # cascades to the user's personas
     assert count(env, "SELECT count(*) FROM personas WHERE user_id = 7") == 0
-    extra = {"dr_recover_data_tables": [{"table": "users", "where": "id = 7"},
-                                   {"table": "public.personas", "where": "user_id = 7"}]}
+    extra = {"dr_recover_data_tables": [{"table": "users", "where": "id = 7"}, {"table": "public.personas", "where": "user_id = 7"}]}
     result = playbook("recover_data.yml", backup["vars_file"], "-e", json.dumps(extra))
     assert result.returncode == 0, output(result)
     assert md5_rows(env, "users", "id = 7") == user

@@ -86,8 +86,6 @@ def closed_port():
     return free_port(HOST)
 
 
-
-
 class SeaweedS3Server(object):
     """One ``weed server -s3`` process with its own data directory."""
 

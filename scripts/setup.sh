@@ -28,7 +28,7 @@ STAMP="${VENV}/.installed"
 WHEELS="${ROOT}/.cache/wheels"
 APT_PACKAGES=(
   docker.io debootstrap zstd pigz shellcheck
-  postgresql-15 postgresql-client-15 pgbackrest rsync curl
+  postgresql-15 postgresql-client-15 pgbackrest rsync curl prometheus
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }

@@ -23,7 +23,7 @@ CASES = {
                                 {"dr_db_password": "not-the-password"}),
     "wrong vault token": ("Take a Vault raft snapshot", ["Vault rejected the token", "give a valid token"],
                           {"dr_vault_token": "s.not-a-valid-token"}),
-    "wrong s3 secret key": ("Upload the artifacts of set",
+    "wrong s3 secret key": ("Upload",
                             ["the credentials were refused", "check access_key/secret_key", "S3"],
                             {"dr_s3_secret_key": "not-the-secret-key"}),
 }

@@ -338,13 +338,15 @@ def test_pitr_to_a_noted_time_returns_exactly_the_rows_committed_before_it(stack
 
 def test_pitr_latest_after_a_crash_loses_at_most_the_archive_timeout(stack, backup_run):
     pg = stack["pg"]
-    start_segment = pg.scalar("SELECT pg_walfile_name(pg_current_wal_lsn())")
     writer = Writer(pg, "ticks").start()
-    # Write until archive_timeout has shipped at least one segment holding new rows, then a little longer.
+    time.sleep(0.5)
+    first_segment = pg.scalar("SELECT pg_walfile_name(pg_current_wal_insert_lsn())")  # holds new rows
+    # Write until archive_timeout has shipped a segment holding new rows (pitr.yml's CHECKPOINT after the swap
+    # makes archive_timeout apply at once), then half an archive_timeout longer.
     deadline = time.monotonic() + 6 * ARCHIVE_TIMEOUT
-    while pg.scalar("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") <= start_segment:
+    while pg.scalar("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < first_segment:
         assert time.monotonic() < deadline, (pg.scalar("SHOW archive_timeout"),
-                                             pg.rows("SELECT * FROM pg_stat_archiver"), start_segment)
+                                             pg.rows("SELECT * FROM pg_stat_archiver"), first_segment)
         time.sleep(0.2)
     time.sleep(ARCHIVE_TIMEOUT / 2.0)
     owner = ["runuser", "-u", os_user(), "--"] if os.geteuid() == 0 else []

@@ -64,6 +64,14 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """True when every existing parent of ``path`` can be traversed by any user (o+x)."""
+    for parent in Path(os.path.abspath(path)).parents:
+        if parent.exists() and not os.stat(parent).st_mode & 0o001:
+            return False
+    return True
+
+
 def _ensure_os_user(name: str = PG_OS_USER) -> pwd.struct_passwd:
     """Return the unprivileged user that runs clusters for root, creating it when missing."""
     try:
@@ -216,6 +224,10 @@ class PostgresServer:
         """initdb and start the cluster; return self. Retries on a port taken in between (up to 3 times)."""
         if self._running:
             return self
+        if self.base_dir is not None and self.os_user and not _reachable_by_others(self.base_dir):
+            # The cluster runs as another user, who must be able to reach its files: a checkout under a
+            # private folder (mktemp -d, a 0700 home) is not reachable, so the cluster lives under /tmp.
+            self.base_dir = None
         if self.base_dir is None:
             self.base_dir = Path(tempfile.mkdtemp(prefix="atlasia-pg-"))
         self.base_dir.mkdir(parents=True, exist_ok=True)

@@ -42,9 +42,9 @@ $(STAMP): requirements-dev.txt
 
 test: setup ## Everything CI runs: unit, integration, lint, sanity, molecule, faults, bench smoke
 	$(MAKE) unit
-	$(MAKE) integration
 	$(MAKE) lint
 	$(MAKE) sanity
+	$(MAKE) integration
 	$(MAKE) molecule
 	$(MAKE) faults
 	$(MAKE) bench-smoke

@@ -116,6 +116,7 @@ class SeaweedS3Server(object):
             "-filer.port=%d" % filer,
             "-s3", "-s3.port=%d" % s3, "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-master.volumeSizeLimitMB=64",
+            "-master.telemetry=false",  # never report to the public telemetry endpoint
             # every bucket is a collection that grabs several volumes on its first write; the default
             # limit (8) runs out after 2-3 buckets ("No writable volumes"). Volumes are sparse files.
             "-volume.max=%d" % self.max_volumes,

@@ -40,12 +40,13 @@ $(STAMP): requirements-dev.txt
 	scripts/setup.sh
 	@touch $(STAMP)
 
-test: setup ## Everything CI runs: unit, lint, sanity, integration, molecule, bench smoke
+test: setup ## Everything CI runs: unit, lint, sanity, integration, molecule, faults, bench smoke
 	$(MAKE) unit
 	$(MAKE) lint
 	$(MAKE) sanity
 	$(MAKE) integration
 	$(MAKE) molecule
+	$(MAKE) faults
 	$(MAKE) bench-smoke
 
 unit: $(STAMP) ## Unit tests (pytest tests/unit)
@@ -54,7 +55,7 @@ unit: $(STAMP) ## Unit tests (pytest tests/unit)
 integration: $(STAMP) ## Integration tests against real servers (pytest tests/integration)
 	$(call run_pytest,tests/integration)
 
-faults: $(STAMP) ## Fault-injection suite (pytest tests/faults); not yet part of make test
+faults: $(STAMP) ## Fault-injection suite: killed runs, S3 and disk failures, damaged sets (pytest tests/faults)
 	$(call run_pytest,tests/faults)
 
 lint: $(STAMP) ## ansible-lint (production profile) and shellcheck

@@ -22,8 +22,8 @@ BALLAST_ROWS = 60000
 
 POINTS = {
     # name: (process predicate, which occurrence (range), random delay range once it runs, seconds)
-    "pg_dump": (fl.program_matcher("pg_dump"), (1, 1), (0.0, 0.6)),
-    "compressor": (fl.program_matcher("pigz", "gzip"), (1, 1), (0.0, 0.6)),
+    "pg_dump": (fl.program_matcher("pg_dump"), (1, 1), (0.0, 0.3)),
+    "compressor": (fl.program_matcher("pigz", "gzip"), (1, 1), (0.0, 0.3)),
     "upload": (fl.module_matcher("s3_backup_transfer"), (1, 6), (0.0, 1.0)),
     # after the database dump: complete artifacts of a run that never makes a set
     "archive": (fl.module_matcher("dr_archive"), (1, 3), (0.0, 0.5)),

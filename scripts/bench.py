@@ -62,7 +62,9 @@ SERVER_SETTINGS = {
 }
 # pg_restore_db's default session_settings, used by the "by hand" restore so it is the same pipeline
 SESSION_SETTINGS = "-c maintenance_work_mem=512MB -c synchronous_commit=off"
-FAST_ZSTD_LEVEL = 1
+# pg_dump_backup's defaults (plugins/module_utils/compression.py DEFAULT_LEVEL), typed into the by-hand pipelines
+GZIP_LEVEL = 5
+FAST_ZSTD_LEVEL = 3
 COMMAND_TIMEOUT = 3 * 3600
 BUCKET = "bench"
 
@@ -132,6 +134,11 @@ class BenchError(RuntimeError):
 def log(text):
     stamp = time.strftime("%H:%M:%S")
     print("[bench %s] %s" % (stamp, text), flush=True)
+
+
+def checks(tester):
+    """What pg_dump_backup does after the dump, typed by hand: the decompression test and both checksums."""
+    return "%s -t {out} && md5sum {out} > {out}.md5 && sha256sum {out} > {out}.sha256" % tester
 
 
 def median(values):
@@ -496,18 +503,28 @@ class Bench(object):
             ("backup.floor" + suffix, "pg_dump > /dev/null (the floor)", "reference", "shell", None,
              "%s -d %s > /dev/null" % (PG_BINDIR / "pg_dump", db)),
             ("backup.default" + suffix, "pg_dump_backup defaults (plain, .sql.gz)", "ours", "ansible", {}, None),
-            ("backup.fastest" + suffix, "pg_dump_backup custom + zstd -%d" % FAST_ZSTD_LEVEL, "ours", "ansible",
-             dict(format="custom", compression="zstd", compression_level=FAST_ZSTD_LEVEL), None),
+            ("backup.fastest" + suffix, "pg_dump_backup plain + zstd -%d" % FAST_ZSTD_LEVEL, "ours", "ansible",
+             dict(compression="zstd", compression_level=FAST_ZSTD_LEVEL), None),
             ("backup.directory" + suffix, "pg_dump_backup directory, jobs=%d, gzip -1" % n, "ours", "ansible",
              dict(format="directory", jobs=n, compression_level=1), None),
             ("backup.default.direct" + suffix, "pg_dump_backup defaults, no Ansible", "ours", "direct", {}, None),
-            ("backup.default.hand" + suffix, "same by hand: pg_dump | pigz -6 -p%d" % n, "baseline", "shell", None,
-             "%s --format=plain -d %s | pigz -6 -p %d -c > {out}" % (dump, db, n)),
-            ("backup.fastest.direct" + suffix, "pg_dump_backup custom + zstd, no Ansible", "ours", "direct",
-             dict(format="custom", compression="zstd", compression_level=FAST_ZSTD_LEVEL), None),
-            ("backup.fastest.hand" + suffix, "same by hand: pg_dump -Fc -Z0 | zstd -%d -T%d" % (FAST_ZSTD_LEVEL, n),
+            ("backup.default.hand" + suffix,
+             "same steps by hand: pg_dump | pigz -%d -p%d, then pigz -t, md5sum, sha256sum" % (GZIP_LEVEL, n),
              "baseline", "shell", None,
-             "%s --format=custom --compress=0 -d %s | zstd -q -%d -T%d -c > {out}" % (dump, db, FAST_ZSTD_LEVEL, n)),
+             "%s --format=plain -d %s | pigz -%d -p %d -c > {out} && %s" % (dump, db, GZIP_LEVEL, n, checks("pigz"))),
+            ("backup.default.pipe" + suffix, "the pipeline alone: pg_dump | pigz -%d -p%d (no checks)" % (GZIP_LEVEL, n),
+             "reference", "shell", None,
+             "%s --format=plain -d %s | pigz -%d -p %d -c > {out}" % (dump, db, GZIP_LEVEL, n)),
+            ("backup.fastest.direct" + suffix, "pg_dump_backup plain + zstd, no Ansible", "ours", "direct",
+             dict(compression="zstd", compression_level=FAST_ZSTD_LEVEL), None),
+            ("backup.fastest.hand" + suffix,
+             "same steps by hand: pg_dump | zstd -%d -T%d, then zstd -t, md5sum, sha256sum" % (FAST_ZSTD_LEVEL, n),
+             "baseline", "shell", None,
+             "%s --format=plain -d %s | zstd -q -%d -T%d -c > {out} && %s" % (dump, db, FAST_ZSTD_LEVEL, n,
+                                                                              checks("zstd -q"))),
+            ("backup.fastest.pipe" + suffix,
+             "the pipeline alone: pg_dump | zstd -%d -T%d (no checks)" % (FAST_ZSTD_LEVEL, n), "reference", "shell",
+             None, "%s --format=plain -d %s | zstd -q -%d -T%d -c > {out}" % (dump, db, FAST_ZSTD_LEVEL, n)),
         ]
 
     def group_backup(self, rounds):
@@ -526,12 +543,14 @@ class Bench(object):
         families = [
             (runners["backup.baseline"],
              [runners[k] for k in ("backup.default", "backup.fastest", "backup.directory", "backup.floor")], pairs),
-            (runners["backup.default.hand"], [runners["backup.default.direct"]],
+            (runners["backup.default.hand"], [runners["backup.default.direct"], runners["backup.default.pipe"]],
              [self.pair("overhead", "backup.default.direct", "backup.default.hand", "module vs by hand (default)",
-                        target=1.05)]),
-            (runners["backup.fastest.hand"], [runners["backup.fastest.direct"]],
+                        target=1.05),
+              self.pair("overhead", "backup.default.pipe", "backup.default.hand", "pipeline without its checks")]),
+            (runners["backup.fastest.hand"], [runners["backup.fastest.direct"], runners["backup.fastest.pipe"]],
              [self.pair("overhead", "backup.fastest.direct", "backup.fastest.hand", "module vs by hand (fastest)",
-                        target=1.05)]),
+                        target=1.05),
+              self.pair("overhead", "backup.fastest.pipe", "backup.fastest.hand", "pipeline without its checks")]),
         ]
         self.run_rounds(families, rounds)
 
@@ -557,6 +576,9 @@ class Bench(object):
                 entry = self.record(key, round_no, measure)
                 self.pg.dropdb(target)
                 return entry
+            # every restore replaces the same thing: a vacuumed copy of the source (the safety backup dumps it)
+            self.drop_restored(target)
+            self.sql("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY" % (quote_ident(target), quote_ident(rows_from)))
             self.checkpoint()
             safety = self.work / "safety"
             safety.mkdir(exist_ok=True)
@@ -567,17 +589,24 @@ class Bench(object):
                                                                        self.expected_rows.get(rows_from)))
             entry = self.record(key, round_no, measure, module_seconds=result.get("duration"),
                                 safety_backup=bool(result.get("safety_backup")), timings=result.get("timings"))
-            for name in self.pg.databases():
-                if name.startswith(target + "_previous_"):
-                    self.pg.dropdb(name)
+            # at once: autovacuum would otherwise work through the fresh copy during the next timed runs
+            self.drop_restored(target)
             shutil.rmtree(str(safety), ignore_errors=True)
             return entry
         return run
+
+    def drop_restored(self, target):
+        for name in self.pg.databases():
+            if name == target or name.startswith(target + "_previous_"):
+                self.pg.dropdb(name)
 
     def group_restore(self, rounds):
         log("== restore (%d rounds)" % rounds)
         n = self.ncpu
         psql = "%s -X -q" % (PG_BINDIR / "psql")
+        # the exact row counts pg_restore_db takes of what it loaded
+        count_sql = "; ".join("SELECT count(*) FROM %s" % ".".join(quote_ident(p) for p in table.split(".", 1))
+                              for table in sorted(self.expected_rows.get("bench") or {}))
         specs = [
             ("restore.baseline", "gunzip | psql into an empty database (the plan)", "baseline", "shell",
              "backup.baseline", None, "gunzip -c {src} | %s -d {db} > /dev/null" % psql),
@@ -587,10 +616,21 @@ class Bench(object):
              dict(safety_backup=False), None),
             ("restore.fastest", "pg_restore_db directory dump, jobs=%d, no safety backup" % n, "ours", "ansible",
              "backup.directory", dict(safety_backup=False, jobs=n), None),
+            ("restore.fastest.hand", "by hand: pg_restore -j%d from the directory dump" % n, "reference", "shell",
+             "backup.directory", None,
+             "PGOPTIONS=%s %s -j %d --exit-on-error -d {db} {src}" % (
+                 shlex.quote(SESSION_SETTINGS), PG_BINDIR / "pg_restore", n)),
             ("restore.nosafety.direct", "pg_restore_db, safety_backup=false, no Ansible", "ours", "direct",
              "backup.default", dict(safety_backup=False), None),
-            ("restore.hand", "same by hand: pigz -d | psql (same session settings)", "baseline", "shell",
-             "backup.default", None,
+            ("restore.hand",
+             "same steps by hand: md5sum -c, sha256sum -c, pigz -t, pigz -d | psql (same session settings), "
+             "count rows", "baseline", "shell", "backup.default", None,
+             "cd $(dirname {src}) && md5sum -c --quiet $(basename {src}).md5 && sha256sum -c --quiet "
+             "$(basename {src}).sha256 && pigz -t {src} && pigz -d -c {src} | PGOPTIONS=%s %s -v ON_ERROR_STOP=1 "
+             "-d {db} > /dev/null && %s -At -d {db} -c %s > /dev/null" % (
+                 shlex.quote(SESSION_SETTINGS), psql, psql, shlex.quote(count_sql))),
+            ("restore.pipe", "the pipeline alone: pigz -d | psql (same session settings, no checks)", "reference",
+             "shell", "backup.default", None,
              "pigz -d -c {src} | PGOPTIONS=%s %s -v ON_ERROR_STOP=1 -d {db} > /dev/null" % (
                  shlex.quote(SESSION_SETTINGS), psql)),
         ]
@@ -599,19 +639,17 @@ class Bench(object):
             self.case(key, label, "restore", kind, how)
             runners[key] = self.restore_runner(key, src_key, how, module_args, script,
                                                target="restore_base" if script else "restored")
-        # the target exists before every run (a real restore replaces a database; the safety backup dumps it)
-        if "restored" not in self.pg.databases():
-            log("copying bench to restored (the database every restore replaces)")
-            self.sql("CREATE DATABASE restored TEMPLATE bench STRATEGY FILE_COPY")
         families = [
             (runners["restore.baseline"],
-             [runners[k] for k in ("restore.default", "restore.nosafety", "restore.fastest")],
+             [runners[k] for k in ("restore.default", "restore.nosafety", "restore.fastest", "restore.fastest.hand")],
              [self.pair("restore", "restore.default", "restore.baseline", "default (safety backup) vs the plan"),
               self.pair("restore", "restore.nosafety", "restore.baseline", "no safety backup vs the plan"),
-              self.pair("restore", "restore.fastest", "restore.baseline", "fastest vs the plan", target=0.75)]),
-            (runners["restore.hand"], [runners["restore.nosafety.direct"]],
+              self.pair("restore", "restore.fastest", "restore.baseline", "fastest vs the plan", target=0.75),
+              self.pair("restore", "restore.fastest.hand", "restore.baseline", "pg_restore -j by hand vs the plan")]),
+            (runners["restore.hand"], [runners["restore.nosafety.direct"], runners["restore.pipe"]],
              [self.pair("overhead", "restore.nosafety.direct", "restore.hand", "module vs by hand (restore)",
-                        target=1.05)]),
+                        target=1.05),
+              self.pair("overhead", "restore.pipe", "restore.hand", "pipeline without its checks")]),
         ]
         self.run_rounds(families, rounds)
 
@@ -949,8 +987,9 @@ def _cell(text):
 # row order of the tables (reports written before "order" was stored in the JSON)
 CANONICAL = [
     "backup.baseline", "backup.default", "backup.fastest", "backup.directory", "backup.floor", "backup.default.direct",
-    "backup.default.hand", "backup.fastest.direct", "backup.fastest.hand", "restore.baseline", "restore.default",
-    "restore.nosafety", "restore.fastest", "restore.nosafety.direct", "restore.hand", "s3.upload.boto3", "s3.upload",
+    "backup.default.hand", "backup.default.pipe", "backup.fastest.direct", "backup.fastest.hand", "backup.fastest.pipe",
+    "restore.baseline", "restore.default", "restore.nosafety", "restore.fastest", "restore.fastest.hand",
+    "restore.nosafety.direct", "restore.hand", "restore.pipe", "s3.upload.boto3", "s3.upload",
     "s3.upload.direct", "s3.download.boto3", "s3.download", "s3.download.direct", "ansible.module.direct",
     "ansible.module", "ansible.backup_yml", "ansible.restore_yml",
 ]

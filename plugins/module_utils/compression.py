@@ -18,7 +18,7 @@ import zlib
 
 COMPRESSIONS = ("gzip", "zstd", "none")
 FORMATS = ("plain", "custom", "directory")
-DEFAULT_LEVEL = {"gzip": 6, "zstd": 3, "none": 0}
+DEFAULT_LEVEL = {"gzip": 5, "zstd": 3, "none": 0}
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PGDMP_MAGIC = b"PGDMP"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import tempfile
 import threading
 import time
 
@@ -388,6 +389,8 @@ def _verify(module, client, path, fmt, comp):
         return verify_plain(module, path, comp)
     if fmt == "directory" and client.container:
         raise ArtifactError("a directory-format dump cannot be read inside a container; restore it on the host")
+    if fmt == "directory" and compression.cpu_count() > 1:
+        return _verify_directory(client, path)
     from_stdin = client.container or comp == "zstd"
     read_stage, env = client.stage("pg_restore", ["--file=/dev/null"] + ([] if from_stdin else [path]))
     stages = [read_stage]
@@ -401,6 +404,81 @@ def _verify(module, client, path, fmt, comp):
     except PostgresError as exc:
         raise ArtifactError("%s is not a complete, readable %s-format archive: %s" % (path, fmt, exc))
     return None
+
+
+def _split_listing(path, listing, parts):
+    """Split a ``pg_restore --list`` of a directory dump into ``parts`` lists of about equal data size.
+
+    Every entry lands in exactly one list; entries without a data file all go to the first one. Returns
+    ``None`` when there are fewer than two data entries (nothing to share).
+    """
+    entries = [line for line in listing.splitlines() if line.strip() and not line.lstrip().startswith(";")]
+    data, other = [], []
+    for line in entries:
+        head = line.split(";", 1)[0].strip()
+        if " TABLE DATA " in line and head.isdigit():
+            size = 0
+            for name in ("%s.dat.gz" % head, "%s.dat" % head):
+                if os.path.exists(os.path.join(path, name)):
+                    size = os.path.getsize(os.path.join(path, name))
+                    break
+            data.append((size, line))
+        else:
+            other.append(line)
+    if len(data) < 2:
+        return None
+    lists = [[] for dummy in range(min(parts, len(data)))]
+    loads = [0] * len(lists)
+    for size, line in sorted(data, key=lambda item: -item[0]):  # largest first onto the lightest list
+        index = loads.index(min(loads))
+        lists[index].append(line)
+        loads[index] += size
+    lists[0] = other + lists[0]
+    return ["\n".join(lines) + "\n" for lines in lists]
+
+
+def _verify_directory(client, path):
+    """``pg_restore --file=/dev/null`` over a directory dump, its data files shared among one process per CPU.
+
+    Each process reads the whole table of contents and the entries of its ``--use-list``; together they
+    read every entry once, exactly as one process would, in about half the time on two CPUs.
+    """
+    fail = "%s is not a complete, readable directory-format archive: %%s" % path
+    try:
+        rc, listing, err = client.run("pg_restore", ["--list", path])
+    except PostgresError as exc:
+        raise ArtifactError(fail % exc)
+    lists = _split_listing(path, listing, compression.cpu_count())
+    if lists is None:
+        try:
+            client.pipeline([client.stage("pg_restore", ["--file=/dev/null", path])[0]])
+        except PostgresError as exc:
+            raise ArtifactError(fail % exc)
+        return None
+    folder = tempfile.mkdtemp(prefix=".pg-verify-")
+    try:
+        tasks = []
+        for index, text in enumerate(lists):
+            list_path = os.path.join(folder, "part%d.list" % index)
+            with open(list_path, "w") as handle:
+                handle.write(text)
+            stage = client.stage("pg_restore", ["--file=/dev/null", "--use-list=%s" % list_path, path])[0]
+            tasks.append(lambda stage=stage: client.pipeline([stage]))
+        try:
+            _all_beside(tasks)
+        except PostgresError as exc:
+            raise ArtifactError(fail % exc)
+    finally:
+        atomic.remove_path(folder)
+    return None
+
+
+def _all_beside(tasks):
+    """Run every task at once (the first here, the others in threads); re-raise the first failure."""
+    if len(tasks) == 1:
+        return [tasks[0]()]
+    first, rest = _beside(tasks[0], lambda: _all_beside(tasks[1:]))
+    return [first] + rest
 
 
 def verify_plain(module, path, comp):

@@ -33,6 +33,7 @@ author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - atlasia.dr.compression
 attributes:
   check_mode:
     support: full
@@ -105,15 +106,6 @@ options:
     type: str
     default: gzip
     choices: [gzip, zstd, none]
-  compression_level:
-    description:
-      - Compression level (gzip 1-9, default 6; zstd 1-19, default 3).
-    type: int
-  compression_threads:
-    description:
-      - Threads of the compressor; V(0) uses every CPU available to the task.
-    type: int
-    default: 0
   mode:
     description:
       - Permissions of the archive file. The default keeps it private to its owner, since configuration archives

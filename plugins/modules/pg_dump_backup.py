@@ -30,6 +30,7 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - atlasia.dr.postgres
+  - atlasia.dr.compression
 attributes:
   check_mode:
     support: full
@@ -70,15 +71,6 @@ options:
       - Defaults to V(gzip), or V(none) with O(kind=schema) (the plan keeps C(schema_*.sql) readable).
     type: str
     choices: [gzip, zstd, none]
-  compression_level:
-    description:
-      - Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
-    type: int
-  compression_threads:
-    description:
-      - Threads of the compressor; V(0) uses every CPU available to the task.
-    type: int
-    default: 0
   jobs:
     description:
       - Parallel dump jobs; requires O(format=directory).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import uuid
 
@@ -23,9 +24,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(270
 #: Every command the bench times; a row that disappears fails here.
 CASES = [
     "backup.baseline", "backup.floor", "backup.default", "backup.fastest", "backup.directory",
-    "backup.default.direct", "backup.default.hand", "backup.fastest.direct", "backup.fastest.hand",
-    "restore.baseline", "restore.default", "restore.nosafety", "restore.fastest", "restore.nosafety.direct",
-    "restore.hand",
+    "backup.default.direct", "backup.default.hand", "backup.default.pipe", "backup.fastest.direct",
+    "backup.fastest.hand", "backup.fastest.pipe",
+    "restore.baseline", "restore.default", "restore.nosafety", "restore.fastest", "restore.fastest.hand",
+    "restore.nosafety.direct", "restore.hand", "restore.pipe",
     "s3.upload.boto3", "s3.upload", "s3.upload.direct", "s3.download.boto3", "s3.download", "s3.download.direct",
     "ansible.module.direct", "ansible.module", "ansible.backup_yml", "ansible.restore_yml",
     "backup.default.direct@small", "backup.fastest.direct@small", "restore.nosafety.direct@small",
@@ -35,9 +37,11 @@ CASES = [
 PAIRS = [
     ("backup.default", "backup.baseline"), ("backup.fastest", "backup.baseline"),
     ("backup.directory", "backup.baseline"), ("backup.floor", "backup.baseline"),
-    ("backup.default.direct", "backup.default.hand"), ("backup.fastest.direct", "backup.fastest.hand"),
+    ("backup.default.direct", "backup.default.hand"), ("backup.default.pipe", "backup.default.hand"),
+    ("backup.fastest.direct", "backup.fastest.hand"), ("backup.fastest.pipe", "backup.fastest.hand"),
     ("restore.default", "restore.baseline"), ("restore.nosafety", "restore.baseline"),
-    ("restore.fastest", "restore.baseline"), ("restore.nosafety.direct", "restore.hand"),
+    ("restore.fastest", "restore.baseline"), ("restore.fastest.hand", "restore.baseline"),
+    ("restore.nosafety.direct", "restore.hand"), ("restore.pipe", "restore.hand"),
     ("s3.upload", "s3.upload.boto3"), ("s3.upload.direct", "s3.upload.boto3"),
     ("s3.download", "s3.download.boto3"), ("s3.download.direct", "s3.download.boto3"),
     ("ansible.module", "ansible.module.direct"),
@@ -59,9 +63,9 @@ def bench(tmp_path_factory):
                            "--work", str(work)], cwd=str(REPO_ROOT), env=venv_env(), capture_output=True,
                           text=True, timeout=2400, check=False)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    jsons = sorted(out.glob("bench-*.json"))
-    mds = sorted(out.glob("bench-*.md"))
-    return dict(proc=proc, work=work, jsons=jsons, mds=mds,
+    jsons = sorted(out.glob("bench-2*.json"))
+    mds = sorted(out.glob("bench-2*.md"))
+    return dict(proc=proc, work=work, jsons=jsons, mds=mds, physical=sorted(out.glob("bench-physical-*.json")),
                 data=json.loads(jsons[-1].read_text()) if jsons else None,
                 markdown=mds[-1].read_text() if mds else "")
 
@@ -71,6 +75,14 @@ def test_bench_writes_one_json_and_one_markdown_report(bench):
     assert bench["jsons"][0].stem == bench["mds"][0].stem
     assert bench["data"]["complete"] is True
     assert bench["data"]["params"]["smoke"] is True
+
+
+@pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed")
+def test_bench_adds_the_physical_paths(bench):
+    assert len(bench["physical"]) == 1, bench["proc"].stdout[-3000:]
+    data = json.loads(bench["physical"][0].read_text())
+    assert data, "empty physical bench report"
+    assert (bench["physical"][0].with_suffix(".md")).read_text().strip()
 
 
 def test_bench_cleans_up_its_scratch_folder_and_servers(bench):

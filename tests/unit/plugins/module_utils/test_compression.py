@@ -48,9 +48,9 @@ def test_cpu_count_positive():
 
 
 @pytest.mark.parametrize("installed, threads, expected", [
-    (("gzip", "pigz"), 4, ["/usr/bin/pigz", "-6", "-p", "4", "-c"]),
-    (("gzip", "pigz"), 1, ["/usr/bin/gzip", "-6", "-c"]),       # one thread: plain gzip
-    (("gzip",), 4, ["/usr/bin/gzip", "-6", "-c"]),               # no pigz installed
+    (("gzip", "pigz"), 4, ["/usr/bin/pigz", "-5", "-p", "4", "-c"]),
+    (("gzip", "pigz"), 1, ["/usr/bin/gzip", "-5", "-c"]),       # one thread: plain gzip
+    (("gzip",), 4, ["/usr/bin/gzip", "-5", "-c"]),               # no pigz installed
 ])
 def test_compressor_argv_gzip(installed, threads, expected):
     assert compression.compressor_argv(FakeModule(installed), "gzip", threads=threads) == expected

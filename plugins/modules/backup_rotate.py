@@ -34,6 +34,15 @@ options:
         C(weekly/)), each one on its own with the same policy. Symbolic links to directories are not followed.
     type: bool
     default: false
+  tiers:
+    description:
+      - Rotate these sub-directories of O(path) instead, each with its own policy, in one call (the plan's
+        daily, weekly and monthly tiers). Each key is a sub-directory name; its value holds any of C(keep_last),
+        C(keep_daily), C(keep_weekly), C(keep_monthly) (missing ones are V(0)). The top-level C(keep_*) options
+        are not used then.
+      - A tier directory that does not exist yet (no set was linked into it) has nothing to rotate and is
+        listed in RV(missing_tiers).
+    type: dict
 extends_documentation_fragment:
   - atlasia.dr.retention
 attributes:
@@ -75,6 +84,14 @@ EXAMPLES = r"""
     keep_weekly: 0
     keep_monthly: 12
 
+- name: The plan's tiers in one call, each with its own rule
+  atlasia.dr.backup_rotate:
+    path: /srv/backups
+    tiers:
+      daily: {keep_last: 3, keep_daily: 7}
+      weekly: {keep_weekly: 4}
+      monthly: {keep_monthly: 12}
+
 - name: Preview what a policy would delete
   atlasia.dr.backup_rotate:
     path: /srv/backups/daily
@@ -110,10 +127,16 @@ ignored:
 reasons:
   description:
     - For each kept backup (by stem), the rules that keep it.
-    - With O(recurse=true) the stem is prefixed with its directory relative to O(path).
+    - With O(recurse=true) or O(tiers) the stem is prefixed with its directory relative to O(path).
   returned: success
   type: dict
   sample: {backup_20261125_020000: [daily 2026-11-25, weekly 2026-W48, monthly 2026-11]}
+missing_tiers:
+  description: With O(tiers), the tier directories that do not exist (nothing to rotate there).
+  returned: when O(tiers) is set
+  type: list
+  elements: str
+  sample: [monthly]
 errors:
   description: One entry per path that could not be deleted (the module then fails).
   returned: on partial failure
@@ -151,8 +174,33 @@ def argument_spec():
         path=dict(type="path", required=True),
         series=dict(type="list", elements="str"),
         recurse=dict(type="bool", default=False),
+        tiers=dict(type="dict"),
     )
     return spec
+
+
+def tier_policies(tiers):
+    """``[(name, policy)]`` of the ``tiers`` option, sorted by name; raises :class:`PolicyError`."""
+    out = []
+    for name in sorted(tiers):
+        rules = tiers[name] if tiers[name] is not None else {}
+        if not isinstance(rules, dict):
+            raise PolicyError("tiers.%s must be a dict of keep_* rules, not %r" % (name, rules))
+        unknown = sorted(set(rules) - set(POLICY_OPTIONS))
+        if unknown:
+            raise PolicyError("tiers.%s: unknown rule(s) %s (known: %s)" % (name, ", ".join(unknown),
+                                                                          ", ".join(POLICY_OPTIONS)))
+        if not name or name.startswith(".") or os.sep in name or name in ("..",):
+            raise PolicyError("tiers: %r is not a plain sub-directory name" % name)
+        policy = {}
+        for option in POLICY_OPTIONS:
+            try:
+                policy[option] = int(rules.get(option) or 0)
+            except (TypeError, ValueError):
+                raise PolicyError("tiers.%s.%s must be an integer, not %r" % (name, option, rules.get(option)))
+        validate_policy(**policy)
+        out.append((name, policy))
+    return out
 
 
 def directories(root, recurse):
@@ -183,7 +231,8 @@ def plan_directory(directory, policy, series, recurse):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[["tiers", "recurse"]])
     started = time.monotonic()
     params = module.params
     root = os.path.abspath(params["path"])
@@ -191,15 +240,22 @@ def main():
     policy = dict((name, params[name]) for name in POLICY_OPTIONS)
     try:
         validate_policy(**policy)
+        tiers = tier_policies(params["tiers"]) if params["tiers"] is not None else None
     except PolicyError as exc:
         module.fail_json(msg=str(exc), **result)
     if not os.path.isdir(root):
         module.fail_json(msg="path %s is not a directory (does it exist?)" % root, **result)
 
+    if tiers is None:
+        work = [(directory, policy) for directory in directories(root, params["recurse"])]
+    else:
+        work = [(os.path.join(root, name), rules) for name, rules in tiers]
+        result["missing_tiers"] = [name for name, rules in tiers if not os.path.isdir(os.path.join(root, name))]
+        work = [(directory, rules) for directory, rules in work if os.path.isdir(directory)]
     kept, deleted, ignored, reasons = [], [], [], {}
     try:
-        for directory in directories(root, params["recurse"]):
-            decision = plan_directory(directory, policy, params["series"], params["recurse"])
+        for directory, rules in work:
+            decision = plan_directory(directory, rules, params["series"], params["recurse"])
             kept.extend(decision["kept"])
             deleted.extend(decision["deleted"])
             ignored.extend(decision["ignored"])

@@ -153,7 +153,9 @@ selected:
   type: dict
   sample: {"set_id": "20261126_020000", "directory": /srv/atlasia/backups/daily}
 sets:
-  description: Sets found, newest first, with C(verified) (true, false, or null when not checked).
+  description:
+    - Sets found, newest first, with C(verified) (true, false, or null when not checked), C(set_id),
+      C(manifest), C(directory), C(size), C(components) and C(artifacts) (the names of their files).
   returned: state=query
   type: list
   elements: dict
@@ -195,6 +197,7 @@ def _describe(manifest_path, data):
     return dict(set_id=data["set_id"], manifest=manifest_path, directory=os.path.dirname(manifest_path),
                 timestamp=data.get("timestamp"), size=data.get("size"), environment=data.get("environment"),
                 components=sorted(set(a.get("component") or "" for a in data["artifacts"])),
+                artifacts=[a["name"] for a in data["artifacts"] if a.get("name")],
                 offsite=data.get("offsite"), verified_record=data.get("verified"))
 
 

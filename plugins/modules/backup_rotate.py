@@ -188,9 +188,9 @@ def tier_policies(tiers):
             raise PolicyError("tiers.%s must be a dict of keep_* rules, not %r" % (name, rules))
         unknown = sorted(set(rules) - set(POLICY_OPTIONS))
         if unknown:
-            raise PolicyError("tiers.%s: unknown rule(s) %s (known: %s)" % (name, ", ".join(unknown),
-                                                                          ", ".join(POLICY_OPTIONS)))
-        if not name or name.startswith(".") or os.sep in name or name in ("..",):
+            known = ", ".join(POLICY_OPTIONS)
+            raise PolicyError("tiers.%s: unknown rule(s) %s (known: %s)" % (name, ", ".join(unknown), known))
+        if not name or name.startswith(".") or os.sep in name:
             raise PolicyError("tiers: %r is not a plain sub-directory name" % name)
         policy = {}
         for option in POLICY_OPTIONS:

@@ -33,9 +33,8 @@ def names(tier_dir):
 def test_each_tier_keeps_by_its_own_rule(tmp_path, capsys):
     make(tmp_path / "daily", range(1, 11))
     make(tmp_path / "weekly", [1, 8, 15, 22])
-    result = run(dict(path=str(tmp_path), tiers=dict(daily=dict(keep_last=2, keep_daily=3),
-                                                       weekly=dict(keep_weekly=2),
-                                                       monthly=dict(keep_monthly=12))), capsys)
+    tiers = dict(daily=dict(keep_last=2, keep_daily=3), weekly=dict(keep_weekly=2), monthly=dict(keep_monthly=12))
+    result = run(dict(path=str(tmp_path), tiers=tiers), capsys)
     assert not result.get("failed"), result
     assert names(tmp_path / "daily") == ["backup_20261108_020000.sql.gz", "backup_20261109_020000.sql.gz",
                                          "backup_20261110_020000.sql.gz"]

@@ -17,6 +17,9 @@ description:
     C(x-amz-meta-md5)), uploads with multipart streaming, then checks the size and the metadata of the stored
     object (and, with O(verify=full), downloads it again and hashes it).
     An object that already holds the same size and SHA-256 is not sent again.
+  - O(srcs) uploads several artifacts in one call, each exactly as O(src) would be. Everything is checked and
+    decided for all of them (local sidecars, conflicts with the bucket) before anything is sent, so a refusal
+    leaves the bucket untouched; they are then uploaded in the order given.
   - O(mode=download) streams the object to a hidden temporary file while hashing it, compares the digest with
     the object's metadata and with the C(.sha256)/C(.md5) sidecar objects, and only then gives the file its final
     name. A mismatch leaves no file behind.
@@ -29,15 +32,27 @@ author:
 options:
   mode:
     description:
-      - V(upload) sends O(src); V(download) fetches O(key) to O(dest); V(list) lists the backups under O(prefix);
-        V(exists) checks O(key).
+      - V(upload) sends O(src) (or each of O(srcs)); V(download) fetches O(key) to O(dest); V(list) lists the
+        backups under O(prefix); V(exists) checks O(key).
     type: str
     required: true
     choices: [upload, download, list, exists]
   src:
     description:
-      - File or directory artifact to upload. Required with O(mode=upload).
+      - File or directory artifact to upload. With O(mode=upload), O(src) or O(srcs) is required.
+      - Mutually exclusive with O(srcs).
     type: path
+  srcs:
+    description:
+      - File or directory artifacts to upload in one call, in this order, each with its sidecars and manifest as
+        O(src) would be. Each key is O(prefix) followed by the base name of the source; O(key) cannot be used.
+      - All sources are read, hashed and checked against their sidecars, and every key is compared with the
+        bucket, before the first byte is sent. A conflict (O(overwrite=never)), a damaged local artifact or two
+        sources naming the same key fails the task with nothing uploaded.
+      - A manifest several sources share is uploaded once, after the last of them. An empty list uploads nothing.
+      - Mutually exclusive with O(src).
+    type: list
+    elements: path
   dest:
     description:
       - Where to download to. An existing directory (or a path ending with C(/), created when missing) receives
@@ -47,12 +62,12 @@ options:
   key:
     description:
       - Full object key of the artifact. Required with O(mode=download) and O(mode=exists).
-      - With O(mode=upload), either O(key) or O(prefix) is required.
+      - With O(mode=upload), either O(key) or O(prefix) is required; with O(srcs) only O(prefix) is accepted.
     type: str
   prefix:
     description:
-      - Key prefix ("folder"). With O(mode=upload) the key is O(prefix) followed by the base name of O(src);
-        with O(mode=list) the folder to list. A trailing C(/) is added when missing.
+      - Key prefix ("folder"). With O(mode=upload) the key is O(prefix) followed by the base name of O(src)
+        (of each of O(srcs)); with O(mode=list) the folder to list. A trailing C(/) is added when missing.
     type: str
   series:
     description:
@@ -146,6 +161,17 @@ EXAMPLES = r"""
     prefix: atlasia-backups
   register: uploaded
 
+- name: Upload the artifacts of a backup set in one call (nothing is sent if any of them cannot be)
+  atlasia.dr.s3_backup_transfer:
+    mode: upload
+    srcs:
+      - /srv/backups/daily/backup_20261125_020000.sql.gz
+      - /srv/backups/daily/globals_20261125_020000.sql.gz
+      - /srv/backups/daily/vault_20261125_020000.snap
+    bucket: atlasia-backups
+    prefix: atlasia-backups
+  register: uploaded_set
+
 - name: Upload to a MinIO endpoint with KMS encryption, verifying by reading the object back
   atlasia.dr.s3_backup_transfer:
     mode: upload
@@ -191,17 +217,19 @@ mode:
   sample: upload
 key:
   description: Key of the artifact (directory artifacts end without C(/)).
-  returned: when O(mode) is V(upload), V(download) or V(exists)
+  returned: when O(mode) is V(download) or V(exists), or V(upload) with O(src)
   type: str
   sample: atlasia-backups/backup_20261125_020000.sql.gz
 keys:
-  description: Every key of the set that was considered, artifact files, sidecars and manifest included.
+  description:
+    - Every key of the set that was considered, artifact files, sidecars and manifest included.
+    - With O(srcs), the keys of all sources in upload order (a manifest they share appears once).
   returned: when O(mode) is V(upload) or V(download)
   type: list
   elements: str
   sample: [atlasia-backups/backup_20261125_020000.sql.gz, atlasia-backups/backup_20261125_020000.sql.gz.sha256]
 transferred:
-  description: Keys uploaded or downloaded (in check mode, that would be).
+  description: Keys uploaded or downloaded (in check mode, that would be), in order; with O(srcs), of all sources.
   returned: when O(mode) is V(upload) or V(download)
   type: list
   elements: str
@@ -216,21 +244,51 @@ skipped_keys:
   sample: [atlasia-backups/backup_20261125_020000.json]
 size:
   description: Size of the artifact in bytes (the sum of its files for a directory artifact).
-  returned: when O(mode) is V(upload), V(download) or V(exists) and the artifact exists
+  returned: when O(mode) is V(download) or V(exists) and the artifact exists, or O(mode=upload) with O(src)
   type: int
   sample: 12582912
 sha256:
   description:
     - SHA-256 of the artifact. For a directory artifact, the SHA-256 of its C(.sha256) listing.
     - With O(mode=exists), the C(sha256) metadata of the object (null when absent or for a directory).
-  returned: when O(mode) is V(upload), V(download) or V(exists) and the artifact exists
+  returned: when O(mode) is V(download) or V(exists) and the artifact exists, or O(mode=upload) with O(src)
   type: str
   sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 md5:
   description: MD5 of the artifact (same rules as RV(sha256)).
-  returned: when O(mode) is V(upload), V(download) or V(exists) and the artifact exists
+  returned: when O(mode) is V(download) or V(exists) and the artifact exists, or O(mode=upload) with O(src)
   type: str
   sample: 5eb63bbbe01eeed093cb22bb8f5acdc3
+artifacts:
+  description:
+    - One entry per source, in the order of O(srcs) (one entry for O(src)).
+    - With O(srcs), the only place to find each artifact's key, size and digests (RV(key), RV(size), RV(sha256)
+      and RV(md5) are not returned).
+  returned: when O(mode=upload)
+  type: list
+  elements: dict
+  contains:
+    src:
+      description: Absolute local path of the source.
+      type: str
+    key:
+      description: Key of the artifact (directory artifacts end without C(/)).
+      type: str
+    size:
+      description: Size in bytes (the sum of its files for a directory artifact).
+      type: int
+    sha256:
+      description: SHA-256 of the artifact (of its C(.sha256) listing for a directory artifact).
+      type: str
+    md5:
+      description: MD5 of the artifact (of its C(.md5) listing for a directory artifact).
+      type: str
+  sample:
+    - src: /srv/backups/daily/backup_20261125_020000.sql.gz
+      key: atlasia-backups/backup_20261125_020000.sql.gz
+      size: 12582912
+      sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+      md5: 5eb63bbbe01eeed093cb22bb8f5acdc3
 dest:
   description: Final local path of the downloaded artifact.
   returned: when O(mode=download)
@@ -385,6 +443,7 @@ def argument_spec():
     spec.update(
         mode=dict(type="str", required=True, choices=["upload", "download", "list", "exists"]),
         src=dict(type="path"),
+        srcs=dict(type="list", elements="path"),
         dest=dict(type="path"),
         key=dict(type="str", no_log=False),
         prefix=dict(type="str"),
@@ -405,9 +464,9 @@ def argument_spec():
 
 def module_kwargs():
     kwargs = s3_module_kwargs()
-    kwargs["mutually_exclusive"] = kwargs["mutually_exclusive"] + [["key", "prefix"]]
+    kwargs["mutually_exclusive"] = kwargs["mutually_exclusive"] + [["key", "prefix"], ["src", "srcs"]]
     kwargs["required_if"] = [
-        ["mode", "upload", ["src"]],
+        ["mode", "upload", ["src", "srcs"], True],
         ["mode", "upload", ["key", "prefix"], True],
         ["mode", "download", ["key", "dest"]],
         ["mode", "exists", ["key"]],
@@ -610,11 +669,11 @@ class BackupTransfer(object):
                 raise TransferError("%s does not match its %s sidecar %s: the local backup is damaged or incomplete; "
                                     "not uploading it" % (src, algo.upper(), path))
 
-    def upload(self):
+    def _check_upload_settings(self):
         params = self.params
-        src = os.path.abspath(params["src"])
-        if not os.path.exists(src):
-            raise TransferError("src %s does not exist" % src)
+        if params["srcs"] is not None and params["key"]:
+            raise TransferError("key names a single object: it cannot be used with srcs, where each source is "
+                                "uploaded as prefix + its base name (use prefix, or one task per key with src)")
         if params["part_size_mb"] < 5:
             raise TransferError("part_size_mb must be at least 5 (the S3 minimum part size)")
         if params["concurrency"] < 1:
@@ -624,18 +683,65 @@ class BackupTransfer(object):
         reserved = set(RESERVED_METADATA) & set(k.lower() for k in (params["metadata"] or {}))
         if reserved:
             raise TransferError("metadata keys %s are reserved for the module's checksums" % ", ".join(sorted(reserved)))
-        name = os.path.basename(src.rstrip("/"))
-        if params["key"]:
-            key = params["key"].lstrip("/")
-            key = key + name if key.endswith("/") else key
-        else:
-            key = normalize_prefix(params["prefix"]) + name
-        items, digests, size = self._upload_items(src, key)
-        result = self.result
-        result.update(key=key, keys=[item[1] for item in items], size=size, sha256=digests["sha256"],
-                      md5=digests["md5"], transferred=[], skipped_keys=[], bytes_transferred=0, verified=[])
 
-        # decide everything before sending anything
+    def _upload_key(self, src):
+        """Key of the artifact ``src``: ``key`` (a trailing ``/`` appends the base name), else prefix + base name."""
+        name = os.path.basename(src.rstrip("/"))
+        if self.params["key"]:
+            key = self.params["key"].lstrip("/")
+            return key + name if key.endswith("/") else key
+        return normalize_prefix(self.params["prefix"]) + name
+
+    def _plan_source(self, src):
+        """What uploading one source means: its key, digests and the ``(path, key, digests, size)`` items."""
+        src = os.path.abspath(src)
+        if not os.path.exists(src):
+            raise TransferError("src %s does not exist" % src)
+        key = self._upload_key(src)
+        items, digests, size = self._upload_items(src, key)
+        return dict(src=src, key=key, items=items, directory=os.path.isdir(src),
+                    artifact=dict(src=src, key=key, size=size, sha256=digests["sha256"], md5=digests["md5"]))
+
+    @staticmethod
+    def _merge_items(plans):
+        """The items of every source in upload order, one per key.
+
+        A key several sources share (the manifest of artifacts with the same stem) is uploaded once, at its last
+        place: after every artifact that names it. Two different contents for one key are refused.
+        """
+        merged = {}
+        owners = {}
+        for plan in plans:
+            for path, item_key, digests, size in plan["items"]:
+                if item_key in merged:
+                    if merged[item_key][2]["sha256"] != digests["sha256"] or merged[item_key][3] != size:
+                        raise TransferError("%s and %s would both be uploaded to %s; not uploading anything" % (
+                            owners[item_key], path, item_key))
+                    del merged[item_key]  # re-inserted: moves to its last place
+                merged[item_key] = (path, item_key, digests, size)
+                owners[item_key] = path
+        return list(merged.values())
+
+    def upload(self):
+        params = self.params
+        self._check_upload_settings()
+        single = params["srcs"] is None
+        plans = [self._plan_source(src) for src in ([params["src"]] if single else params["srcs"])]
+        artifact_keys = {}
+        for plan in plans:
+            if plan["key"] in artifact_keys:
+                raise TransferError("srcs %s and %s would both be uploaded to %s; not uploading anything" % (
+                    artifact_keys[plan["key"]], plan["src"], plan["key"]))
+            artifact_keys[plan["key"]] = plan["src"]
+        items = self._merge_items(plans)
+        result = self.result
+        result.update(keys=[item[1] for item in items], artifacts=[plan["artifact"] for plan in plans], transferred=[],
+                      skipped_keys=[], bytes_transferred=0, verified=[])
+        if single:
+            artifact = plans[0]["artifact"]
+            result.update(key=artifact["key"], size=artifact["size"], sha256=artifact["sha256"], md5=artifact["md5"])
+
+        # decide everything, for every source, before sending anything
         todo, conflicts = [], []
         for path, item_key, item_digests, item_size in items:
             head = head_object(self.client, self.bucket, item_key)
@@ -649,19 +755,24 @@ class BackupTransfer(object):
                     conflicts.append(item_key)
                     continue
             todo.append((path, item_key, item_digests, item_size))
-        extra_remote = []
-        if os.path.isdir(src):
-            wanted = set(result["keys"])
-            extra_remote = [obj["key"] for obj in list_tree(self.client, self.bucket, key + "/") if obj["key"] not in wanted]
-            if extra_remote and params["overwrite"] == "never":
-                conflicts.extend(extra_remote)
+        stale = []  # (artifact key, [remote files of a directory artifact no longer in it])
+        wanted = set(result["keys"])
+        for plan in plans:
+            if plan["directory"]:
+                extra = [obj["key"] for obj in list_tree(self.client, self.bucket, plan["key"] + "/")
+                         if obj["key"] not in wanted]
+                if extra:
+                    stale.append((plan["key"], extra))
+                    if params["overwrite"] == "never":
+                        conflicts.extend(extra)
         if conflicts:
+            where = plans[0]["key"] if len(plans) == 1 else normalize_prefix(params["prefix"])
             raise TransferError("%s already exist(s) with different content; refusing to replace a backup "
                                 "(overwrite=different replaces it): %s" % (
-                                    s3_url(self.bucket, key), ", ".join(conflicts[:10])))
+                                    s3_url(self.bucket, where), ", ".join(conflicts[:10])))
         if self.module.check_mode:
             result["transferred"] = [item[1] for item in todo]
-            result["changed"] = bool(todo or extra_remote)
+            result["changed"] = bool(todo or stale)
             result["bytes_transferred"] = sum(item[3] for item in todo)
             return
         for path, item_key, item_digests, item_size in todo:
@@ -671,11 +782,11 @@ class BackupTransfer(object):
             result["transferred"].append(item_key)
             result["bytes_transferred"] += item_size
             self._verify_upload(item_key, item_digests, item_size)
-        if extra_remote:
+        for artifact_key, extra in stale:
             result["changed"] = True
-            done, errors = delete_batch(self.client, self.bucket, [dict(Key=k) for k in extra_remote])
+            done, errors = delete_batch(self.client, self.bucket, [dict(Key=k) for k in extra])
             if errors:
-                raise TransferError("cannot delete stale files of %s: %s" % (s3_url(self.bucket, key), errors[:3]))
+                raise TransferError("cannot delete stale files of %s: %s" % (s3_url(self.bucket, artifact_key), errors[:3]))
         result["verified"] = ["metadata", "download"] if params["verify"] == "full" else ["metadata"]
 
     def _verify_upload(self, key, digests, size):

@@ -144,6 +144,60 @@ def test_multipart_round_trip_with_sidecars(s3_server, s3, bucket, tmp_path):
     assert len(again["skipped_keys"]) == 4
 
 
+def test_srcs_uploads_two_artifacts_with_sidecars_in_one_call(s3_server, s3, bucket, tmp_path):
+    directory = tmp_path / "set"
+    dump, dump_data = make_backup(directory, stem=STEM, size=3 * MiB + 17)
+    vault, vault_data = make_backup(directory, stem="vault_20261125_020000", size=4321, ext="snap")
+    keys = []
+    for path, stem in ((dump, STEM), (vault, "vault_20261125_020000")):
+        key = "dr/daily/" + path.name
+        keys += [key, key + ".md5", key + ".sha256", "dr/daily/%s.json" % stem]
+
+    check = transfer(s3_server, bucket, check=True, mode="upload", srcs=[str(dump), str(vault)], prefix="dr/daily")
+    assert check.get("failed") is not True, check.get("msg")
+    assert check["changed"] is True and check["transferred"] == keys
+    assert keys_of(s3, bucket) == []
+
+    result = transfer(s3_server, bucket, mode="upload", srcs=[str(dump), str(vault)], prefix="dr/daily", part_size_mb=5)
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["changed"] is True
+    assert result["transferred"] == keys  # in order, each artifact followed by its sidecars and manifest
+    assert result["artifacts"] == [
+        dict(src=str(dump), key=keys[0], size=len(dump_data), sha256=sha256(dump_data),
+             md5=hashlib.md5(dump_data).hexdigest()),
+        dict(src=str(vault), key=keys[4], size=len(vault_data), sha256=sha256(vault_data),
+             md5=hashlib.md5(vault_data).hexdigest())]
+    assert "key" not in result and "sha256" not in result
+    assert keys_of(s3, bucket) == sorted(keys)
+    for key, data in ((keys[0], dump_data), (keys[4], vault_data)):
+        assert s3.head_object(Bucket=bucket, Key=key)["Metadata"]["sha256"] == sha256(data)
+
+    again = transfer(s3_server, bucket, mode="upload", srcs=[str(dump), str(vault)], prefix="dr/daily")
+    assert again["changed"] is False and again["skipped_keys"] == keys
+
+    dest = tmp_path / "restore"
+    for path, data in ((dump, dump_data), (vault, vault_data)):
+        down = transfer(s3_server, bucket, mode="download", key="dr/daily/" + path.name, dest=str(dest) + "/")
+        assert down.get("failed") is not True, down.get("msg")
+        assert set(down["verified"]) == {"metadata", "sidecar"}
+        assert down["sha256"] == sha256(data)
+        assert (dest / path.name).read_bytes() == data
+        for name in (path.name + ".md5", path.name + ".sha256"):
+            assert (dest / name).read_bytes() == (directory / name).read_bytes()
+    assert sorted(os.listdir(dest)) == sorted(os.listdir(directory))
+
+
+def test_srcs_conflict_in_the_second_artifact_uploads_nothing(s3_server, s3, bucket, tmp_path):
+    directory = tmp_path / "set"
+    dump, dump_data = make_backup(directory, stem=STEM)
+    vault, vault_data = make_backup(directory, stem="vault_20261125_020000", ext="snap")
+    s3.put_object(Bucket=bucket, Key="dr/" + vault.name, Body=b"another snapshot")
+    result = transfer(s3_server, bucket, mode="upload", srcs=[str(dump), str(vault)], prefix="dr")
+    assert result["failed"] is True
+    assert "refusing to replace" in result["msg"] and "dr/" + vault.name in result["msg"]
+    assert keys_of(s3, bucket) == ["dr/" + vault.name]  # not even the first artifact was sent
+
+
 def test_verify_full_and_explicit_key(s3_server, s3, bucket, tmp_path):
     src, data = make_backup(tmp_path, size=6 * MiB, sidecars=False, manifest=False)
     result = transfer(s3_server, bucket, mode="upload", src=str(src), key="other/name.bin", verify="full",

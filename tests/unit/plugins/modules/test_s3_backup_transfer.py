@@ -3,19 +3,22 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """s3_backup_transfer: the pure parts (listing grouping, sidecar keys, checksum parsing, part sizes, path
-safety) and argument validation through main()."""
+safety), argument validation through main(), and uploads of several sources (srcs) through main() against an
+in-memory S3 (order, all-or-nothing decisions, check mode)."""
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
+import os
 
 import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.atlasia.dr.plugins.module_utils.checksum import ChecksumError
-from ansible_collections.atlasia.dr.plugins.module_utils.s3 import MiB
+from ansible_collections.atlasia.dr.plugins.module_utils.s3 import ClientError, MiB
 from ansible_collections.atlasia.dr.plugins.modules import s3_backup_transfer as transfer
 
 UTC = datetime.timezone.utc
@@ -152,3 +155,201 @@ def test_main_validates_upload_settings(monkeypatch, capsys, tmp_path, args, mes
     result = run_main(monkeypatch, capsys, args)
     assert result["failed"] is True
     assert message in result["msg"]
+
+
+# -- upload of several sources (srcs) against an in-memory S3 ---------------------------------------------------
+
+
+class FakeS3(object):
+    """Just enough of a boto3 S3 client for uploads: objects with their metadata, every call recorded."""
+
+    def __init__(self, objects=None):
+        self.objects = dict(objects or {})  # key -> (bytes, metadata)
+        self.calls = []
+
+    def head_object(self, Bucket, Key):
+        self.calls.append(("head_object", Key))
+        if Key not in self.objects:
+            raise ClientError(dict(Error=dict(Code="404", Message="Not Found")), "HeadObject")
+        data, meta = self.objects[Key]
+        return dict(ContentLength=len(data), Metadata=dict(meta))
+
+    def upload_file(self, Filename, Bucket, Key, ExtraArgs=None, Config=None):
+        self.calls.append(("upload_file", Key))
+        with open(Filename, "rb") as handle:
+            self.objects[Key] = (handle.read(), dict((ExtraArgs or {}).get("Metadata", {})))
+
+    def delete_object(self, Bucket, Key):
+        self.calls.append(("delete_object", Key))
+        self.objects.pop(Key, None)
+
+    def uploads(self):
+        return [key for call, key in self.calls if call == "upload_file"]
+
+
+def run_upload(monkeypatch, capsys, client, args, check=False):
+    monkeypatch.setattr(transfer, "get_s3_client", lambda module: client)
+    params = dict(bucket="b", endpoint_url="http://127.0.0.1:9", access_key="test-access", secret_key="test-secret",
+                  mode="upload")
+    params.update(args)
+    if check:
+        params["_ansible_check_mode"] = True
+    with patch_module_args(params):
+        with pytest.raises(SystemExit):
+            transfer.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def make_artifact(directory, name, data):
+    """An artifact with its md5sum-format sidecars and the manifest of its stem."""
+    path = directory / name
+    path.write_bytes(data)
+    for algo in ("md5", "sha256"):
+        (directory / (name + "." + algo)).write_text("%s  %s\n" % (hashlib.new(algo, data).hexdigest(), name))
+    (directory / (name.split(".", 1)[0] + ".json")).write_text('{"artifact": "%s"}\n' % name)
+    return str(path)
+
+
+def set_of_three(tmp_path):
+    return [make_artifact(tmp_path, "backup_20261125_020000.sql.gz", b"dump" * 100),
+            make_artifact(tmp_path, "globals_20261125_020000.sql", b"roles"),
+            make_artifact(tmp_path, "vault_20261125_020000.snap", b"snapshot" * 7)]
+
+
+def expected_keys(prefix, srcs):
+    keys = []
+    for src in srcs:
+        name = os.path.basename(src)
+        keys += [prefix + name, prefix + name + ".md5", prefix + name + ".sha256",
+                 prefix + name.split(".", 1)[0] + ".json"]
+    return keys
+
+
+def test_srcs_uploads_every_source_in_order_with_sidecars_and_manifests(monkeypatch, capsys, tmp_path):
+    srcs = set_of_three(tmp_path)
+    client = FakeS3()
+    result = run_upload(monkeypatch, capsys, client, dict(srcs=srcs, prefix="dr"))
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["changed"] is True
+    keys = expected_keys("dr/", srcs)
+    assert client.uploads() == keys  # artifact, its sidecars, then its manifest, source after source
+    assert result["transferred"] == keys and result["keys"] == keys and result["skipped_keys"] == []
+    assert result["verified"] == ["metadata"]
+    assert result["bytes_transferred"] == sum(os.path.getsize(tmp_path / k[3:]) for k in keys)
+    for src in srcs:
+        data = open(src, "rb").read()
+        key = "dr/" + os.path.basename(src)
+        assert client.objects[key][0] == data
+        assert client.objects[key][1] == dict(sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest())
+    assert [a["key"] for a in result["artifacts"]] == ["dr/" + os.path.basename(s) for s in srcs]
+    first = result["artifacts"][0]
+    data = open(srcs[0], "rb").read()
+    assert first == dict(src=srcs[0], key="dr/backup_20261125_020000.sql.gz", size=len(data),
+                         sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest())
+    for name in ("key", "size", "sha256", "md5"):  # only with src
+        assert name not in result
+    # nothing uploaded before every key was looked at
+    first_upload = [call for call, key in client.calls].index("upload_file")
+    assert [key for call, key in client.calls[:first_upload]] == keys
+
+    again = run_upload(monkeypatch, capsys, client, dict(srcs=srcs, prefix="dr"))
+    assert again["changed"] is False and again["transferred"] == [] and again["skipped_keys"] == keys
+
+
+def test_srcs_conflict_in_the_second_source_sends_nothing(monkeypatch, capsys, tmp_path):
+    srcs = set_of_three(tmp_path)
+    client = FakeS3({"dr/globals_20261125_020000.sql": (b"other", dict(sha256="0" * 64, md5="0" * 32))})
+    result = run_upload(monkeypatch, capsys, client, dict(srcs=srcs, prefix="dr"))
+    assert result["failed"] is True
+    assert "refusing to replace" in result["msg"] and "dr/globals_20261125_020000.sql" in result["msg"]
+    assert client.uploads() == [] and [c for c, k in client.calls if c != "head_object"] == []
+    assert sorted(client.objects) == ["dr/globals_20261125_020000.sql"]
+    assert result["transferred"] == []
+
+
+def test_srcs_damaged_second_source_sends_nothing(monkeypatch, capsys, tmp_path):
+    srcs = set_of_three(tmp_path)
+    with open(srcs[1], "ab") as handle:
+        handle.write(b"truncated? no: grown after its sidecars were written")
+    client = FakeS3()
+    result = run_upload(monkeypatch, capsys, client, dict(srcs=srcs, prefix="dr"))
+    assert result["failed"] is True
+    assert "does not match its" in result["msg"] and srcs[1] in result["msg"]
+    assert client.calls == []
+
+
+def test_srcs_check_mode_reports_and_sends_nothing(monkeypatch, capsys, tmp_path):
+    srcs = set_of_three(tmp_path)
+    done = open(srcs[0], "rb").read()
+    client = FakeS3({"dr/backup_20261125_020000.sql.gz": (done, dict(sha256=hashlib.sha256(done).hexdigest()))})
+    result = run_upload(monkeypatch, capsys, client, dict(srcs=srcs, prefix="dr"), check=True)
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["changed"] is True
+    keys = expected_keys("dr/", srcs)
+    assert result["skipped_keys"] == ["dr/backup_20261125_020000.sql.gz"]
+    assert result["transferred"] == keys[1:]
+    assert result["bytes_transferred"] == sum(os.path.getsize(tmp_path / k[3:]) for k in keys[1:])
+    assert len(result["artifacts"]) == 3
+    assert [c for c, k in client.calls if c != "head_object"] == []
+    assert sorted(client.objects) == ["dr/backup_20261125_020000.sql.gz"]
+
+
+def test_srcs_sharing_a_manifest_upload_it_once_after_both(monkeypatch, capsys, tmp_path):
+    one = make_artifact(tmp_path, "backup_20261125_020000.sql.gz", b"dump")
+    two = make_artifact(tmp_path, "backup_20261125_020000.dir.tar", b"tar")
+    client = FakeS3()
+    result = run_upload(monkeypatch, capsys, client, dict(srcs=[one, two], prefix="dr"))
+    assert result.get("failed") is not True, result.get("msg")
+    assert client.uploads() == ["dr/backup_20261125_020000.sql.gz", "dr/backup_20261125_020000.sql.gz.md5",
+                                "dr/backup_20261125_020000.sql.gz.sha256", "dr/backup_20261125_020000.dir.tar",
+                                "dr/backup_20261125_020000.dir.tar.md5", "dr/backup_20261125_020000.dir.tar.sha256",
+                                "dr/backup_20261125_020000.json"]
+
+
+def test_srcs_naming_one_key_twice_is_refused(monkeypatch, capsys, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = make_artifact(tmp_path / "a", "backup_20261125_020000.sql.gz", b"one")
+    two = make_artifact(tmp_path / "b", "backup_20261125_020000.sql.gz", b"two")
+    client = FakeS3()
+    result = run_upload(monkeypatch, capsys, client, dict(srcs=[one, two], prefix="dr"))
+    assert result["failed"] is True
+    assert "would both be uploaded to dr/backup_20261125_020000.sql.gz" in result["msg"]
+    assert client.calls == []
+
+
+def test_srcs_empty_uploads_nothing(monkeypatch, capsys):
+    client = FakeS3()
+    result = run_upload(monkeypatch, capsys, client, dict(srcs=[], prefix="dr"))
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["changed"] is False and result["artifacts"] == [] and result["transferred"] == []
+    assert client.calls == []
+
+
+def test_src_still_returns_the_artifact_at_top_level(monkeypatch, capsys, tmp_path):
+    src = make_artifact(tmp_path, "backup_20261125_020000.sql.gz", b"dump")
+    client = FakeS3()
+    result = run_upload(monkeypatch, capsys, client, dict(src=src, prefix="dr"))
+    assert result["key"] == "dr/backup_20261125_020000.sql.gz" and result["size"] == 4
+    assert result["sha256"] == hashlib.sha256(b"dump").hexdigest()
+    assert result["artifacts"] == [dict(src=src, key=result["key"], size=4, sha256=result["sha256"], md5=result["md5"])]
+    assert result["transferred"] == expected_keys("dr/", [src])
+
+
+@pytest.mark.parametrize("args,message", [
+    (dict(key="dr/x"), "key names a single object: it cannot be used with srcs"),
+    (dict(prefix="dr", src="/x"), "parameters are mutually exclusive: src|srcs"),
+])
+def test_srcs_refuses_key_and_src(monkeypatch, capsys, tmp_path, args, message):
+    src = make_artifact(tmp_path, "backup_20261125_020000.sql.gz", b"dump")
+    client = FakeS3()
+    result = run_upload(monkeypatch, capsys, client, dict(args, srcs=[src]))
+    assert result["failed"] is True
+    assert message in result["msg"]
+    assert client.calls == []
+
+
+def test_upload_needs_src_or_srcs(monkeypatch, capsys):
+    result = run_upload(monkeypatch, capsys, FakeS3(), dict(prefix="dr"))
+    assert result["failed"] is True
+    assert "src, srcs" in result["msg"]

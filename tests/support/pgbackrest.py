@@ -14,14 +14,25 @@ DNS names (not its IP addresses). So:
 - :data:`ARCHIVE_SETTINGS` are the server settings a cluster needs before the role can switch archiving on
   without a restart (``archive_mode``, ``wal_level``), with production-like durability and commit timestamps
   (so a test knows exactly which transactions a point-in-time restore must bring back).
+
+CLI (Molecule scenarios; stop the server with ``python -m tests.support.seaweedfs stop --state FILE``)::
+
+    python -m tests.support.pgbackrest cert --dir DIR                      # DIR/s3.crt and DIR/s3.key
+    python -m tests.support.pgbackrest start-s3 --state FILE --cert-dir DIR [--bucket NAME]
+                                               # HTTPS S3 server (certificate of DIR, made when missing);
+                                               # writes and prints the state JSON, with ca_file
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ipaddress
+import json
 import os
+import sys
 
+from tests.support.process import pid_alive, pid_cmdline
 from tests.support.seaweedfs import SeaweedS3Server
 
 ARCHIVE_SETTINGS = {
@@ -100,3 +111,46 @@ class TLSSeaweedS3Server(SeaweedS3Server):
             aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
             config=Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
                           retries={"max_attempts": 2, "mode": "standard"}, s3={"addressing_style": "path"}))
+
+
+def _cli(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tests.support.pgbackrest",
+                                     description="Certificate and HTTPS S3 server for pgBackRest tests.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    cert = sub.add_parser("cert", help="write a self-signed certificate for 127.0.0.1 (s3.crt, s3.key)")
+    cert.add_argument("--dir", required=True)
+    start = sub.add_parser("start-s3", help="start a detached HTTPS SeaweedFS S3 server, write its state JSON")
+    start.add_argument("--state", required=True, help="JSON file receiving pid, dir, endpoint_url, keys, ca_file")
+    start.add_argument("--cert-dir", required=True, help="directory of s3.crt and s3.key (made when missing)")
+    start.add_argument("--bucket", help="bucket to create")
+    start.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+
+    if args.action == "cert":
+        cert_path, key_path = make_tls_cert(args.dir)
+        print(json.dumps({"cert_file": cert_path, "key_file": key_path}))
+        return 0
+
+    if os.path.exists(args.state):
+        with open(args.state) as handle:
+            old = json.load(handle)
+        if old.get("pid") and pid_alive(old["pid"]) and "weed" in pid_cmdline(old["pid"]):
+            parser.error("%s records a running server (pid %s): stop it first" % (args.state, old["pid"]))
+    cert_path = os.path.join(args.cert_dir, "s3.crt")
+    key_path = os.path.join(args.cert_dir, "s3.key")
+    if not (os.path.isfile(cert_path) and os.path.isfile(key_path)):
+        cert_path, key_path = make_tls_cert(args.cert_dir)
+    server = TLSSeaweedS3Server(cert_path, key_path)
+    server.start(bucket=args.bucket, timeout=args.timeout, detach=True)
+    state = server.state()
+    state.update(bucket=args.bucket, own_dir=True, ca_file=cert_path)
+    tmp = args.state + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(state, handle, indent=2)
+    os.replace(tmp, args.state)
+    print(json.dumps(state, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())

@@ -277,7 +277,7 @@ def restored_set(output):
 _ERROR_CODE = re.compile(r"ERROR: \[(\d{3})\]")
 _HINTS = (
     (re.compile(r"unable to find hostname|certificate verify failed|unable to verify certificate|"
-                r"TLS (handshake|error)|SSL", re.I),
+                r"TLS (handshake|error)|\bSSL[ _](error|routines|connect)", re.I),
      "TLS to the repository failed: the endpoint name must match its certificate; check repoN-storage-ca-file "
      "(pgBackRest always speaks HTTPS to S3)"),
     (re.compile(r"\[056\]|\[027\]|unable to find primary cluster|no database found|DbConnectError"),

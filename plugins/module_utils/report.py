@@ -72,7 +72,8 @@ def build(kind, phases, checks, started=None, finished=None, backup=None, backup
             name=phase["name"], started=p_start.isoformat() if p_start else None,
             finished=p_end.isoformat() if p_end else None,
             duration_seconds=round(duration, 3) if duration is not None else None, target_seconds=target,
-            within_target=(duration is not None and target is not None and duration <= target),
+            # None: the phase has no target (nothing to be within)
+            within_target=None if target is None else (duration is not None and duration <= target),
             status=phase.get("status", "ok"), notes=phase.get("notes")))
     starts = [parse_time(p["started"]) for p in norm_phases if p["started"]]
     ends = [parse_time(p["finished"]) for p in norm_phases if p["finished"]]
@@ -124,7 +125,7 @@ def markdown(report):
     for phase in report["phases"]:
         lines.append("| %s | %s | %s | %s | %s |" % (
             phase["name"], human(phase["duration_seconds"]), human(phase["target_seconds"]),
-            "yes" if phase["within_target"] else "no", phase["status"]))
+            "-" if phase["within_target"] is None else ("yes" if phase["within_target"] else "no"), phase["status"]))
     lines += ["", "## Checks", "", "| Check | Result | Detail |", "|---|---|---|"]
     for check in report["checks"]:
         detail = to_text(check.get("detail") if check.get("detail") is not None else "").replace("|", "\\|")
@@ -148,7 +149,7 @@ def timeline_svg(report, width=760):
         y = 40 + index * row_h
         target_w = bar_w * (phase["target_seconds"] or 0) / longest
         actual_w = max(1.0, bar_w * (phase["duration_seconds"] or 0) / longest)
-        colour = "#2e7d32" if phase["within_target"] and phase["status"] == "ok" else "#c62828"
+        colour = "#2e7d32" if phase["within_target"] is not False and phase["status"] == "ok" else "#c62828"
         out.append('<text x="10" y="%d">%s</text>' % (y + 15, phase["name"]))
         out.append('<rect x="%d" y="%d" width="%.1f" height="20" fill="#e0e0e0"/>' % (left, y, target_w))
         out.append('<rect x="%d" y="%d" width="%.1f" height="12" fill="%s"/>' % (left, y + 4, actual_w, colour))

@@ -169,3 +169,14 @@ def test_explain(stderr, code, words):
 def test_iso_time():
     assert pgbr.iso_time(0) == "1970-01-01T00:00:00+00:00"
     assert pgbr.iso_time(None) is None
+
+
+@pytest.mark.parametrize("text, tls", [
+    ("ERROR: [095]: unable to load info file: certificate verify failed", True),
+    ("P00 ERROR: [039]: SSL routines::wrong version number", True),
+    ("P00 ERROR: [056]: unable to find primary cluster - cannot proceed\n"
+     "    repo2-storage-ca-file=/etc/ssl/certs/atlasia-ca.pem", False),
+])
+def test_tls_hint_only_for_tls_failures(text, tls):
+    advice = pgbr.hint(text)
+    assert (advice is not None and advice.startswith("TLS")) is tls

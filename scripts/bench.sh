@@ -19,14 +19,15 @@ if ! command -v pgbackrest > /dev/null; then
   echo "bench: pgbackrest is not installed (Debian package pgbackrest): physical bench skipped" >&2
   exit 0
 fi
-# the physical bench takes --smoke and --out from the same command line; its size has its own defaults
-physical=()
+# the physical bench takes --smoke, --out, --scale and --rows from the same command line (or BENCH_SCALE and
+# BENCH_ROWS), so both benches measure the same database
+physical=(--scale "${BENCH_SCALE:-60}" --rows "${BENCH_ROWS:-1000000}")
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
   case "${args[$i]}" in
     --smoke) physical+=(--smoke) ;;
-    --out) physical+=(--out "${args[$((i + 1))]}") ;;
-    --out=*) physical+=("${args[$i]}") ;;
+    --out | --scale | --rows) physical+=("${args[$i]}" "${args[$((i + 1))]}") ;;
+    --out=* | --scale=* | --rows=*) physical+=("${args[$i]}") ;;
   esac
 done
 if [ -n "${BENCH_OUT:-}" ] && [[ " ${physical[*]:-} " != *" --out"* ]]; then

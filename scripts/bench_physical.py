@@ -221,6 +221,12 @@ class Bench(object):
             if key.startswith("physical.restore") and base:
                 ratios[key] = round(case["seconds"] / base["seconds"], 3)
         self.results["restore_ratio_vs_gunzip_psql"] = ratios
+        backup_ratios = {}
+        base = cases.get("logical.backup")
+        for key, case in cases.items():
+            if key.startswith("physical.backup") and base:
+                backup_ratios[key] = round(case["seconds"] / base["seconds"], 3)
+        self.results["backup_ratio_vs_pg_dump_gzip"] = backup_ratios
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d_%H%M%S")
         out = Path(self.args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -229,10 +235,13 @@ class Bench(object):
                  "Database %.0f MB (cluster %.0f MB), %d CPUs, load average %.1f/%.1f/%.1f, %d round(s)." % (
                      self.results.get("database_bytes", 0) / 1e6, self.results.get("cluster_bytes", 0) / 1e6,
                      self.results["cpus"], *self.results["load_average"], self.args.rounds), "",
-                 "| Case | Seconds | Size (MB) | vs gunzip / psql |", "|---|---|---|---|"]
+                 "Ratios: a physical backup against `pg_dump | gzip -6`, a physical restore (until the server accepts "
+                 "connections) against `gunzip | psql` into an empty database.", "",
+                 "| Case | Seconds | Size (MB) | Ratio |", "|---|---|---|---|"]
         for case in self.results["cases"]:
             size = "%.0f" % (case["bytes"] / 1e6) if case.get("bytes") else ""
-            lines.append("| %s | %.2f | %s | %s |" % (case["label"].replace("|", "\\|"), case["seconds"], size, ratios.get(case["key"], "")))
+            lines.append("| %s | %.2f | %s | %s |" % (case["label"].replace("|", "\\|"), case["seconds"], size,
+                                                      ratios.get(case["key"], backup_ratios.get(case["key"], ""))))
         (out / ("bench-physical-%s.md" % stamp)).write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment(object):
-    # Connection options of the Vault modules (plugins/module_utils/vault.py, vault_argument_spec()).
+    # Options of the Vault modules (plugins/module_utils/vault.py, vault_argument_spec()): DOCUMENTATION for the
+    # connection (atlasia.dr.vault), TOKEN for the modules that authenticate (atlasia.dr.vault.token).
     DOCUMENTATION = r"""
 options:
   url:
@@ -16,19 +17,6 @@ options:
       - Point it at the active node; a standby that redirects is reported as such.
     type: str
     aliases: [addr]
-  token:
-    description:
-      - Vault token.
-      - When neither O(token) nor O(token_file) is set, the C(VAULT_TOKEN) environment variable is used.
-      - Raft snapshots need a token whose policy grants C(read) on C(sys/storage/raft/snapshot) (save), or
-        C(update) on C(sys/storage/raft/snapshot) and C(sys/storage/raft/snapshot-force) (restore); in
-        practice a root or operator token.
-    type: str
-  token_file:
-    description:
-      - File whose content is the token (for instance C(~/.vault-token) or a file written by Vault Agent).
-      - Mutually exclusive with O(token).
-    type: path
   namespace:
     description:
       - Vault Enterprise / OpenBao namespace, sent as C(X-Vault-Namespace). Raft endpoints live in the root
@@ -59,4 +47,21 @@ options:
         server fails after this long.
     type: int
     default: 60
+"""
+
+    TOKEN = r"""
+options:
+  token:
+    description:
+      - Vault token.
+      - When neither O(token) nor O(token_file) is set, the C(VAULT_TOKEN) environment variable is used.
+      - Raft snapshots need a token whose policy grants C(read) on C(sys/storage/raft/snapshot) (save), or
+        C(update) on C(sys/storage/raft/snapshot) and C(sys/storage/raft/snapshot-force) (restore); in
+        practice a root or operator token.
+    type: str
+  token_file:
+    description:
+      - File whose content is the token (for instance C(~/.vault-token) or a file written by Vault Agent).
+      - Mutually exclusive with O(token).
+    type: path
 """

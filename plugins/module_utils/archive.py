@@ -524,18 +524,8 @@ def create(module, opts, selection, warn=None):
     if warn is not None and problems["vanished"]:
         warn("%d file(s) were removed while the archive was made and are not in it: %s"
              % (len(problems["vanished"]), ", ".join(problems["vanished"][:10])))
-    return dict(
-        path=opts["path"],
-        size=manifest["size"],
-        md5=manifest["md5"],
-        sha256=manifest["sha256"],
-        files=manifest["files"],
-        directories=manifest["directories"],
-        total_bytes=manifest["total_bytes"],
-        duration=manifest["duration"],
-        manifest=opts["manifest_path"],
-        manifest_data=manifest,
-    )
+    return naming.artifact_result(opts, manifest, files=manifest["files"], directories=manifest["directories"],
+                                  total_bytes=manifest["total_bytes"])
 
 
 def _manifest(opts, selection, members, size, digests, started, finished, t0, problems):

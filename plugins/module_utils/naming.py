@@ -77,6 +77,23 @@ def manifest_name(stem):
     return "%s.%s" % (stem, MANIFEST_EXT)
 
 
+def manifest_path_for(artifact_path):
+    """Path of the JSON manifest next to an artifact named by the convention, or ``None`` (no name, no file)."""
+    parsed = parse_backup_name(artifact_path)
+    if not parsed:
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(artifact_path)), manifest_name(parsed.stem))
+    return path if os.path.isfile(path) else None
+
+
+def artifact_result(opts, manifest, **extra):
+    """What a module returns for an artifact it wrote: path, size, digests, duration, manifest (and ``extra``)."""
+    result = dict(path=opts["path"], size=manifest["size"], md5=manifest["md5"], sha256=manifest["sha256"],
+                  duration=manifest["duration"], manifest=opts["manifest_path"], manifest_data=manifest)
+    result.update(extra)
+    return result
+
+
 def sidecar_names(artifact_name):
     """Names of the checksum sidecars of an artifact, ``{'md5': ..., 'sha256': ...}``."""
     return dict((suffix.lstrip("."), artifact_name + suffix) for suffix in SIDECAR_SUFFIXES)

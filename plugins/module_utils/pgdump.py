@@ -155,7 +155,7 @@ def write_dump(module, client, opts):
         except BaseException:
             atomic.remove_path(temp_dir)
             raise
-        return _result(opts, manifest)
+        return naming.artifact_result(opts, manifest)
 
     stages = [dump_stage]
     comp = compression.compressor_argv(module, opts["compression"], opts["compression_level"],
@@ -202,7 +202,7 @@ def write_dump(module, client, opts):
         if not os.path.exists(opts["path"]):
             atomic.remove_path(opts["manifest_path"])
         raise
-    return _result(opts, manifest)
+    return naming.artifact_result(opts, manifest)
 
 
 def _manifest(opts, client, server_version, tables, size, digests, started, finished, t0, uncompressed):
@@ -226,18 +226,6 @@ def _manifest(opts, client, server_version, tables, size, digests, started, fini
         container=client.container,
         host=platform.node(),
         tool="atlasia.dr.pg_dump_backup",
-    )
-
-
-def _result(opts, manifest):
-    return dict(
-        path=opts["path"],
-        size=manifest["size"],
-        md5=manifest["md5"],
-        sha256=manifest["sha256"],
-        duration=manifest["duration"],
-        manifest=opts["manifest_path"],
-        manifest_data=manifest,
     )
 
 

@@ -516,11 +516,8 @@ def save(module, docker, t0):
 
 def _bundle_manifest(src):
     """``(path, data)`` of the JSON manifest next to a bundle, ``(None, None)`` when there is none."""
-    parsed = naming.parse_backup_name(src)
-    if not parsed:
-        return None, None
-    path = os.path.join(os.path.dirname(os.path.abspath(src)), naming.manifest_name(parsed.stem))
-    if not os.path.isfile(path):
+    path = naming.manifest_path_for(src)
+    if path is None:
         return None, None
     try:
         with open(path) as handle:

@@ -31,6 +31,7 @@ author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
   - atlasia.dr.vault
+  - atlasia.dr.vault.token
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
 attributes:
@@ -445,11 +446,8 @@ def _manifest(client, status, raft, info, name, started, finished, t0):
 
 
 def _read_manifest(src):
-    parsed = naming.parse_backup_name(src)
-    if not parsed:
-        return None, None
-    path = os.path.join(os.path.dirname(os.path.abspath(src)), naming.manifest_name(parsed.stem))
-    if not os.path.isfile(path):
+    path = naming.manifest_path_for(src)
+    if path is None:
         return None, None
     try:
         with open(path, "r") as handle:

@@ -24,6 +24,7 @@ author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - atlasia.dr.vault
 attributes:
   check_mode:
     support: full
@@ -47,39 +48,6 @@ options:
   wait_timeout:
     description:
       - Seconds to wait, once unsealed, until the node answers as active (or standby) on C(sys/health).
-    type: int
-    default: 60
-  url:
-    description:
-      - Address of the Vault (or OpenBao) API, for instance V(https://vault.example.org:8200).
-      - When not set, the C(VAULT_ADDR) environment variable is used.
-    type: str
-    aliases: [addr]
-  namespace:
-    description:
-      - Vault Enterprise / OpenBao namespace, sent as C(X-Vault-Namespace). When not set, C(VAULT_NAMESPACE) is used.
-    type: str
-  ca_cert:
-    description:
-      - CA certificate (PEM) that signed Vault's TLS certificate. When not set, C(VAULT_CACERT) is used, then the
-        system's CA bundle.
-    type: path
-  client_cert:
-    description:
-      - Client certificate (PEM) for TLS client authentication. Requires O(client_key).
-    type: path
-  client_key:
-    description:
-      - Private key (PEM) of O(client_cert).
-    type: path
-  validate_certs:
-    description:
-      - Verify Vault's TLS certificate. Turn off only for throw-away test servers.
-    type: bool
-    default: true
-  timeout:
-    description:
-      - Seconds to wait for Vault to connect and answer each request.
     type: int
     default: 60
 notes:

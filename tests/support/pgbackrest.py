@@ -33,7 +33,7 @@ import os
 import sys
 
 from tests.support.process import pid_alive, pid_cmdline
-from tests.support.seaweedfs import SeaweedS3Server
+from tests.support.seaweedfs import SeaweedS3Server, write_state
 
 ARCHIVE_SETTINGS = {
     "archive_mode": "on",
@@ -144,11 +144,7 @@ def _cli(argv=None):
     server.start(bucket=args.bucket, timeout=args.timeout, detach=True)
     state = server.state()
     state.update(bucket=args.bucket, own_dir=True, ca_file=cert_path)
-    tmp = args.state + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(state, handle, indent=2)
-    os.replace(tmp, args.state)
-    print(json.dumps(state, indent=2))
+    write_state(args.state, state)
     return 0
 
 

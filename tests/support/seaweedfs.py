@@ -240,6 +240,15 @@ class SeaweedS3Server(object):
                     log=self.log_path)
 
 
+def write_state(path, state):
+    """Write a server's state file atomically (the CLI's ``stop`` and the Molecule scenarios read it) and print it."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(state, handle, indent=2)
+    os.replace(tmp, path)
+    print(json.dumps(state, indent=2))
+
+
 def _cli(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tests.support.seaweedfs", description=__doc__.split("\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="action", required=True)
@@ -263,11 +272,7 @@ def _cli(argv=None):
         state = server.state()
         state["bucket"] = args.bucket
         state["own_dir"] = args.dir is None
-        tmp = args.state + ".tmp"
-        with open(tmp, "w") as handle:
-            json.dump(state, handle, indent=2)
-        os.replace(tmp, args.state)
-        print(json.dumps(state, indent=2))
+        write_state(args.state, state)
         return 0
 
     if not os.path.exists(args.state):

@@ -198,6 +198,7 @@ timings:
   sample: {"check": 2.1, "prepare": 0.4, "safety_backup": 21.7, "load": 48.3, "count": 1.2, "swap": 0.2}
 """
 
+import datetime
 import os
 import time
 
@@ -273,6 +274,15 @@ class Restorer(object):
 
     def swap(self, scratch, target_exists):
         previous = naming.scratch_db_name(self.db, self.moment, kind="previous")
+        if target_exists:
+            # a restore of the same database within the same second already keeps a copy under that name
+            taken = set(self.client.databases(self.maint))
+            moment = self.moment
+            for dummy in range(3600):
+                if previous not in taken:
+                    break
+                moment += datetime.timedelta(seconds=1)
+                previous = naming.scratch_db_name(self.db, moment, kind="previous")
         terminate = ("SELECT pg_terminate_backend(pid%s) FROM pg_stat_activity WHERE datname IN (%s, %s) "
                      "AND pid <> pg_backend_pid();" % (
                          ", 5000" if self.client.server_version(db=self.maint) >= 140000 else "",

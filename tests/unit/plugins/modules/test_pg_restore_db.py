@@ -11,6 +11,7 @@ The real server is exercised by tests/integration/test_pg_restore_db.py.
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import hashlib
 import json
@@ -22,7 +23,7 @@ import sys
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.atlasia.dr.plugins.module_utils import checksum
+from ansible_collections.atlasia.dr.plugins.module_utils import checksum, naming
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import FIELD_SEP, PostgresClient, PostgresError
 from ansible_collections.atlasia.dr.plugins.modules import pg_restore_db
 
@@ -579,3 +580,15 @@ def test_connection_error_is_classified(fake, backups, capsys, monkeypatch):
 
 def test_field_separator_is_not_in_names():
     assert FIELD_SEP == "\x1f"
+
+
+def test_two_replace_restores_in_one_second_keep_both_previous_copies(fake, backups, capsys, monkeypatch):
+    moment = datetime.datetime(2026, 11, 26, 10, 41, 0, tzinfo=datetime.timezone.utc)
+    monkeypatch.setattr(naming, "utc_now", lambda: moment)
+    src = make_backup(backups)
+    first = run_main(args_for(fake, src, safety_backup=False), capsys)
+    second = run_main(args_for(fake, src, safety_backup=False), capsys)
+    assert not first.get("failed") and not second.get("failed"), second.get("msg")
+    assert first["previous_db"] == "appdb_previous_20261126_104100"
+    assert second["previous_db"] == "appdb_previous_20261126_104101"  # the next free name, still parseable
+    assert user_dbs(fake) == ["appdb", first["previous_db"], second["previous_db"]]

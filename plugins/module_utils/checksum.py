@@ -166,12 +166,19 @@ def verify_sidecars(path, algorithms=ALGORITHMS, required=False):
         return status, None
     computed = {}
     if os.path.isdir(path):
+        cache = {}  # each file read once for every algorithm its sidecars name
+
+        def digest_of(file_path, algo):
+            if file_path not in cache:
+                cache[file_path] = file_digests(file_path, tuple(present))[0]
+            return cache[file_path][algo]
+
         for algo, entries in present.items():
             for expected, rel in entries:
                 file_path = os.path.join(directory, rel)
                 if not os.path.isfile(file_path):
                     raise ChecksumError("%s lists %s, which is missing" % (sidecar_names(name)[algo], rel))
-                actual = file_digests(file_path, (algo,))[0][algo]
+                actual = digest_of(file_path, algo)
                 if actual != expected:
                     raise ChecksumError(
                         "%s checksum mismatch for %s: expected %s, found %s" % (algo.upper(), file_path, expected, actual))

@@ -96,6 +96,18 @@ def group_names(names):
     return groups, sorted(ignored)
 
 
+def orphans(names, set_prefix="set"):
+    """Names of artifacts that no set names: their timestamp has no set manifest (``set_<ts>.json``) among ``names``.
+
+    What a killed or failed run left behind; rotated as their own series they would push out the artifacts of
+    older sets that are kept, so callers delete them first and let the rotation keep or delete whole sets.
+    Names outside the convention are never orphans.
+    """
+    parsed = [(name, parse_backup_name(name)) for name in names]
+    stamps = set(p.timestamp for name, p in parsed if p is not None and p.prefix == set_prefix and p.role == "manifest")
+    return sorted(name for name, p in parsed if p is not None and p.timestamp not in stamps)
+
+
 def plan(names, keep_last=0, keep_daily=7, keep_weekly=4, keep_monthly=-1, prefixes=None):
     """Decide which names to keep and which to delete.
 

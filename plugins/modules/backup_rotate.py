@@ -34,6 +34,14 @@ options:
         C(weekly/)), each one on its own with the same policy. Symbolic links to directories are not followed.
     type: bool
     default: false
+  orphans:
+    description:
+      - For directories of backup sets (C(set_<YYYYMMDD>_<HHMMSS>.json) manifests, module M(atlasia.dr.backup_set)):
+        first delete the artifacts whose timestamp has no set manifest in the same directory (what a killed or
+        failed run left behind), then rotate. Rotated as their own series, such artifacts would push out the
+        artifacts of older sets that are kept.
+    type: bool
+    default: false
   tiers:
     description:
       - Rotate these sub-directories of O(path) instead, each with its own policy, in one call (the plan's
@@ -160,6 +168,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.atomic import remove_pa
 from ansible_collections.atlasia.dr.plugins.module_utils.naming import parse_backup_name
 from ansible_collections.atlasia.dr.plugins.module_utils.retention import (
     PolicyError,
+    orphans,
     plan,
     retention_argument_spec,
     validate_policy,
@@ -175,6 +184,7 @@ def argument_spec():
         series=dict(type="list", elements="str"),
         recurse=dict(type="bool", default=False),
         tiers=dict(type="dict"),
+        orphans=dict(type="bool", default=False),
     )
     return spec
 
@@ -215,8 +225,8 @@ def directories(root, recurse):
             yield from directories(full, recurse)
 
 
-def plan_directory(directory, policy, series, recurse):
-    """Plan one directory: returns the :func:`plan` answer with full paths."""
+def plan_directory(directory, policy, series, recurse, drop_orphans=False):
+    """Plan one directory: returns the :func:`plan` answer with full paths (orphans of sets deleted first)."""
     names = []
     for name in sorted(os.listdir(directory)):
         full = os.path.join(directory, name)
@@ -224,7 +234,10 @@ def plan_directory(directory, policy, series, recurse):
                 and not name.startswith("."):
             continue  # rotated on its own
         names.append(name)
-    decision = plan(names, prefixes=series, **policy)
+    lost = orphans(names) if drop_orphans else []
+    lost_set = set(lost)
+    decision = plan([name for name in names if name not in lost_set], prefixes=series, **policy)
+    decision["deleted"] = sorted(decision["deleted"] + lost)
     for field in ("kept", "deleted", "ignored"):
         decision[field] = [os.path.join(directory, name) for name in decision[field]]
     return decision
@@ -255,7 +268,7 @@ def main():
     kept, deleted, ignored, reasons = [], [], [], {}
     try:
         for directory, rules in work:
-            decision = plan_directory(directory, rules, params["series"], params["recurse"])
+            decision = plan_directory(directory, rules, params["series"], params["recurse"], params["orphans"])
             kept.extend(decision["kept"])
             deleted.extend(decision["deleted"])
             ignored.extend(decision["ignored"])

@@ -4,7 +4,7 @@ is recovered, and the next run uploads whatever the killed run did not.
 Each kill is a SIGKILL of the whole run (ansible-playbook, its workers, the module, pg_dump and the
 compressor), as a crash, a reboot or the OOM killer would do it. The kill moment is chosen by watching
 ``/proc`` for the process of the stage (``pg_dump``, the compressor ``pigz``/``gzip``, the
-``s3_backup_transfer`` module of the n-th upload, the ``dr_archive`` module) and waiting a random delay
+``s3_backup_transfer`` module of the first or second upload, the ``dr_archive`` module) and waiting a random delay
 (seeded: ``FAULTS_SEED``) while it runs. ``FAULTS_KILLS`` adds more kills at random points.
 """
 
@@ -24,7 +24,8 @@ POINTS = {
     # name: (process predicate, which occurrence (range), random delay range once it runs, seconds)
     "pg_dump": (fl.program_matcher("pg_dump"), (1, 1), (0.0, 0.3)),
     "compressor": (fl.program_matcher("pigz", "gzip"), (1, 1), (0.0, 0.3)),
-    "upload": (fl.module_matcher("s3_backup_transfer"), (1, 6), (0.0, 1.0)),
+    # one call uploads every artifact of a set, a second one its manifest
+    "upload": (fl.module_matcher("s3_backup_transfer"), (1, 2), (0.0, 1.0)),
     # after the database dump: complete artifacts of a run that never makes a set
     "archive": (fl.module_matcher("dr_archive"), (1, 3), (0.0, 0.5)),
     "vault snapshot": (fl.module_matcher("vault_snapshot"), (1, 1), (0.0, 0.5)),

@@ -67,3 +67,29 @@ def test_bad_tiers_are_refused_before_anything_is_deleted(tmp_path, capsys, tier
 def test_tiers_and_recurse_exclude_each_other(tmp_path, capsys):
     result = run(dict(path=str(tmp_path), tiers=dict(daily=dict(keep_last=1)), recurse=True), capsys)
     assert result["failed"] and "mutually exclusive" in result["msg"]
+
+
+def test_orphans_of_sets_go_first_then_whole_sets_rotate(tmp_path, capsys):
+    daily = tmp_path / "daily"
+    make(daily, [1, 2, 3])
+    for day in (1, 2, 3):
+        (daily / ("set_202611%02d_020000.json" % day)).write_text("{}")
+    make(daily, [4])  # a run killed before it recorded its set: newest, but no set names it
+    (daily / "backup_20261104_020000.sql.gz.md5").write_text("x  backup_20261104_020000.sql.gz\n")
+    (daily / "notes.txt").write_text("never touched")
+    result = run(dict(path=str(tmp_path), orphans=True, tiers=dict(daily=dict(keep_last=2))), capsys)
+    assert not result.get("failed"), result
+    assert names(daily) == ["backup_20261102_020000.sql.gz", "backup_20261103_020000.sql.gz", "notes.txt",
+                            "set_20261102_020000.json", "set_20261103_020000.json"]
+    assert str(daily / "backup_20261104_020000.sql.gz.md5") in result["deleted"]
+
+
+def test_without_orphans_an_unrecorded_artifact_counts_as_a_backup(tmp_path, capsys):
+    daily = tmp_path / "daily"
+    make(daily, [1, 2, 3])
+    for day in (1, 2, 3):
+        (daily / ("set_202611%02d_020000.json" % day)).write_text("{}")
+    make(daily, [4])
+    run(dict(path=str(tmp_path), tiers=dict(daily=dict(keep_last=2))), capsys)
+    assert "backup_20261104_020000.sql.gz" in names(daily)
+    assert "backup_20261102_020000.sql.gz" not in names(daily)  # pushed out by the unrecorded one

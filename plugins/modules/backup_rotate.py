@@ -36,7 +36,7 @@ options:
     default: false
   orphans:
     description:
-      - For directories of backup sets (C(set_<YYYYMMDD>_<HHMMSS>.json) manifests, module M(atlasia.dr.backup_set)):
+      - For directories of backup sets (C(set_<YYYYMMDD>_<HHMMSS>.json) manifests, module M(atlasia.dr.backup_set)),
         first delete the artifacts whose timestamp has no set manifest in the same directory (what a killed or
         failed run left behind), then rotate. Rotated as their own series, such artifacts would push out the
         artifacts of older sets that are kept.

@@ -29,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.support import TMP_ROOT  # noqa: E402
 from tests.support.pgbackrest import ARCHIVE_SETTINGS  # noqa: E402
-from tests.support.postgres import PG_BINDIR, PostgresServer, free_port  # noqa: E402
+from tests.support.postgres import PG_BINDIR, PostgresServer, _reachable_by_others, free_port  # noqa: E402
 
 STANZA = "bench"
 ROWS_SQL = """
@@ -58,8 +59,12 @@ def log(text):
 class Bench(object):
     def __init__(self, args):
         self.args = args
-        self.root = TMP_ROOT / "bench-physical"
         self.os_user = "atlasia-pg" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+        self.root = TMP_ROOT / "bench-physical"
+        if os.geteuid() == 0 and not _reachable_by_others(self.root):
+            # pgBackRest and PostgreSQL run as another user, who cannot reach a checkout under a private folder
+            # (mktemp -d, a 0700 home): the repository, logs and cluster then live under /tmp
+            self.root = Path(tempfile.mkdtemp(prefix="atlasia-bench-physical-"))
         self.pg = None
         self.results = dict(cases=[], settings=dict(scale=args.scale, rows=args.rows, rounds=args.rounds))
 
@@ -252,6 +257,7 @@ class Bench(object):
                            capture_output=True, check=False)
         if self.pg:
             self.pg.stop()
+        shutil.rmtree(self.root, ignore_errors=True)  # the repository and the restored copies: gigabytes
 
 
 def main(argv=None):

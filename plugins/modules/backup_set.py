@@ -48,8 +48,8 @@ options:
     type: path
   root:
     description:
-      - Backup root with the C(daily), C(weekly) and C(monthly) tiers. O(state=present) links into its tiers;
-        O(state=query) searches them.
+      - Backup root with the C(daily), C(weekly) and C(monthly) tiers. O(state=present) creates the missing tiers
+        (mode 0700) and links into those of the set; O(state=query) searches them.
     type: path
   roots:
     description:
@@ -300,6 +300,9 @@ def main():
                                          tiers)
             linked = []
             if p["root"]:
+                for tier in backupset.TIERS:  # every tier exists (private) once a set was recorded
+                    if not os.path.isdir(os.path.join(p["root"], tier)):
+                        os.makedirs(os.path.join(p["root"], tier), 0o700)
                 for tier in tiers:
                     target = os.path.join(p["root"], tier)
                     if os.path.abspath(target) != os.path.abspath(p["path"]):

@@ -220,18 +220,14 @@ class Bench(object):
         cases = dict((c["key"], c) for c in self.results["cases"])
         self.results["load_average"] = os.getloadavg()
         self.results["cpus"] = os.cpu_count()
-        ratios = {}
-        base = cases.get("logical.restore")
-        for key, case in cases.items():
-            if key.startswith("physical.restore") and base:
-                ratios[key] = round(case["seconds"] / base["seconds"], 3)
-        self.results["restore_ratio_vs_gunzip_psql"] = ratios
-        backup_ratios = {}
-        base = cases.get("logical.backup")
-        for key, case in cases.items():
-            if key.startswith("physical.backup") and base:
-                backup_ratios[key] = round(case["seconds"] / base["seconds"], 3)
-        self.results["backup_ratio_vs_pg_dump_gzip"] = backup_ratios
+
+        def ratios_to(base_key, prefix):
+            base = cases.get(base_key)
+            return dict((key, round(case["seconds"] / base["seconds"], 3)) for key, case in cases.items()
+                        if base and key.startswith(prefix))
+
+        ratios = self.results["restore_ratio_vs_gunzip_psql"] = ratios_to("logical.restore", "physical.restore")
+        backup_ratios = self.results["backup_ratio_vs_pg_dump_gzip"] = ratios_to("logical.backup", "physical.backup")
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d_%H%M%S")
         out = Path(self.args.out)
         out.mkdir(parents=True, exist_ok=True)

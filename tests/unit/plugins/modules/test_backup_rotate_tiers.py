@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.modules import backup_rotate
 
 
 def run(args, capsys, check_mode=False):
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            backup_rotate.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(backup_rotate.main, args, capsys, check_mode=check_mode)
 
 
 def make(tier_dir, days):

@@ -17,8 +17,8 @@ import os
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common import warnings as ansible_warnings
-from ansible.module_utils.testing import patch_module_args
 
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.modules import pgbackrest
 
 SECRET = "s3-secret-never-in-argv"
@@ -99,12 +99,7 @@ def cli(monkeypatch):
 
 def run(args, capsys, check_mode=False):
     args = dict({"stanza": "atlasia", "config": "/etc/pgbackrest/pgbackrest.conf"}, **args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            pgbackrest.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(pgbackrest.main, args, capsys, check_mode=check_mode)
 
 
 def test_info_returns_backups_archive_and_wal_times(cli, capsys):

@@ -17,6 +17,7 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.module_utils.checksum import ChecksumError
 from ansible_collections.atlasia.dr.plugins.module_utils.s3 import ClientError, MiB
 from ansible_collections.atlasia.dr.plugins.modules import s3_backup_transfer as transfer
@@ -192,12 +193,7 @@ def run_upload(monkeypatch, capsys, client, args, check=False):
     params = dict(bucket="b", endpoint_url="http://127.0.0.1:9", access_key="test-access", secret_key="test-secret",
                   mode="upload")
     params.update(args)
-    if check:
-        params["_ansible_check_mode"] = True
-    with patch_module_args(params):
-        with pytest.raises(SystemExit):
-            transfer.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(transfer.main, params, capsys, check_mode=check)
 
 
 def make_artifact(directory, name, data):

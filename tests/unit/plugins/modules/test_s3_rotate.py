@@ -8,12 +8,10 @@ DeleteObjects batches of at most 1000, per-key errors, check mode)."""
 from __future__ import annotations
 
 import datetime
-import json
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.modules import s3_rotate
 
 UTC = datetime.timezone.utc
@@ -88,12 +86,7 @@ def run_main(monkeypatch, capsys, client, args, check=False):
     monkeypatch.setattr(s3_rotate, "ensure_boto3", lambda module: None)
     params = dict(bucket="b", endpoint_url="http://127.0.0.1:9", access_key="test-access", secret_key="test-secret")
     params.update(args)
-    if check:
-        params["_ansible_check_mode"] = True
-    with patch_module_args(params):
-        with pytest.raises(SystemExit):
-            s3_rotate.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(s3_rotate.main, params, capsys, check_mode=check)
 
 
 def daily_keys(prefix, days, start=datetime.date(2026, 1, 1), sidecars=True):

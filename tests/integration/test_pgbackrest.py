@@ -20,12 +20,14 @@ The story, in order (one cluster, module-scoped):
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,7 +37,7 @@ import pytest
 from tests.support import REPO_ROOT, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
 from tests.support.ansible_run import run_module
 from tests.support.pgbackrest import ARCHIVE_SETTINGS, TLSSeaweedS3Server, make_tls_cert
-from tests.support.postgres import PG_BINDIR, PostgresServer, free_port
+from tests.support.postgres import PG_BINDIR, PostgresServer, _reachable_by_others, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -44,6 +46,10 @@ BUCKET = "atlasia-backups"
 ARCHIVE_TIMEOUT = 5
 CIPHER_PASS = "pgbackrest-test-cipher-passphrase-0123456789"
 ROOT = TMP_ROOT / "it-pgbackrest"
+if os.geteuid() == 0 and not _reachable_by_others(ROOT):
+    # pgBackRest and PostgreSQL run as another user, who cannot reach a checkout under a private folder (mktemp -d,
+    # a 0700 home): the stack then lives under /tmp, and its logs are copied back into the checkout at the end
+    ROOT = Path(tempfile.gettempdir()) / ("atlasia-it-pgbackrest-%s" % hashlib.sha1(str(TMP_ROOT).encode()).hexdigest()[:8])
 
 
 def os_user():
@@ -160,6 +166,12 @@ def stack():
             pg.stop()
         finally:
             s3.stop()
+            if not str(ROOT).startswith(str(TMP_ROOT)):
+                logs = TMP_ROOT / "it-pgbackrest-logs"
+                shutil.rmtree(logs, ignore_errors=True)
+                if (ROOT / "logs").is_dir():
+                    shutil.copytree(ROOT / "logs", logs)
+                shutil.rmtree(ROOT, ignore_errors=True)
 
 
 def keep_logs(pg):

@@ -201,6 +201,7 @@ def test_restore_test_on_a_staging_server_reads_the_set_from_s3(site, backup_set
 def fleet(site):
     """Three database hosts (three PostgreSQL servers), each with its own backup root, S3 prefix and reports."""
     root = site["root"] / "fleet"
+    root.mkdir(parents=True, exist_ok=True)  # the clusters may live under /tmp (a checkout under a private folder)
     servers = {}
     try:
         for name in ("db1", "db2", "db3"):

@@ -28,6 +28,11 @@ class SetError(Exception):
     """A set that cannot be used: missing artifact, checksum mismatch, unreadable manifest."""
 
 
+def is_set_manifest(parsed):
+    """True when a parsed name (:func:`naming.parse_backup_name`) is a set manifest, ``set_<ts>.json``."""
+    return parsed is not None and parsed.prefix == SET_PREFIX and parsed.role == "manifest"
+
+
 def set_manifest_name(timestamp):
     """``set_<YYYYMMDD>_<HHMMSS>.json`` for a ``YYYYMMDD_HHMMSS`` timestamp."""
     return naming.manifest_name("%s_%s" % (SET_PREFIX, timestamp))
@@ -198,7 +203,7 @@ def discover(roots):
             continue
         for name in os.listdir(root):
             parsed = naming.parse_backup_name(name)
-            if parsed is None or parsed.prefix != SET_PREFIX or parsed.role != "manifest":
+            if not is_set_manifest(parsed):
                 continue
             set_id = naming.format_timestamp(parsed.timestamp)
             found.setdefault(set_id, os.path.join(root, name))

@@ -16,6 +16,7 @@ independently). Names that do not follow the convention are never deleted.
 
 from __future__ import annotations
 
+from ansible_collections.atlasia.dr.plugins.module_utils.backupset import is_set_manifest
 from ansible_collections.atlasia.dr.plugins.module_utils.naming import parse_backup_name
 
 RULES = (
@@ -96,7 +97,7 @@ def group_names(names):
     return groups, sorted(ignored)
 
 
-def orphans(names, set_prefix="set"):
+def orphans(names):
     """Names of artifacts that no set names: their timestamp has no set manifest (``set_<ts>.json``) among ``names``.
 
     What a killed or failed run left behind; rotated as their own series they would push out the artifacts of
@@ -104,7 +105,7 @@ def orphans(names, set_prefix="set"):
     Names outside the convention are never orphans.
     """
     parsed = [(name, parse_backup_name(name)) for name in names]
-    stamps = set(p.timestamp for name, p in parsed if p is not None and p.prefix == set_prefix and p.role == "manifest")
+    stamps = set(p.timestamp for name, p in parsed if is_set_manifest(p))
     return sorted(name for name, p in parsed if p is not None and p.timestamp not in stamps)
 
 

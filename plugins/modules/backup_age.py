@@ -255,7 +255,7 @@ def scan_local(directories):
             if parsed is None:
                 continue
             path = os.path.join(directory, name)
-            if parsed.prefix == backupset.SET_PREFIX and parsed.role == "manifest":
+            if backupset.is_set_manifest(parsed):
                 set_id = naming.format_timestamp(parsed.timestamp)
                 if set_id not in manifests:
                     try:
@@ -415,7 +415,7 @@ class S3Scanner(object):
             parsed = naming.parse_backup_name(key)
             if parsed is None:
                 continue
-            if parsed.prefix == backupset.SET_PREFIX and parsed.role == "manifest":
+            if backupset.is_set_manifest(parsed):
                 manifest_keys[naming.format_timestamp(parsed.timestamp)] = key
                 continue
             if parsed.role != "artifact":

@@ -20,6 +20,7 @@ from ansible.module_utils.testing import patch_module_args
 from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.module_utils.checksum import ChecksumError
 from ansible_collections.atlasia.dr.plugins.module_utils.s3 import ClientError, MiB
+from ansible_collections.atlasia.dr.plugins.module_utils import s3_transfer as engine
 from ansible_collections.atlasia.dr.plugins.modules import s3_backup_transfer as transfer
 
 UTC = datetime.timezone.utc
@@ -34,7 +35,7 @@ def test_group_listing_groups_by_stem_newest_first():
                obj("p/backup_20261124_020000.json"), obj("p/backup_20261125_020000.sql.gz", 200),
                obj("p/backup_20261125_020000.sql.gz.md5"), obj("p/schema_20261125_020000.sql", 5),
                obj("p/schema_20261125_020000.json"), obj("p/README.md")]
-    backups, ignored = transfer.group_listing(objects, ["p/vault_20261123_020000.dir/", "p/old/"])
+    backups, ignored = engine.group_listing(objects, ["p/vault_20261123_020000.dir/", "p/old/"])
     assert [(b["series"], b["stem"]) for b in backups] == [
         ("backup", "backup_20261125_020000"), ("schema", "schema_20261125_020000"),
         ("backup", "backup_20261124_020000"), ("vault", "vault_20261123_020000")]
@@ -54,7 +55,7 @@ def test_group_listing_groups_by_stem_newest_first():
 
 def test_group_listing_series_filter():
     objects = [obj("backup_20261125_020000.sql.gz"), obj("schema_20261125_020000.sql")]
-    backups, ignored = transfer.group_listing(objects, [], series=["schema"])
+    backups, ignored = engine.group_listing(objects, [], series=["schema"])
     assert [b["stem"] for b in backups] == ["schema_20261125_020000"]
 
 
@@ -67,7 +68,7 @@ def test_group_listing_series_filter():
     ("dr/legacy.sql.gz", dict(md5="dr/legacy.sql.gz.md5", sha256="dr/legacy.sql.gz.sha256", manifest=None)),
 ])
 def test_sidecar_keys(key, expected):
-    assert transfer.sidecar_keys(key) == expected
+    assert engine.sidecar_keys(key) == expected
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -76,20 +77,20 @@ def test_sidecar_keys(key, expected):
     ("\naa  d/a\nbb  d/sub/b\n\n", [("aa", "d/a"), ("bb", "d/sub/b")]),
 ])
 def test_parse_checksum_text(text, expected):
-    assert transfer.parse_checksum_text(text) == expected
+    assert engine.parse_checksum_text(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "nothex  file", "onlyonefield"])
 def test_parse_checksum_text_rejects_garbage(text):
     with pytest.raises(ChecksumError):
-        transfer.parse_checksum_text(text)
+        engine.parse_checksum_text(text)
 
 
 def test_listing_entries_drops_the_artifact_folder():
     text = "aa  backup_x.dir/toc.dat\nbb  backup_x.dir/3001.dat.gz\n"
-    assert transfer.listing_entries(text) == {"toc.dat": "aa", "3001.dat.gz": "bb"}
+    assert engine.listing_entries(text) == {"toc.dat": "aa", "3001.dat.gz": "bb"}
     with pytest.raises(ChecksumError):
-        transfer.listing_entries("aa  toc.dat\n")
+        engine.listing_entries("aa  toc.dat\n")
 
 
 @pytest.mark.parametrize("size,part_mb,expected", [
@@ -100,19 +101,19 @@ def test_listing_entries_drops_the_artifact_folder():
     (1024 * 1024 * MiB, 5, 105 * MiB),     # 1 TiB with 5 MiB parts
 ])
 def test_effective_part_size(size, part_mb, expected):
-    part = transfer.effective_part_size(size, part_mb)
+    part = engine.effective_part_size(size, part_mb)
     assert part == expected
     assert -(-size // part) <= 10000
 
 
 @pytest.mark.parametrize("rel", ["../etc/passwd", "/abs", "a/../../b", "a//b", "./a", ""])
 def test_safe_relative_refuses_escapes(rel):
-    with pytest.raises(transfer.TransferError):
-        transfer.safe_relative(rel)
+    with pytest.raises(engine.TransferError):
+        engine.safe_relative(rel)
 
 
 def test_safe_relative_accepts_nested():
-    assert transfer.safe_relative("blobs/3001.dat.gz") == "blobs/3001.dat.gz"
+    assert engine.safe_relative("blobs/3001.dat.gz") == "blobs/3001.dat.gz"
 
 
 # -- argument validation through main() --------------------------------------------------------------------

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, naming, setauth
 
 SET_PREFIX = "set"
 FORMAT_VERSION = 1
@@ -100,8 +100,11 @@ def artifact_entry(directory, name, component=None):
     return entry
 
 
-def build(directory, timestamp, artifacts, environment=None, extra=None, tiers=None):
-    """Write ``set_<ts>.json`` in ``directory`` for ``artifacts`` (list of names or dicts with name/component)."""
+def build(directory, timestamp, artifacts, environment=None, extra=None, tiers=None, auth_key=None):
+    """Write ``set_<ts>.json`` in ``directory`` for ``artifacts`` (list of names or dicts with name/component).
+
+    With ``auth_key`` (the environment's secret) the manifest carries its MAC (:mod:`setauth`).
+    """
     moment = naming.parse_timestamp(timestamp)
     entries = []
     for item in artifacts:
@@ -114,18 +117,25 @@ def build(directory, timestamp, artifacts, environment=None, extra=None, tiers=N
                 created=naming.utc_now().isoformat(), offsite=dict(s3=False), verified=None)
     if extra:
         data.update(extra)
+    if auth_key:
+        data["auth"] = setauth.sign(data, auth_key)
     path = os.path.join(directory, set_manifest_name(timestamp))
     atomic.write_json(path, data, mode=0o644)
     return path, data
 
 
-def refresh(directory, timestamp):
-    """Re-read every artifact entry of a set from its sidecars (after a re-encryption); other keys are kept."""
+def refresh(directory, timestamp, auth_key=None):
+    """Re-read every artifact entry of a set from its sidecars (after a re-encryption); other keys are kept.
+
+    With ``auth_key`` the MAC is computed again under it (the new key after a rotation).
+    """
     path = os.path.join(directory, set_manifest_name(timestamp))
     data = load(path)
     data["artifacts"] = [artifact_entry(directory, entry["name"], entry.get("component")) for entry in data["artifacts"]]
     data["size"] = sum(entry["size"] for entry in data["artifacts"])
     data["refreshed"] = naming.utc_now().isoformat()
+    if auth_key:
+        data["auth"] = setauth.sign(data, auth_key)
     atomic.write_json(path, data, mode=0o644)
     return data
 

@@ -23,6 +23,8 @@ import hashlib
 import os
 import struct
 
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, naming
+
 try:
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -146,3 +148,18 @@ def decrypt_stream(source, sink, passphrase):
                 raise CryptoError("data follows the final chunk (the file was altered)")
             return kid.hex()
         index += 1
+
+
+def decrypt_file(src, out, passphrase, expected_sha256=None):
+    """Decrypt the artifact ``src`` into ``out`` (atomically, with sidecars); ``(digests, size, key id)``.
+
+    ``expected_sha256`` is the plaintext checksum recorded at backup time: a mismatch removes the output.
+    """
+    with open(src, "rb") as source:
+        digests, size, kid = checksum.write_with_sidecars(out, lambda sink: decrypt_stream(source, sink, passphrase))
+    if expected_sha256 and digests["sha256"] != expected_sha256:
+        atomic.remove_path(out)
+        for side in naming.sidecar_names(os.path.basename(out)).values():
+            atomic.remove_path(os.path.join(os.path.dirname(out), side))
+        raise CryptoError("the decrypted content of %s does not match the checksum recorded at backup time" % src)
+    return digests, size, kid

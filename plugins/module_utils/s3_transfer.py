@@ -174,7 +174,7 @@ class BackupTransfer(object):
             body.close()
         return hasher.hexdigests(), hasher.size
 
-    def _get_small(self, key):
+    def get_small(self, key):
         """Content of a small object (sidecar, manifest) or ``None``; verified against its sha256 metadata."""
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=key)
@@ -417,7 +417,7 @@ class BackupTransfer(object):
             for algo, side_key in sidecar_keys(key).items():
                 if algo == "manifest" or side_key is None:
                     continue
-                data = self._get_small(side_key)
+                data = self.get_small(side_key)
                 if data is not None:
                     texts[algo] = (side_key, data.decode("utf-8", "replace"))
         return refs, texts
@@ -654,7 +654,7 @@ class BackupTransfer(object):
             wanted[side_key] = (os.path.join(directory, sidecar_names(final_name)[algo]), text.encode("utf-8"))
         manifest_key = sidecar_keys(key)["manifest"]
         if manifest_key:
-            data = self._get_small(manifest_key)
+            data = self.get_small(manifest_key)
             if data is not None:
                 wanted[manifest_key] = (os.path.join(directory, manifest_key.rsplit("/", 1)[-1]), data)
         for side_key, (path, data) in sorted(wanted.items()):

@@ -97,6 +97,13 @@ options:
   changes:
     description: Keys to merge into the set manifest (O(state=updated)).
     type: dict
+  auth_key:
+    description:
+      - The environment's secret (the encryption passphrase). With O(state=present) and O(state=refreshed) the set
+        manifest carries an HMAC-SHA256 over its artifacts (names, sizes, checksums), environment and database,
+        under a key derived from it, which M(atlasia.dr.backup_locate) checks before a set is used.
+    type: str
+    version_added: 0.2.0
   fail_on_problems:
     description:
       - With O(state=verified), fail when the set does not verify; with O(state=query), fail when no set is
@@ -270,6 +277,7 @@ def main():
             components=dict(type="list", elements="str"),
             changes=dict(type="dict"),
             fail_on_problems=dict(type="bool", default=True),
+            auth_key=dict(type="str", no_log=True),
         ),
         required_if=[
             ("state", "present", ("path", "timestamp", "artifacts")),
@@ -297,7 +305,7 @@ def main():
                 module.exit_json(changed=True, manifest=manifest_path, linked=[], tiers=tiers, free_bytes=free,
                                  total_bytes=total)
             path, data = backupset.build(p["path"], p["timestamp"], p["artifacts"], p["environment"], p["extra"],
-                                         tiers)
+                                         tiers, auth_key=p["auth_key"])
             linked = []
             if p["root"]:
                 for tier in backupset.TIERS:  # every tier exists (private) once a set was recorded
@@ -321,7 +329,7 @@ def main():
         if module.check_mode:
             module.exit_json(changed=True, manifest=manifest_path, set=data, free_bytes=free, total_bytes=total)
         if state == "refreshed":
-            data = backupset.refresh(p["path"], p["timestamp"])
+            data = backupset.refresh(p["path"], p["timestamp"], auth_key=p["auth_key"])
         else:
             data = backupset.update(manifest_path, p["changes"])
         module.exit_json(changed=True, manifest=manifest_path, set=data, free_bytes=free, total_bytes=total)

@@ -144,16 +144,7 @@ def _load(path):
 
 def _write_artifact(final_path, producer):
     """Run ``producer(sink)`` into an atomic file; returns digests and size. Sidecars go first, rename last."""
-    hasher = checksum.MultiHasher()
-    with atomic.atomic_file(final_path, mode=0o600, overwrite=True) as handle:
-        def sink(block):
-            hasher.update(block)
-            handle.write(block)
-        result = producer(sink)
-        digests = hasher.hexdigests()
-        name = os.path.basename(final_path)
-        checksum.write_sidecars(final_path, dict((a, checksum.sidecar_text(digests[a], name)) for a in digests))
-    return digests, hasher.size, result
+    return checksum.write_with_sidecars(final_path, producer)
 
 
 def _remove_with_sidecars(path):
@@ -200,12 +191,7 @@ def decrypt(module, src, dest_dir, key):
     expected = ((manifest.get("encryption") or {}).get("plaintext") or {}).get("sha256")
     if not os.path.isdir(dest_dir):
         os.makedirs(dest_dir, 0o700)
-    with open(src, "rb") as source:
-        digests, size, dummy = _write_artifact(out, lambda sink: crypto.decrypt_stream(source, sink, key))
-    if expected and digests["sha256"] != expected:
-        _remove_with_sidecars(out)
-        raise crypto.CryptoError("the decrypted content of %s does not match the checksum recorded at backup "
-                                 "time" % src)
+    digests, size, dummy = crypto.decrypt_file(src, out, key, expected)
     return dict(changed=True, path=out, size=size, sha256=digests["sha256"], md5=digests["md5"], key_id=kid)
 
 

@@ -22,6 +22,7 @@ import os
 import re
 
 from ansible_collections.atlasia.dr.plugins.module_utils import backupset, checksum, crypto, naming, setauth
+from ansible_collections.atlasia.dr.plugins.module_utils.s3_transfer import TransferError
 
 SET_ID_RE = re.compile(r"^\d{8}_\d{6}$")
 DUMP_SUFFIXES = (".sql.gz", ".sql.zst", ".sql", ".dump", ".dir", ".gz", ".zst", ".enc")
@@ -36,7 +37,36 @@ ACCEPTED_FORMS = (
 
 
 class LocateError(Exception):
-    """What was asked for cannot be used; the message says why and what is accepted."""
+    """What was asked for cannot be used; the message says why and what is accepted.
+
+    ``kind`` says whose fault it is (:class:`Problem`): a restore test records a set as failed only for
+    ``damaged``; the other kinds mean the test could not run or the set is not ours.
+    """
+
+    def __init__(self, message, kind="request"):
+        super(LocateError, self).__init__(message)
+        self.kind = kind
+
+
+class Problem(str):
+    """A sentence saying why a set cannot be used, with its ``kind``:
+
+    ``damaged`` (missing or altered artifact, checksum mismatch), ``unauthentic`` (no or a wrong MAC, plaintext
+    where the environment encrypts), ``foreign`` (another environment or database), ``key`` (encrypted under
+    another key, or no key given), ``unreadable`` (the manifest cannot be read).
+    """
+
+    def __new__(cls, text, kind):
+        obj = str.__new__(cls, text)
+        obj.kind = kind
+        return obj
+
+
+def kind_of(problems):
+    """The kind of the first problem (``damaged`` for plain strings)."""
+    for problem in problems:
+        return getattr(problem, "kind", "damaged")
+    return "damaged"
 
 
 class Spec(object):
@@ -138,25 +168,25 @@ class Policy(object):
         if not self.allow_foreign:
             env = data.get("environment")
             if self.environment and env and env != self.environment:
-                problems.append("set %s belongs to environment %r, not %r (-e allow_foreign_set=yes restores it "
-                                "anyway)" % (name, env, self.environment))
+                problems.append(Problem("set %s belongs to environment %r, not %r (-e allow_foreign_set=yes restores "
+                                        "it anyway)" % (name, env, self.environment), "foreign"))
             db = setauth.set_database(data)
             if self.database and db and db != self.database:
-                problems.append("set %s is a backup of database %r, not %r (-e allow_foreign_set=yes restores it "
-                                "anyway)" % (name, db, self.database))
+                problems.append(Problem("set %s is a backup of database %r, not %r (-e allow_foreign_set=yes "
+                                        "restores it anyway)" % (name, db, self.database), "foreign"))
         if self.key:
             try:
                 setauth.check(data, self.key, self.key_id)
             except setauth.AuthError as exc:
                 if data.get("auth") or not self.allow_unauthenticated:
-                    problems.append(str(exc) + ("" if data.get("auth") else
-                                                " (-e allow_unauthenticated_set=yes accepts it)"))
+                    problems.append(Problem(str(exc) + ("" if data.get("auth") else
+                                                        " (-e allow_unauthenticated_set=yes accepts it)"), "unauthentic"))
         if self.encryption_required:
             plain = [entry["name"] for entry in data.get("artifacts") or []
                      if not str(entry.get("name", "")).endswith(crypto.EXTENSION)]
             if plain:
-                problems.append("set %s holds plaintext artifacts although this environment encrypts its backups: "
-                                "%s" % (name, ", ".join(plain)))
+                problems.append(Problem("set %s holds plaintext artifacts although this environment encrypts its "
+                                        "backups: %s" % (name, ", ".join(plain)), "unauthentic"))
         return problems
 
     def file_problems(self, path, name):
@@ -164,15 +194,17 @@ class Policy(object):
         if not name.endswith(crypto.EXTENSION):
             return []
         if os.path.isdir(path):
-            return ["%s is a folder, not an encrypted artifact" % name]
+            return [Problem("%s is a folder, not an encrypted artifact" % name, "unauthentic")]
         if not crypto.is_encrypted(path):
-            return ["%s is named as encrypted but holds plaintext (no encryption header)" % name]
+            return [Problem("%s is named as encrypted but holds plaintext (no encryption header)" % name, "unauthentic")]
         if self.key is None:
-            return ["%s is encrypted: give the environment's key (dr_encryption_key)" % name]
+            return [Problem("%s is encrypted: give the environment's key (dr_encryption_key)" % name, "key")]
         try:
             crypto.check_key(path, self.key)
-        except (crypto.CryptoError, OSError) as exc:
-            return ["%s: %s" % (name, exc)]
+        except crypto.CryptoError as exc:
+            return [Problem("%s: %s" % (name, exc), "key")]
+        except OSError as exc:
+            return [Problem("%s: %s" % (name, exc), "damaged")]
         return []
 
 
@@ -185,7 +217,7 @@ class Locator(object):
     """
 
     def __init__(self, policy, roots=(), staging_dir=None, transfer=None, bucket=None, prefix="", components=None,
-                 check_mode=False):
+                 check_mode=False, fall_back=True):
         self.policy = policy
         self.roots = [r for r in roots if r]
         self.staging_dir = staging_dir
@@ -194,6 +226,7 @@ class Locator(object):
         self.prefix = prefix or ""
         self.components = set(components) if components else None
         self.check_mode = check_mode
+        self.fall_back = fall_back
         self.passed_over = []
         self.seen = []
         self.downloaded = []
@@ -258,7 +291,11 @@ class Locator(object):
         return backupset.verify(directory, data, sorted(self.components) if self.components else None)
 
     def _pass_over(self, set_id, where, problems):
-        self.passed_over.append(dict(set_id=set_id, where=where, reason="; ".join(problems)))
+        self.passed_over.append(dict(set_id=set_id, where=where, reason="; ".join(problems), kind=kind_of(problems)))
+
+    @property
+    def passed_over_kind(self):
+        return self.passed_over[0]["kind"] if self.passed_over else "not_found"
 
     # -- S3 ---------------------------------------------------------------------------------------------
     def _read_remote_manifest(self, bucket, key):
@@ -295,16 +332,19 @@ class Locator(object):
         try:
             data = self._read_remote_manifest(bucket, key)
         except backupset.SetError as exc:
-            return None, [str(exc)]
+            return None, [Problem(str(exc), "unreadable")]
         problems = self.policy.manifest_problems(data)
         if problems:
             return None, problems
-        manifest_path = self.fetch_remote(bucket, key, data)
+        try:
+            manifest_path = self.fetch_remote(bucket, key, data)
+        except TransferError as exc:
+            return None, [Problem(str(exc), "damaged" if "corrupt" in str(exc) else "unavailable")]
         if self.check_mode:
             return manifest_path, data
         local = backupset.load(manifest_path)
         if setauth.payload(local) != setauth.payload(data):
-            return None, ["the set manifest changed in the bucket while it was downloaded"]
+            return None, [Problem("the set manifest changed in the bucket while it was downloaded", "damaged")]
         problems = self.check_local(manifest_path, local)
         if problems:
             return None, problems
@@ -323,16 +363,22 @@ class Locator(object):
                     data = backupset.load(where)
                     problems = self.check_local(where, data)
                 except (backupset.SetError, OSError) as exc:
-                    problems = [str(exc)]
+                    problems = [Problem(str(exc), "unreadable")]
                 if not problems:
                     return where, data, "local"
                 self._pass_over(set_id, where, problems)
+                if set_id not in remote and not self.fall_back:
+                    raise LocateError("backup set %s (%s) cannot be used: %s" % (set_id, where, "; ".join(problems)),
+                                      kind_of(problems))
             if set_id in remote:
                 where = "s3://%s/%s" % (self.bucket, remote[set_id])
                 path, data = self.try_remote(self.bucket, remote[set_id])
                 if path is not None:
                     return path, data, "s3"
                 self._pass_over(set_id, where, data)
+                if not self.fall_back:
+                    raise LocateError("backup set %s (%s) cannot be used: %s" % (set_id, where, "; ".join(data)),
+                                      kind_of(data))
         return None, None, None
 
     def locate(self, spec):
@@ -346,36 +392,45 @@ class Locator(object):
                 return path, data, source
             where = ", ".join(self.roots) + (" and s3://%s/%s" % (self.bucket, self.prefix) if self.transfer else "")
             if spec.kind == "set_id" and spec.value not in local and spec.value not in remote:
-                raise LocateError("no backup set %s under %s; %s" % (spec.value, where, self.describe_newest(self.seen)))
-            raise LocateError("no usable backup set under %s: %s" % (where, self.describe_passed_over()))
+                raise LocateError("no backup set %s under %s; %s" % (spec.value, where, self.describe_newest(self.seen)),
+                                  "not_found")
+            if not self.passed_over:
+                raise LocateError("no backup set under %s: take a backup first (playbooks/backup.yml)" % where,
+                                  "not_found")
+            raise LocateError("no usable backup set under %s: %s" % (where, self.describe_passed_over()),
+                              self.passed_over_kind)
         if spec.kind == "folder":
             local = self.local_sets([spec.value] + [os.path.join(spec.value, t) for t in backupset.TIERS])
             self.seen = self.newest(local, {})
             path, data, source = self.select_newest(local, {})
             if path is None:
                 if not local:
-                    raise LocateError("%s holds no backup set (set_YYYYMMDD_HHMMSS.json)" % spec.value)
-                raise LocateError("no backup set in %s can be used: %s" % (spec.value, self.describe_passed_over()))
+                    raise LocateError("%s holds no backup set (set_YYYYMMDD_HHMMSS.json)" % spec.value, "not_found")
+                raise LocateError("no backup set in %s can be used: %s" % (spec.value, self.describe_passed_over()),
+                                  self.passed_over_kind)
             return path, data, "path"
         if spec.kind == "manifest":
             try:
                 data = backupset.load(spec.value)
                 problems = self.check_local(spec.value, data)
             except (backupset.SetError, OSError) as exc:
-                problems = [str(exc)]
+                problems = [Problem(str(exc), "unreadable")]
             if problems:
-                raise LocateError("backup set %s cannot be used: %s" % (spec.value, "; ".join(problems)))
+                raise LocateError("backup set %s cannot be used: %s" % (spec.value, "; ".join(problems)),
+                                  kind_of(problems))
             return spec.value, data, "path"
         if spec.kind == "s3_manifest":
             if self.transfer is None:
-                raise LocateError("%s is in S3 but no S3 connection is configured (dr_s3_* variables)" % spec.text)
+                raise LocateError("%s is in S3 but no S3 connection is configured (dr_s3_* variables)" % spec.text,
+                                  "request")
             path, data = self.try_remote(spec.bucket, spec.key)
             if path is None:
-                raise LocateError("backup set %s cannot be used: %s" % (spec.text, "; ".join(data)))
+                raise LocateError("backup set %s cannot be used: %s" % (spec.text, "; ".join(data)), kind_of(data))
             return path, data, "s3"
         if spec.kind == "s3_dump":
             if self.transfer is None:
-                raise LocateError("%s is in S3 but no S3 connection is configured (dr_s3_* variables)" % spec.text)
+                raise LocateError("%s is in S3 but no S3 connection is configured (dr_s3_* variables)" % spec.text,
+                                  "request")
             name = spec.key.rsplit("/", 1)[-1]
             directory = self._staging_for(_set_id_of_name(name))
             path = os.path.join(directory, name)
@@ -392,10 +447,11 @@ class Locator(object):
         name = os.path.basename(path.rstrip("/"))
         problems = []
         if self.policy.encryption_required and not name.endswith(crypto.EXTENSION):
-            problems.append("%s is a plaintext dump although this environment encrypts its backups" % name)
+            problems.append(Problem("%s is a plaintext dump although this environment encrypts its backups" % name,
+                                    "unauthentic"))
         elif self.policy.key and not name.endswith(crypto.EXTENSION) and not self.policy.allow_unauthenticated:
-            problems.append("%s is a plaintext dump: nothing authenticates it (-e allow_unauthenticated_set=yes "
-                            "restores it anyway)" % name)
+            problems.append(Problem("%s is a plaintext dump: nothing authenticates it (-e "
+                                    "allow_unauthenticated_set=yes restores it anyway)" % name, "unauthentic"))
         if os.path.lexists(path):
             problems.extend(self.policy.file_problems(path, name))
             own = naming.manifest_path_for(path)
@@ -406,16 +462,16 @@ class Locator(object):
                 except (OSError, ValueError):
                     db = None
                 if db and self.policy.database and db != self.policy.database:
-                    problems.append("%s is a dump of database %r, not %r (-e allow_foreign_set=yes restores it "
-                                    "anyway)" % (name, db, self.policy.database))
+                    problems.append(Problem("%s is a dump of database %r, not %r (-e allow_foreign_set=yes "
+                                            "restores it anyway)" % (name, db, self.policy.database), "foreign"))
             try:
                 status, dummy = checksum.verify_sidecars(path)
             except (checksum.ChecksumError, OSError) as exc:
                 problems.append(str(exc))
         elif not self.check_mode:
-            problems.append("%s does not exist" % path)
+            problems.append(Problem("%s does not exist" % path, "not_found"))
         if problems:
-            raise LocateError("%s cannot be used: %s" % (text, "; ".join(problems)))
+            raise LocateError("%s cannot be used: %s" % (text, "; ".join(problems)), kind_of(problems))
         return path
 
     def describe_passed_over(self):

@@ -118,6 +118,12 @@ def markdown(report):
             lines.append("- Source: %s" % backup["source"])
         if backup.get("skipped"):
             lines.append("- Newer sets skipped (did not verify): %s" % ", ".join(backup["skipped"]))
+        if "authenticated" in backup:
+            lines.append("- Authenticated (MAC checked): %s; encrypted: %s" % (
+                "yes" if backup.get("authenticated") in (True, "True", "true") else "no",
+                "yes" if backup.get("encrypted") in (True, "True", "true") else "no"))
+        for passed in backup.get("passed_over") or []:
+            lines.append("- Passed over %s (%s): %s" % (passed.get("set_id"), passed.get("where"), passed.get("reason")))
     if report.get("safety_backup"):
         lines.append("- Safety backup written: %s" % report["safety_backup"])
     lines += ["", "## Phases", "", "| Phase | Duration | Target | Within target | Status |",

@@ -93,6 +93,13 @@ options:
     elements: str
     choices: [database, schema, vault, config, files]
     default: []
+  fall_back:
+    description:
+      - With O(backup=latest), pass over a set that fails a check and use the next older one (listed in
+        RV(passed_over)). V(false) takes the newest set and fails when it does not pass (a restore test reports on
+        the newest set, not on an older one).
+    type: bool
+    default: true
   decrypt:
     description: Decrypt the wanted encrypted artifacts into the staging folder.
     type: bool
@@ -223,8 +230,17 @@ encrypted:
   description: Whether the wanted artifacts are encrypted.
   returned: success
   type: bool
+error_kind:
+  description:
+    - On failure, whose fault it is - V(damaged) (an artifact is missing or altered), V(unauthentic) (no or a wrong
+      MAC, plaintext where the environment encrypts), V(foreign) (another environment or database), V(key) (encrypted
+      under another key, or no key given), V(unreadable), V(not_found), V(request) (the value of O(backup) or the
+      settings), V(unavailable) (S3 or the disk could not be read).
+  returned: failure
+  type: str
+  sample: damaged
 passed_over:
-  description: Newer sets passed over (with O(backup=latest)), each with C(set_id), C(where) and C(reason).
+  description: Newer sets passed over (with O(backup=latest)), each with C(set_id), C(where), C(reason) and C(kind).
   returned: always
   type: list
   elements: dict
@@ -238,6 +254,10 @@ downloaded:
   returned: success
   type: list
   elements: str
+free_bytes:
+  description: Free space on the filesystem of O(root) (else O(staging_dir)).
+  returned: success
+  type: int
 summary:
   description: One sentence saying which set is used, from where, and what was passed over.
   returned: success
@@ -278,6 +298,7 @@ def argument_spec():
         allow_unauthenticated_set=dict(type="bool", default=False),
         components=dict(type="list", elements="str", choices=COMPONENTS),
         required_components=dict(type="list", elements="str", choices=COMPONENTS, default=[]),
+        fall_back=dict(type="bool", default=True),
         decrypt=dict(type="bool", default=True),
         s3=dict(type="bool", default=False),
         prefix=dict(type="str", default=""),
@@ -335,17 +356,19 @@ def run(module):
     transfer = s3_transfer_function(module)
     locator = locate.Locator(policy, roots=roots, staging_dir=p["staging_dir"], transfer=transfer, bucket=p["bucket"],
                              prefix=normalize_prefix(p["prefix"]) if p["prefix"] else "",
-                             components=p["components"], check_mode=module.check_mode)
+                             components=p["components"], check_mode=module.check_mode, fall_back=p["fall_back"])
     try:
         spec = locate.parse(p["backup"])
     except locate.LocateError as exc:
         seen = locator.newest(locator.local_sets(), locator.s3_sets())
         module.fail_json(msg="%s. Accepted forms: %s. Found here: %s. Nothing was changed." % (
-            exc, locate.accepted_forms(), locator.describe_newest(seen)), passed_over=[], sets_seen=seen)
+            exc, locate.accepted_forms(), locator.describe_newest(seen)), passed_over=[], sets_seen=seen,
+            error_kind="request")
     try:
         path, data, source = locator.locate(spec)
     except locate.LocateError as exc:
-        module.fail_json(msg="%s. Nothing was changed." % exc, passed_over=locator.passed_over, sets_seen=locator.seen)
+        module.fail_json(msg="%s. Nothing was changed." % exc, passed_over=locator.passed_over, sets_seen=locator.seen,
+                         error_kind=exc.kind)
     if data is None:  # a single dump
         name = os.path.basename(path.rstrip("/"))
         parsed = naming.parse_backup_name(name)
@@ -364,7 +387,7 @@ def run(module):
     if missing:
         module.fail_json(msg="set %s holds no %s artifact (it holds: %s). Nothing was changed." % (
             set_id or path, " or ".join(missing), ", ".join(held) or "nothing"), passed_over=locator.passed_over,
-            sets_seen=locator.seen)
+            sets_seen=locator.seen, error_kind="request")
     if p["decrypt"]:
         plain_dir, paths = locator.stage(directory, data)
     else:
@@ -390,7 +413,8 @@ def run(module):
                 source=source, location=location, manifest=manifest, directory=directory, backup_set=data,
                 artifacts=artifacts, paths=by_component, plain_dir=plain_dir, authenticated=authenticated,
                 encrypted=any(row["encrypted"] for row in artifacts), passed_over=locator.passed_over,
-                sets_seen=locator.seen, downloaded=locator.downloaded, summary=summary)
+                sets_seen=locator.seen, downloaded=locator.downloaded, summary=summary,
+                free_bytes=backupset.disk_space(p["root"] or p["staging_dir"])[0])
 
 
 def main():
@@ -401,13 +425,20 @@ def main():
     try:
         module.exit_json(**run(module))
     except locate.LocateError as exc:
-        module.fail_json(msg="%s. Nothing was changed." % exc, passed_over=[], sets_seen=[])
-    except (crypto.CryptoError, checksum.ChecksumError, backupset.SetError, TransferError) as exc:
-        module.fail_json(msg="%s. Nothing was changed." % exc, passed_over=[], sets_seen=[])
+        module.fail_json(msg="%s. Nothing was changed." % exc, passed_over=[], sets_seen=[], error_kind=exc.kind)
+    except (crypto.CryptoError, checksum.ChecksumError) as exc:
+        module.fail_json(msg="%s. Nothing was changed." % exc, passed_over=[], sets_seen=[], error_kind="damaged")
+    except backupset.SetError as exc:
+        module.fail_json(msg="%s. Nothing was changed." % exc, passed_over=[], sets_seen=[], error_kind="unreadable")
+    except TransferError as exc:
+        kind = "damaged" if "corrupt" in str(exc) or "damaged" in str(exc) else "unavailable"
+        module.fail_json(msg="%s. Nothing was changed." % exc, passed_over=[], sets_seen=[], error_kind=kind)
     except AWS_ERRORS as exc:
-        module.fail_json(msg="S3 failed while looking for the backup set: %s. Nothing was changed." % exc)
+        module.fail_json(msg="S3 failed while looking for the backup set: %s. Nothing was changed." % exc,
+                         passed_over=[], sets_seen=[], error_kind="unavailable")
     except OSError as exc:
-        module.fail_json(msg="cannot read or stage the backup set: %s. Nothing was changed." % exc)
+        module.fail_json(msg="cannot read or stage the backup set: %s. Nothing was changed." % exc,
+                         passed_over=[], sets_seen=[], error_kind="unavailable")
 
 
 if __name__ == "__main__":

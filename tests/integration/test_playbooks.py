@@ -120,13 +120,26 @@ def test_damaged_newest_set_falls_back_to_the_previous_one(local_env, first_back
         handle.seek(-1, os.SEEK_CUR)
         handle.write(bytes([byte[0] ^ 0xFF]))
     before = table_digests(local_env.pg, DB_NAME)
+    newest_id, older_id = names[-1][len("set_"):-len(".json")], names[0][len("set_"):-len(".json")]
+    # the damaged local copy is passed over, the intact copy of the same set in S3 is used
     result = playbook("restore.yml", vars_file, "-e", "dr_restore_vault=false")
     assert result.returncode == 0, result.stdout[-6000:]
-    assert "skipped because they do not verify" in result.stdout
-    reports = sorted((local_env.root / "reports").glob("restore-*.json"))
-    report = json.loads(reports[-1].read_text())
-    assert report["backup"]["set_id"] == names[0][len("set_"):-len(".json")]
-    assert report["backup"]["skipped"] == [names[-1][len("set_"):-len(".json")]]
+    assert "Passed over: %s (%s)" % (newest_id, root / "daily" / names[-1]) in result.stdout
+    report = json.loads(sorted((local_env.root / "reports").glob("restore-*.json"))[-1].read_text())
+    assert report["backup"]["set_id"] == newest_id and report["backup"]["source"].startswith("s3")
+    assert report["backup"]["passed_over"][0]["kind"] == "damaged"
+    assert table_digests(local_env.pg, DB_NAME) == before
+    # with the S3 copy damaged too, the previous set is restored, and the report says why
+    client = local_env.s3.client()
+    key = next(o["Key"] for o in client.list_objects_v2(Bucket="atlasia-backups")["Contents"]
+               if o["Key"].endswith("/" + dump.name))
+    client.put_object(Bucket="atlasia-backups", Key=key, Body=b"not the dump")
+    shutil.rmtree(root / "restore-staging")  # the verified download of the previous run would be reused
+    result = playbook("restore.yml", vars_file, "-e", "dr_restore_vault=false")
+    assert result.returncode == 0, result.stdout[-6000:]
+    report = json.loads(sorted((local_env.root / "reports").glob("restore-*.json"))[-1].read_text())
+    assert report["backup"]["set_id"] == older_id
+    assert [p["set_id"] for p in report["backup"]["passed_over"]] == [newest_id, newest_id]
     assert table_digests(local_env.pg, DB_NAME) == before
 
 
@@ -148,7 +161,7 @@ def test_restore_from_explicit_s3_url_and_local_dump(local_env, first_backup):
     before = table_digests(local_env.pg, DB_NAME)
     client = local_env.s3.client()
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="atlasia-backups").get("Contents", []))
-    set_key = [k for k in keys if k.rsplit("/", 1)[-1].startswith("set_")][-1]
+    set_key = [k for k in keys if k.rsplit("/", 1)[-1].startswith("set_")][0]  # the newest was damaged above
     local_env.pg.psql('DROP DATABASE "%s" WITH (FORCE)' % DB_NAME)
     result = playbook("restore.yml", first_backup["vars_file"], "-e", "backup=s3://atlasia-backups/%s" % set_key,
                       "-e", "dr_restore_vault=false")
@@ -156,7 +169,7 @@ def test_restore_from_explicit_s3_url_and_local_dump(local_env, first_backup):
     assert table_digests(local_env.pg, DB_NAME) == before
 
     # a single dump given by path (the plan's `dr-restore.sh prod /path/to/backup.sql.gz`)
-    staging = sorted((local_env.root / "backups" / "restore-staging").iterdir())[-1]
+    staging = local_env.root / "backups" / "restore-staging" / set_key.rsplit("/", 1)[-1][len("set_"):-len(".json")]
     dump = sorted(staging.glob("backup_*.sql.gz"))[-1]
     local_env.pg.psql('DROP DATABASE "%s" WITH (FORCE)' % DB_NAME)
     result = playbook("restore.yml", first_backup["vars_file"], "-e", "backup=%s" % dump)

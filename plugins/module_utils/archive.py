@@ -15,6 +15,14 @@ Extracting: sidecars are checked and the archive is read whole before anything u
 touched; the entries that differ from the destination are computed from the listing (type, size, mtime,
 mode, link target) and only those are written, so extracting the same archive twice changes nothing the second
 time.
+
+Nothing is written outside the destination: before tar runs, every member's path is resolved component by
+component (:func:`resolve_beneath`, the semantics of ``openat2(RESOLVE_BENEATH)``) through the symbolic links
+already on disk under the destination (an earlier archive of the same restore may have made them) and those the
+archive writes before it; a member that leaves the destination, a symbolic link pointing out of it and a hard
+link to a file outside it make the whole archive refused (:func:`check_beneath`). GNU tar alone does not
+prevent this: it follows an existing link in a member's parent path whatever its options (``--unlink-first``
+only removes the last component), and ``--keep-directory-symlink`` writes into a kept link to a directory.
 """
 
 from __future__ import annotations
@@ -611,6 +619,169 @@ def manifest_members(src):
     return members if isinstance(members, int) and not isinstance(members, bool) else None
 
 
+class UnsafeMember(ArchiveError):
+    """A member would be written, or would point, outside the destination.
+
+    ``name`` is the member, ``link`` and ``target`` the symbolic link it goes through (``None`` when a ``..``
+    leaves the destination without one).
+    """
+
+    def __init__(self, msg, name=None, link=None, target=None):
+        super(UnsafeMember, self).__init__(msg)
+        self.name, self.link, self.target = name, link, target
+
+
+class _Outside(Exception):
+    """Raised by :func:`resolve_beneath`: the path leaves the destination (through ``link`` -> ``target``)."""
+
+    def __init__(self, link=None, target=None, loop=False):
+        super(_Outside, self).__init__(link, target)
+        self.link, self.target, self.loop = link, target, loop
+
+
+_MAX_LINKS = 40  # symbolic links followed in one resolution, as the kernel (ELOOP)
+
+
+def _parts(path):
+    return [part for part in path.split("/") if part not in ("", ".")]
+
+
+def _disk_link(path):
+    """Target of the symbolic link ``path``, or ``None`` when ``path`` is something else or does not exist."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise
+    return os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+
+
+def resolve_beneath(root, path, links=None, follow=False, start="", cache=None):
+    """Resolve ``path`` under the directory ``root`` component by component, like ``openat2(RESOLVE_BENEATH)``.
+
+    ``root`` is the real path of the destination (no symbolic link in it, :func:`os.path.realpath`). ``path``
+    is relative to ``start`` (a resolved path relative to ``root``). An absolute ``path`` or link target is
+    read from the real ``/``, as the kernel reads the links tar creates (tar writes link targets verbatim): it
+    is beneath ``root`` only when it names ``root`` or something under it. Each component is looked up in
+    ``links`` (resolved path relative to ``root`` -> target: the links the archive writes before the member)
+    and else on disk (:func:`os.lstat`, :func:`os.readlink`); symbolic links are followed, the last component
+    only when ``follow`` is true (tar replaces a link it writes over, but keeps a link to a directory where the
+    archive holds that directory). A component that does not exist is taken as written. ``cache`` (a dict) keeps
+    what was read from disk, for the members of one archive.
+
+    Returns the resolved path relative to ``root`` (``""`` for ``root`` itself). Raises :class:`_Outside` when
+    a ``..`` or an absolute link target leaves ``root`` (naming the link whose target does, ``None`` for a ``..``
+    of ``path`` itself), or after 40 links (a loop).
+    """
+    links = links or {}
+    root_parts = _parts(root)
+    resolved = _parts(start)
+    if path.startswith("/"):
+        resolved, parts = [], _rebase(root_parts, path, None, path)
+    else:
+        parts = _parts(path)
+    # a stack of (component, the link whose target it comes from), the next component last
+    pending = [(part, (None, None)) for part in reversed(parts)]
+    hops = 0
+    while pending:
+        part, origin = pending.pop()
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            elif root_parts:  # the parent of / is / itself
+                raise _Outside(*origin)
+            continue
+        resolved.append(part)
+        if not pending and not follow:
+            break
+        name = "/".join(resolved)
+        target = _link_text(root, links, name, cache)
+        if target is None:
+            continue
+        hops += 1
+        if hops > _MAX_LINKS:
+            raise _Outside(name, target, loop=True)
+        resolved.pop()
+        if target.startswith("/"):
+            resolved, parts = [], _rebase(root_parts, target, name, target)
+        else:
+            parts = _parts(target)
+        pending.extend((item, (name, target)) for item in reversed(parts))
+    return "/".join(resolved)
+
+
+def _rebase(root_parts, absolute, link, target):
+    """Components of the absolute path ``absolute`` after those of ``root``; :class:`_Outside` (through ``link``
+    -> ``target``) when it does not start at ``root``."""
+    parts = _parts(absolute)
+    if parts[:len(root_parts)] != root_parts:
+        raise _Outside(link, target)
+    return parts[len(root_parts):]
+
+
+def _refusal(member, what, exc, dest):
+    """Message of :class:`UnsafeMember`: the member, what it is, and the link it goes through."""
+    if exc.loop:
+        how = "cannot be resolved under the destination %s: too many levels of symbolic links at %s -> %s" % (
+            dest, exc.link, exc.target)
+    elif exc.link is not None:
+        how = "resolves outside the destination %s through the symbolic link %s -> %s" % (dest, exc.link, exc.target)
+    else:
+        how = "resolves outside the destination %s%s" % (dest, " (%s)" % exc.target if exc.target else "")
+    return UnsafeMember("the member %s%s %s" % (member.name, what, how), name=member.name, link=exc.link,
+                        target=exc.target)
+
+
+def _link_text(root, links, path, cache=None):
+    """Target of the symbolic link at ``path`` (relative to ``root``) after the archive's earlier links, or
+    ``None`` when ``path`` is not a link."""
+    if links and path in links:
+        return links[path]
+    if cache is None:
+        return _disk_link(os.path.join(root, path))
+    if path not in cache:
+        cache[path] = _disk_link(os.path.join(root, path))
+    return cache[path]
+
+
+def check_beneath(members, dest, written=None):
+    """Refuse an archive whose members would be written, or would point, outside ``dest``.
+
+    Every member's path is resolved (:func:`resolve_beneath`) against the links already on disk under ``dest``
+    (whoever made them: an earlier archive of the same restore, the application, an attacker) and the links
+    the archive itself writes before that member (``written``: names of the members tar writes; all when
+    ``None``; every member is checked). A symbolic link member must point under ``dest`` (its target read from
+    the member's directory), a hard link member must name a file under ``dest``; a directory member is followed
+    where it is an existing link (``tar --keep-directory-symlink`` keeps it and writes into it).
+
+    Raises :class:`UnsafeMember` for the first member that does not; returns ``None`` otherwise.
+    """
+    root = os.path.realpath(dest)
+    writes = None if written is None else set(written)
+    links, cache = {}, {}
+    for member in members:
+        what, text = "", None
+        try:
+            where = resolve_beneath(root, member.name, links, follow=member.type == "d", cache=cache)
+            directory = where.rpartition("/")[0]
+            if member.type == "l":
+                what, text = " (a symbolic link to %s)" % member.link, member.link
+            elif member.type == "h" and member.link is not None:
+                what = " (a hard link to %s)" % member.link
+                linked = resolve_beneath(root, member.link, links, cache=cache)
+                text = _link_text(root, links, linked, cache)  # a hard link to a symbolic link is that link again
+            if text is not None:
+                resolve_beneath(root, text, links, follow=True, start=directory, cache=cache)
+        except _Outside as exc:
+            raise _refusal(member, what, exc, dest)
+        if writes is None or member.name in writes:
+            if text is not None:
+                links[where] = text
+            else:
+                links.pop(where, None)
+
+
 def _same_owner(member, st):
     return os.geteuid() != 0 or (st.st_uid == member.uid and st.st_gid == member.gid)
 
@@ -646,7 +817,9 @@ def differs(member, dest):
 def plan(members, dest, overwrite):
     """Members that extracting with ``overwrite`` (always, never, older) would write under ``dest``.
 
-    Hard links to a file that is written are written too, so they keep sharing its data.
+    Hard links to a file that is written are written too, so they keep sharing its data. Raises
+    :class:`UnsafeMember` when a member would be written, or would point, outside ``dest``
+    (:func:`check_beneath`): the archive is then refused whole, in check mode too.
     """
     written = []
     for member in members:
@@ -666,6 +839,7 @@ def plan(members, dest, overwrite):
     if linked:
         linked = set(member.name for member in linked)
         written = [member for member in members if member.name in names or member.name in linked]
+    check_beneath(members, dest, [member.name for member in written])
     return written
 
 
@@ -683,6 +857,9 @@ def extract_stages(module, tar, src, comp, dest, overwrite, list_path=None):
 
 def extract(module, tar, src, comp, dest, overwrite, names=None):
     """Extract ``src`` under ``dest`` (created 0700 when missing); only the members ``names`` when given.
+
+    The members must have been checked with :func:`plan` (which refuses any member leading out of ``dest``)
+    just before: tar itself follows the links already in a member's path.
 
     Raises :class:`ArchiveError` on failure.
     """

@@ -40,7 +40,7 @@ attributes:
     details:
       - O(state=created) reports the path and the number of entries it would archive; writes nothing.
       - O(state=extracted) verifies the archive completely and lists the entries it would write; the destination
-        is not changed.
+        is not changed. An archive that would write outside O(dest) is refused as in a real run.
   diff_mode:
     support: none
   platform:
@@ -159,7 +159,15 @@ notes:
   - Extraction is not atomic per file; it happens only after the whole archive was verified. Stop the services
     using the files first.
   - An existing symbolic link to a directory under O(dest) is kept when the archive holds a directory of that name
-    (C(tar --keep-directory-symlink)); the files are extracted into the directory it points to.
+    (C(tar --keep-directory-symlink)); the files are extracted into the directory it points to, when that
+    directory is under O(dest).
+  - Extraction never writes outside O(dest). Before tar runs, the path of every member is resolved component by
+    component through the symbolic links already under O(dest) (made by anyone, for example by an earlier archive
+    of the same restore) and those the archive itself holds. The archive is refused whole, nothing extracted
+    from it and in check mode too, when a member would be written through a link leading out of O(dest), when a
+    symbolic link member points out of O(dest) (its target read from its directory; an absolute target is read
+    from C(/) as the system does, so with O(dest=/) it is always inside), or when a hard link member names a file
+    out of O(dest). The error names the member and the link it goes through.
 seealso:
   - module: atlasia.dr.pg_dump_backup
   - module: atlasia.dr.dr_lock
@@ -377,6 +385,9 @@ def run_extracted(module, t0):
         module.fail_json(msg="archive refused, nothing was changed: %s" % exc, error_kind="bad_archive", **result)
     try:
         written = archive.plan(members, dest, params["overwrite"])
+    except archive.UnsafeMember as exc:
+        module.fail_json(msg="archive %s refused, nothing was changed: %s" % (src, exc), error_kind="unsafe_member",
+                         **result)
     except OSError as exc:
         module.fail_json(msg="cannot inspect %s: %s" % (exc.filename or dest, exc.strerror or exc), **result)
     result.update(compression=comp, checksums=status, written=len(written),

@@ -49,13 +49,18 @@ options:
     type: dict
     default: {}
   timestamp_columns:
-    description: Per table (C(schema.name) or C(name)), a column whose newest value is reported.
+    description:
+      - Per table (C(schema.name) or C(name)), a column whose newest value is reported.
+      - The check fails when the table is missing, or when it has rows but the column is NULL in all of them.
+      - An empty table is reported as C(no rows); that check passes unless O(expected_rows) expects rows in it.
     type: dict
     default: {}
   assertions:
     description:
       - SQL assertions, each a dict with C(name), C(sql) (returning one value) and optional C(expect) (the
         value as text). Without C(expect) the value must be true, or a number other than 0.
+      - A query that returns no row or NULL (for example C(max()) over an empty table) fails the assertion,
+        reported as C(got NULL).
     type: list
     elements: dict
     default: []
@@ -92,7 +97,7 @@ rows:
   type: dict
   sample: {"public.users": 120}
 newest:
-  description: Newest value per table of O(timestamp_columns).
+  description: Newest value per table of O(timestamp_columns); V(null) for an empty table (or only NULL values).
   returned: when connected
   type: dict
   sample: {"public.workflow_runs": "2026-11-26 01:59:58+00"}
@@ -113,6 +118,14 @@ from ansible_collections.atlasia.dr.plugins.module_utils.postgres import (
 
 def _qualified(name):
     return name if "." in name else "public." + name
+
+
+def _single_value(rows):
+    """The first column of the first row of a query's result; ``None`` for SQL NULL or no row.
+
+    psql prints NULL as an empty line, which :meth:`PostgresClient.query` drops: the result is then empty.
+    """
+    return rows[0][0] if rows and rows[0] and rows[0][0] != "" else None
 
 
 def _truthy(value):
@@ -174,28 +187,41 @@ def main():
             count = rows.get(name)
             check("at least %s rows in %s" % (minimum, name), count is not None and count >= int(minimum),
                   "%s rows" % count)
+        expected_counts = dict((_qualified(table), int(count)) for table, count in p["expected_rows"].items())
         for table, column in sorted(p["timestamp_columns"].items()):
             name = _qualified(table)
-            schema, rel = name.split(".", 1)
+            label = "newest %s.%s" % (name, column)
             if name not in rows:
-                check("newest %s.%s" % (name, column), False, "table missing")
+                check(label, False, "table missing")
                 continue
+            schema, rel = name.split(".", 1)
             sql = "SELECT max(%s)::text FROM %s.%s" % (quote_ident(column), quote_ident(schema), quote_ident(rel))
-            value = client.query(sql)[0][0]
-            result["newest"][name] = value or None
-            check("newest %s.%s" % (name, column), bool(value), value or "no rows")
+            try:
+                value = _single_value(client.query(sql))
+            except PostgresError as exc:
+                check(label, False, "error: %s" % exc)
+                continue
+            result["newest"][name] = value
+            if value is not None:
+                check(label, True, value)
+            elif rows[name] == 0:
+                # an empty table has no newest value: right when no rows are expected
+                expected = expected_counts.get(name)
+                check(label, not expected, "no rows" if not expected else "no rows, expected %d" % expected)
+            else:
+                check(label, False, "%s is NULL in all %d rows" % (column, rows[name]))
         for assertion in p["assertions"]:
             label = assertion.get("name") or assertion.get("sql")
             try:
-                out = client.query(assertion["sql"])
-                value = out[0][0] if out and out[0] else None
+                value = _single_value(client.query(assertion["sql"]))
             except (PostgresError, KeyError) as exc:
                 check(label, False, "error: %s" % exc)
                 continue
             if "expect" in assertion and assertion["expect"] is not None:
-                check(label, value == str(assertion["expect"]), "got %s, expected %s" % (value, assertion["expect"]))
+                check(label, value == str(assertion["expect"]), "got %s, expected %s" % (
+                    "NULL" if value is None else value, assertion["expect"]))
             else:
-                check(label, _truthy(value), "got %s" % value)
+                check(label, _truthy(value), "got %s" % ("NULL" if value is None else value))
     except PostgresError as exc:
         check("queries", False, str(exc))
     result["ok"] = all(c["ok"] for c in checks)

@@ -99,7 +99,7 @@ def app(tmp_path):
     os.chmod(str(root / "data" / "private"), 0o2750)
     write(root / "data" / "private" / "key.pem", "KEY\n", 0o400)
     os.symlink("../config/application.properties", str(root / "data" / "app.properties"))
-    os.symlink("/nonexistent/target", str(root / "data" / "dangling"))
+    os.symlink("../nonexistent/target", str(root / "data" / "dangling"))  # absolute targets: in place, below
     os.chown(str(root / "config" / "application.properties"), 1234, 2345)
     os.lchown(str(root / "data" / "app.properties"), 1234, 2345)
     for path in (root / "docker-compose.yml", root / "data" / "uploads" / "-dash leading.txt"):
@@ -283,16 +283,22 @@ def test_damaged_archive_is_refused_before_anything_is_touched(app, dest, tmp_pa
 
 
 def test_restore_in_place_after_an_incident(app, dest):
+    # absolute link targets are kept verbatim; restored in place (dest /), they point where they pointed
+    os.symlink(str(app / "config" / "application.properties"), str(app / "config" / "current.properties"))
+    os.symlink("/nonexistent/target", str(app / "config" / "dangling"))
     result = created([app / ".env*", app / "docker-compose.yml", app / "config"], dest)
     src = result["path"]
     os.unlink(str(app / ".env.prod"))
+    os.unlink(str(app / "config" / "current.properties"))
+    os.unlink(str(app / "config" / "dangling"))
     write(app / "docker-compose.yml", "services: {broken: true}\n", mtime=1600000000)  # older than the archived
     write(app / ".env", "MODE=locally-edited\n", 0o640)
     os.utime(str(app / ".env"), (time.time() + 3600, time.time() + 3600))
 
     preview = extracted(src, "/", check=True, overwrite="older")
     assert preview["changed"] and sorted(preview["written_paths"]) == sorted(
-        [str(app / ".env.prod"), str(app / "docker-compose.yml")])
+        [str(app / ".env.prod"), str(app / "docker-compose.yml"), str(app / "config" / "current.properties"),
+         str(app / "config" / "dangling")])
     assert not (app / ".env.prod").exists()
 
     result = run_module("dr_archive", dict(state="extracted", src=src, overwrite="older", require_checksum=True))
@@ -301,3 +307,138 @@ def test_restore_in_place_after_an_incident(app, dest):
     assert stat.S_IMODE(os.stat(str(app / ".env.prod")).st_mode) == 0o600
     assert (app / "docker-compose.yml").read_text().startswith("services:\n  db:")
     assert (app / ".env").read_text() == "MODE=locally-edited\n"  # newer than the archived copy: kept
+    assert os.readlink(str(app / "config" / "current.properties")) == str(app / "config" / "application.properties")
+    assert os.readlink(str(app / "config" / "dangling")) == "/nonexistent/target"
+
+
+# --- nothing is written outside the destination, through links ---------------------------------------------
+
+def gnu_tar(stage, archive_path, names, delete=()):
+    """A real archive made by GNU tar from the tree ``stage`` (members relative to it), as an attacker or a
+    damaged backup would hand it over; ``delete`` removes members afterwards (a hard link left without its
+    target)."""
+    subprocess.run(["tar", "--create", "--file", str(archive_path), "--directory", str(stage), "--format=posix",
+                    "--no-recursion"] + list(names), check=True)
+    for name in delete:
+        subprocess.run(["tar", "--delete", "--file", str(archive_path), name], check=True)
+    return archive_path
+
+
+def tree_of(root):
+    """Every path under ``root`` (links not followed), relative to it."""
+    return sorted(os.path.relpath(os.path.join(d, n), str(root)) for d, ds, fs in os.walk(str(root)) for n in ds + fs)
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A directory next to the destination, with a passwd-like file: nothing may ever appear in it."""
+    path = tmp_path / "outside"
+    write(path / "passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644)
+    return path
+
+
+def assert_untouched(outside):
+    assert tree_of(outside) == ["passwd"]
+    assert os.stat(str(outside / "passwd")).st_nlink == 1
+    assert (outside / "passwd").read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+
+
+def test_a_link_from_one_archive_and_a_file_through_it_from_the_next(tmp_path, outside):
+    """The attack: the first archive holds uploads/link -> outside, the second uploads/link/pwned; each looks
+    harmless alone; one restore extracts both into the same destination."""
+    stage = tmp_path / "stage"
+    write(stage / "uploads" / "readme.txt", "first\n")
+    os.symlink(str(outside), str(stage / "uploads" / "link"))
+    first = gnu_tar(stage, tmp_path / "first.tar", ["uploads", "uploads/readme.txt", "uploads/link"])
+    os.unlink(str(stage / "uploads" / "link"))
+    write(stage / "uploads" / "link" / "pwned", "pwned\n")
+    second = gnu_tar(stage, tmp_path / "second.tar", ["uploads/link/pwned"])
+    target = tmp_path / "restore"
+
+    for check in (True, False):
+        result = extracted(first, target, check=check)
+        assert result["failed"] and result["error_kind"] == "unsafe_member" and not result.get("changed")
+        assert ("the member uploads/link (a symbolic link to %s) resolves outside the destination %s"
+                % (outside, target)) in result["msg"]
+    assert not target.exists()  # nothing extracted from that archive, not even readme.txt
+    result = extracted(second, target)  # alone, the second archive is harmless: it makes a directory
+    assert not result.get("failed"), result.get("msg")
+    assert not os.path.islink(str(target / "uploads" / "link"))
+    assert (target / "uploads" / "link" / "pwned").read_text() == "pwned\n"
+    assert_untouched(outside)
+
+
+def test_a_link_already_on_disk_is_not_written_through(tmp_path, outside):
+    """Whoever made it (an earlier restore, the application, an attacker): a link under the destination that
+    leads out of it is refused, as a directory of the archive (kept by --keep-directory-symlink) or as a parent."""
+    stage = tmp_path / "stage"
+    write(stage / "uploads" / "keep.txt", "keep\n")
+    write(stage / "uploads" / "link" / "pwned", "pwned\n")
+    src = gnu_tar(stage, tmp_path / "uploads.tar", ["uploads", "uploads/keep.txt", "uploads/link",
+                                                   "uploads/link/pwned"])
+    target = tmp_path / "restore"
+    (target / "uploads").mkdir(parents=True)
+    os.symlink(str(outside), str(target / "uploads" / "link"))
+    for check in (True, False):
+        result = extracted(src, target, check=check)
+        assert result["failed"] and result["error_kind"] == "unsafe_member" and not result.get("changed")
+        assert ("the member uploads/link resolves outside the destination %s through the symbolic link "
+                "uploads/link -> %s" % (target, outside)) in result["msg"]
+    assert tree_of(target) == ["uploads", "uploads/link"] and os.path.islink(str(target / "uploads" / "link"))
+    # the same with a relative link, and the file member alone (no directory member)
+    os.unlink(str(target / "uploads" / "link"))
+    os.symlink("../../outside", str(target / "uploads" / "link"))
+    src = gnu_tar(stage, tmp_path / "file-only.tar", ["uploads/keep.txt", "uploads/link/pwned"])
+    result = extracted(src, target)
+    assert result["failed"] and ("the member uploads/link/pwned resolves outside the destination %s through the "
+                                 "symbolic link uploads/link -> ../../outside" % target) in result["msg"]
+    assert tree_of(target) == ["uploads", "uploads/link"]
+    assert_untouched(outside)
+
+
+def test_a_hard_link_to_a_file_outside_is_refused(tmp_path, outside):
+    """uploads/pw is a hard link to uploads/etc/passwd, and uploads/etc leads out of the destination: the hard
+    link would share the data (and the later writes) of the file outside."""
+    stage = tmp_path / "stage"
+    write(stage / "uploads" / "etc" / "passwd", "x\n")
+    os.link(str(stage / "uploads" / "etc" / "passwd"), str(stage / "uploads" / "pw"))
+    src = gnu_tar(stage, tmp_path / "hardlink.tar", ["uploads/etc/passwd", "uploads/pw"],
+                  delete=["uploads/etc/passwd"])
+    assert "uploads/pw link to uploads/etc/passwd" in subprocess.run(
+        ["tar", "-tvf", str(src)], check=True, capture_output=True, text=True).stdout
+    target = tmp_path / "restore"
+    (target / "uploads").mkdir(parents=True)
+    os.symlink(str(outside), str(target / "uploads" / "etc"))
+    for check in (True, False):
+        result = extracted(src, target, check=check)
+        assert result["failed"] and result["error_kind"] == "unsafe_member"
+        assert ("the member uploads/pw (a hard link to uploads/etc/passwd) resolves outside the destination %s "
+                "through the symbolic link uploads/etc -> %s" % (target, outside)) in result["msg"]
+    assert tree_of(target) == ["uploads", "uploads/etc"]
+    assert_untouched(outside)
+
+
+def test_links_that_stay_inside_are_restored(tmp_path, outside):
+    """Links between entries of the destination still extract, and later archives write through them."""
+    stage = tmp_path / "stage"
+    write(stage / "uploads" / "a.pdf", "pdf\n")
+    write(stage / "shared" / "readme.txt", "shared\n")
+    os.symlink("a.pdf", str(stage / "uploads" / "latest"))
+    os.symlink("../shared", str(stage / "uploads" / "docs"))
+    first = gnu_tar(stage, tmp_path / "first.tar", ["uploads", "uploads/a.pdf", "uploads/latest", "uploads/docs",
+                                                    "shared", "shared/readme.txt"])
+    os.unlink(str(stage / "uploads" / "docs"))
+    write(stage / "uploads" / "docs" / "manual.txt", "manual\n")
+    second = gnu_tar(stage, tmp_path / "second.tar", ["uploads/docs/manual.txt"])
+    target = tmp_path / "restore"
+    preview = extracted(first, target, check=True)
+    assert preview["changed"] and preview["written"] == 6 and not target.exists()
+    for src in (first, second):
+        result = extracted(src, target)
+        assert result["changed"] and not result.get("failed"), result.get("msg")
+    assert os.readlink(str(target / "uploads" / "latest")) == "a.pdf"
+    assert (target / "uploads" / "latest").read_text() == "pdf\n"
+    assert os.readlink(str(target / "uploads" / "docs")) == "../shared"
+    assert (target / "shared" / "manual.txt").read_text() == "manual\n"  # through the link, inside
+    assert extracted(first, target)["changed"] is False  # the second run finds nothing to change
+    assert_untouched(outside)

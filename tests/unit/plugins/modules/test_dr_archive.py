@@ -713,7 +713,7 @@ def test_extracted_truncated_plain_tar_caught_by_the_manifest(tree, dest, tmp_pa
 
 def test_extracted_keeps_existing_links_to_directories(made, tree, tmp_path, capsys):
     target = tmp_path / "restore"
-    elsewhere = tmp_path / "bigdisk" / "config"
+    elsewhere = target / "bigdisk" / "config"  # under dest: a link leading out of it is refused (test_archive_beneath)
     elsewhere.mkdir(parents=True)
     os.chmod(str(elsewhere), 0o755)
     (target / rel(tree)).mkdir(parents=True)

@@ -83,8 +83,8 @@ def check(data, passphrase, key_id_hex=None):
         raise AuthError("set %s is authenticated with %r, expected %s" % (name, auth.get("alg"), ALGORITHM))
     ours = key_id_hex or crypto.key_id(passphrase).hex()
     if auth.get("key_id") != ours:
-        raise AuthError("set %s was authenticated under another key (key id %s; this environment's key is %s)" % (
-            name, auth.get("key_id"), ours))
+        raise AuthError("set %s was made with another key (key id %s, the given key has id %s): use the key this set "
+                        "was made with (dr_encryption_key)" % (name, auth.get("key_id"), ours))
     expected = hmac.new(mac_key(passphrase), payload(data), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, str(auth.get("mac"))):
         raise AuthError("set %s does not match its authentication code: its manifest (artifact names, sizes, "

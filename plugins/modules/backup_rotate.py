@@ -57,7 +57,9 @@ attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Plans as usual, deletes nothing, and returns what would be deleted.
+    details: >-
+      Plans as usual, deletes nothing, and returns what would be deleted. A missing O(path) is taken as a
+      directory an earlier task of the same check-mode run would have created: nothing to rotate.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
@@ -257,6 +259,12 @@ def main():
     except PolicyError as exc:
         module.fail_json(msg=str(exc), **result)
     if not os.path.isdir(root):
+        if module.check_mode and not os.path.lexists(root):  # an earlier task of this check-mode run would create it
+            result.update(kept=[], deleted=[], ignored=[], reasons={}, duration=0.0,
+                          msg="path %s does not exist yet: nothing to rotate" % root)
+            if tiers is not None:
+                result["missing_tiers"] = [name for name, rules in tiers]
+            module.exit_json(**result)
         module.fail_json(msg="path %s is not a directory (does it exist?)" % root, **result)
 
     if tiers is None:

@@ -29,7 +29,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Checks the input (and the key) and reports the path it would write.
+    details: >-
+      Checks the input (and the key) and reports the path it would write. With O(state=encrypted), a missing
+      O(src) is taken as the artifact an earlier task of the same check-mode run would have written: the
+      module reports the path it would write instead of failing.
   diff_mode:
     support: none
   platform:
@@ -128,6 +131,10 @@ from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 
 
+def _encrypted_path(src, dest_dir):
+    return os.path.join(dest_dir, os.path.basename(src) + crypto.EXTENSION)
+
+
 def _manifest_path(path):
     parsed = naming.parse_backup_name(os.path.basename(path))
     if parsed is None:
@@ -160,7 +167,7 @@ def encrypt(module, src, dest_dir, key, chunk):
     if crypto.is_encrypted(src):
         module.exit_json(changed=False, path=src, key_id=crypto.check_key(src, key), msg="already encrypted")
     checksum.verify_sidecars(src)
-    out = os.path.join(dest_dir, os.path.basename(src) + crypto.EXTENSION)
+    out = _encrypted_path(src, dest_dir)
     if module.check_mode:
         return dict(changed=True, path=out, key_id=crypto.key_id(key).hex())
     plain_digests, plain_size = checksum.file_digests(src)
@@ -250,9 +257,13 @@ def main():
     p = module.params
     t0 = time.time()
     src = p["src"]
-    if not os.path.exists(src):
-        module.fail_json(msg="%s does not exist" % src)
     dest_dir = p["dest"] or os.path.dirname(os.path.abspath(src))
+    if not os.path.exists(src):
+        if module.check_mode and p["state"] == "encrypted":  # not written yet: an earlier task ran in check mode
+            module.exit_json(changed=True, path=_encrypted_path(src, dest_dir), key_id=crypto.key_id(p["key"]).hex(),
+                             duration=round(time.time() - t0, 3),
+                             msg="%s does not exist yet; it would be encrypted once written" % src)
+        module.fail_json(msg="%s does not exist" % src)
     chunk = max(1, p["chunk_size_mb"]) * 1024 * 1024
     try:
         if p["state"] == "encrypted":

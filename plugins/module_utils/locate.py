@@ -25,14 +25,15 @@ from ansible_collections.atlasia.dr.plugins.module_utils import backupset, check
 from ansible_collections.atlasia.dr.plugins.module_utils.s3_transfer import TransferError
 
 SET_ID_RE = re.compile(r"^\d{8}_\d{6}$")
-DUMP_SUFFIXES = (".sql.gz", ".sql.zst", ".sql", ".dump", ".dir", ".gz", ".zst", ".enc")
+DUMP_SUFFIXES = (".sql.gz", ".sql.zst", ".sql", ".dump", ".dir", ".gz", ".zst", ".snap", ".enc")
 ACCEPTED_FORMS = (
     "latest (the newest set that verifies, local copies first, then S3)",
     "a set id YYYYMMDD_HHMMSS",
     "the absolute path of a set manifest (/.../set_YYYYMMDD_HHMMSS.json)",
     "the absolute path of a folder of sets",
-    "the absolute path of a single database dump (.sql.gz, .sql.zst, .sql, .dump, .dir, or .enc)",
-    "an s3://bucket/key URL of a set manifest or of a single dump",
+    "the absolute path of a single database dump (.sql.gz, .sql.zst, .sql, .dump, .dir) or Vault snapshot (.snap), "
+    "or of its encrypted form (.enc)",
+    "an s3://bucket/key URL of a set manifest or of a single dump or snapshot",
 )
 
 
@@ -89,6 +90,12 @@ def _is_dump_name(name):
     if parsed is not None and parsed.role != "artifact":
         return False
     return any(name.endswith(suffix) for suffix in DUMP_SUFFIXES)
+
+
+def single_component(name):
+    """Component of a single artifact given alone: ``vault`` for a raft snapshot, else ``database``."""
+    base = name[: -len(crypto.EXTENSION)] if name.endswith(crypto.EXTENSION) else name
+    return "vault" if base.endswith(".snap") else "database"
 
 
 def parse(text):
@@ -273,22 +280,28 @@ class Locator(object):
     def _wanted(self, entry):
         return self.components is None or entry.get("component") in self.components
 
-    def check_local(self, manifest_path, data=None):
-        """Problems of a set on disk (empty when it can be used)."""
+    def check_local(self, manifest_path, data=None, every_artifact=True):
+        """Problems of a set on disk (empty when it can be used).
+
+        Every artifact of a set on disk is checked, whatever the components wanted: a set is used whole or not at
+        all. After a download (``every_artifact=False``) only the wanted ones are there, each already verified
+        against the object's checksums by the transfer.
+        """
         if data is None:
             data = backupset.load(manifest_path)
         problems = self.policy.manifest_problems(data)
         if problems:
             return problems
         directory = os.path.dirname(manifest_path)
-        wanted = [e for e in data["artifacts"] if self._wanted(e)]
+        wanted = [e for e in data["artifacts"] if every_artifact or self._wanted(e)]
         for entry in wanted:
             path = os.path.join(directory, entry["name"])
             if os.path.lexists(path):
                 problems.extend(self.policy.file_problems(path, entry["name"]))
         if problems:
             return problems
-        return backupset.verify(directory, data, sorted(self.components) if self.components else None)
+        return backupset.verify(directory, data, None if every_artifact or not self.components else
+                                sorted(self.components))
 
     def _pass_over(self, set_id, where, problems):
         self.passed_over.append(dict(set_id=set_id, where=where, reason="; ".join(problems), kind=kind_of(problems)))
@@ -345,7 +358,7 @@ class Locator(object):
         local = backupset.load(manifest_path)
         if setauth.payload(local) != setauth.payload(data):
             return None, [Problem("the set manifest changed in the bucket while it was downloaded", "damaged")]
-        problems = self.check_local(manifest_path, local)
+        problems = self.check_local(manifest_path, local, every_artifact=False)
         if problems:
             return None, problems
         return manifest_path, local
@@ -443,7 +456,7 @@ class Locator(object):
         return self._dump(spec.value, spec.text), None, "path"
 
     def _dump(self, path, text):
-        """A single dump: checked against the policy (a set of one database artifact)."""
+        """A single dump or snapshot: checked against the policy (a set of one artifact)."""
         name = os.path.basename(path.rstrip("/"))
         problems = []
         if self.policy.encryption_required and not name.endswith(crypto.EXTENSION):

@@ -15,8 +15,8 @@ description:
     the operator typed to the files it restores. Nothing is restored here; a refused set leaves everything as it was.
   - "Accepted forms of O(backup): V(latest) (the newest set that can be used, local copies first, then S3); a set id
     C(YYYYMMDD_HHMMSS) (local, else S3); the absolute path of a set manifest C(set_YYYYMMDD_HHMMSS.json) or of a
-    folder of sets; the absolute path of a single database dump; an C(s3://bucket/key) URL of a set manifest or of a
-    single dump. Anything else fails with the accepted forms and the newest sets found, never a fallback."
+    folder of sets; the absolute path of a single database dump or Vault snapshot (or its C(.enc) form); an
+    C(s3://bucket/key) URL of a set manifest or of a single dump or snapshot. Anything else fails with the accepted forms and the newest sets found, never a fallback."
   - Every candidate set is checked before it is used, the cheap checks first, before anything is downloaded in
     bulk or decrypted. It must belong to O(environment) and O(database) (unless O(allow_foreign_set)); with
     O(encryption_key), its manifest must carry a valid HMAC-SHA256 under a key derived from it (unless
@@ -373,7 +373,7 @@ def run(module):
         name = os.path.basename(path.rstrip("/"))
         parsed = naming.parse_backup_name(name)
         data = dict(set_id=None, timestamp=parsed.timestamp.isoformat() if parsed else None, environment=None,
-                    artifacts=[dict(name=name, component="database")])
+                    artifacts=[dict(name=name, component=locate.single_component(name))])
         set_id = naming.format_timestamp(parsed.timestamp) if parsed else None
         manifest = None
         authenticated = name.endswith(crypto.EXTENSION) and bool(p["encryption_key"])

@@ -380,7 +380,7 @@ class Locator(object):
                 if not problems:
                     return where, data, "local"
                 self._pass_over(set_id, where, problems)
-                if set_id not in remote and not self.fall_back:
+                if not self.fall_back:  # a damaged local copy is a finding, even when S3 holds a good one
                     raise LocateError("backup set %s (%s) cannot be used: %s" % (set_id, where, "; ".join(problems)),
                                       kind_of(problems))
             if set_id in remote:

@@ -96,8 +96,8 @@ options:
   fall_back:
     description:
       - With O(backup=latest), pass over a set that fails a check and use the next older one (listed in
-        RV(passed_over)). V(false) takes the newest set and fails when it does not pass (a restore test reports on
-        the newest set, not on an older one).
+        RV(passed_over)). V(false) takes the newest set, its first copy (local, else S3), and fails when it does not
+        pass (a restore test reports on the newest set as it lies, not on another copy or an older set).
     type: bool
     default: true
   decrypt:

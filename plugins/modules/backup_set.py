@@ -166,8 +166,10 @@ sets:
   returned: state=query
   type: list
   elements: dict
-skipped:
-  description: Newer sets passed over because they did not verify, with the problems found.
+passed_over:
+  description:
+    - Newer sets passed over because they did not verify, with the problems found. (Not named C(skipped), which
+      Ansible would read as "the task was skipped".)
   returned: state=query
   type: list
   elements: dict
@@ -215,7 +217,7 @@ def query(module):
         candidates = [select] if select.endswith(".json") else backupset.discover([select])
     else:
         candidates = backupset.discover(_roots(p))
-    sets, skipped, selected = [], [], None
+    sets, passed_over, selected = [], [], None
     for manifest_path in candidates:
         try:
             data = backupset.load(manifest_path)
@@ -223,7 +225,7 @@ def query(module):
             entry = dict(manifest=manifest_path, verified=False, problems=[str(exc)])
             sets.append(entry)
             if selected is None and select in ("latest",):
-                skipped.append(entry)
+                passed_over.append(entry)
             continue
         entry = _describe(manifest_path, data)
         entry["verified"] = None
@@ -234,7 +236,7 @@ def query(module):
             entry["verified"] = not problems
             entry["problems"] = problems
             if problems:
-                skipped.append(entry)
+                passed_over.append(entry)
                 if select != "latest":
                     selected = entry
             else:
@@ -243,7 +245,8 @@ def query(module):
             selected = entry
         sets.append(entry)
     free, total = backupset.disk_space(p["path"] or p["root"] or (candidates[0] if candidates else "/"))
-    result = dict(changed=False, sets=sets, skipped=skipped, selected=selected, free_bytes=free, total_bytes=total)
+    result = dict(changed=False, sets=sets, passed_over=passed_over, selected=selected, free_bytes=free,
+                  total_bytes=total)
     if selected is not None:
         result["manifest"] = selected["manifest"]
         result["set"] = backupset.load(selected["manifest"])
@@ -253,8 +256,8 @@ def query(module):
         elif not sets:
             msg = "no backup set found under %s" % ", ".join(_roots(p) or [select])
         else:
-            damaged = "; ".join("%s: %s" % (s.get("set_id", s["manifest"]), ", ".join(s["problems"])) for s in skipped)
-            msg = "no backup set under %s verifies (%d damaged): %s" % (", ".join(_roots(p)), len(skipped), damaged)
+            damaged = "; ".join("%s: %s" % (s.get("set_id", s["manifest"]), ", ".join(s["problems"])) for s in passed_over)
+            msg = "no backup set under %s verifies (%d damaged): %s" % (", ".join(_roots(p)), len(passed_over), damaged)
         module.fail_json(msg=msg, **result)
     return result
 

@@ -15,6 +15,9 @@ outside ``atlasia.dr``.
 - :func:`inspect_snapshot`: single-pass, constant-memory validation of a raft snapshot (gzip'd tar holding
   ``meta.json``, ``state.bin``, ``SHA256SUMS``...), optionally copying the bytes to a file while they are
   checked, so a download is validated before it takes its final name.
+- :func:`write_snapshot` / :func:`read_back_snapshot`: the current cluster's snapshot streamed into a file,
+  plain or encrypted in the ``.enc`` format of ``crypto.py`` (the plaintext never touches the disk), and the
+  file read back whole (decrypted on the fly) to prove it holds a valid snapshot.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import re
 import socket
 import ssl
 import tarfile
+import threading
 import time
 import urllib.error
 import zlib
@@ -35,7 +39,8 @@ from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import Request
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.atlasia.dr.plugins.module_utils.checksum import MultiHasher
+from ansible_collections.atlasia.dr.plugins.module_utils import crypto
+from ansible_collections.atlasia.dr.plugins.module_utils.checksum import MultiHasher, file_digests
 
 CHUNK_SIZE = 1024 * 1024
 USER_AGENT = "atlasia.dr"
@@ -692,3 +697,81 @@ def _raise_short(tee, message):
         raise SnapshotError("the snapshot is only %d bytes, shorter than a gzip header and trailer"
                             % tee.hasher.size)
     raise SnapshotError(message)
+
+
+# -- snapshot files, plain or encrypted -------------------------------------------------------------------------
+
+
+def _through_pipe(produce, consume):
+    """Run ``produce(write_handle)`` in a thread and ``consume(read_handle)`` here, joined by a pipe.
+
+    Returns ``(produced, consumed)``. Constant memory: the bytes go through the pipe, never into a buffer or
+    onto the disk. When both sides fail, the root cause is raised: the producer's error (the consumer then
+    saw a stream that ended early), unless the producer only failed because the consumer had stopped reading
+    (broken pipe).
+    """
+    read_fd, write_fd = os.pipe()
+    outcome = {}
+
+    def run():
+        try:
+            with os.fdopen(write_fd, "wb") as pipe:
+                outcome["value"] = produce(pipe)
+        except BaseException as exc:  # raised in the caller's thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:  # closed before the join: a blocked producer gets EPIPE
+            consumed = consume(pipe)
+    except BaseException as exc:
+        worker.join()
+        error = outcome.get("error")
+        if error is not None and not isinstance(error, BrokenPipeError):
+            raise error from exc
+        raise
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value"), consumed
+
+
+def write_snapshot(client, handle, passphrase=None, chunk_size=crypto.DEFAULT_CHUNK):
+    """Stream the current cluster's snapshot into the binary file ``handle``, validated while it streams.
+
+    With ``passphrase`` the bytes are encrypted on the way (``crypto.encrypt_stream``, the ``.enc`` format
+    that ``atlasia.dr.dr_crypt`` reads), so the plaintext is never written. Returns ``(info, written)``:
+    ``info`` is :func:`inspect_snapshot`'s description of the snapshot itself (plaintext size and digests,
+    members, raft meta), ``written`` the ``size`` and ``digests`` of the bytes in ``handle``.
+    Raises :class:`VaultError` (or ``OSError`` when writing fails).
+    """
+    if not passphrase:
+        info = client.save_snapshot(handle)
+        return info, dict(size=info["size"], digests=dict(info["digests"]))
+    hasher = MultiHasher()
+
+    def sink(block):
+        hasher.update(block)
+        handle.write(block)
+
+    info, dummy = _through_pipe(client.save_snapshot,
+                                lambda pipe: crypto.encrypt_stream(pipe, sink, passphrase, chunk_size))
+    return info, dict(size=hasher.size, digests=hasher.hexdigests())
+
+
+def read_back_snapshot(path, passphrase=None):
+    """Read a snapshot file written by :func:`write_snapshot` back whole and validate the snapshot in it.
+
+    An encrypted file is decrypted on the fly (a wrong key or a damaged chunk raises ``crypto.CryptoError``).
+    Returns ``(info, digests)``: :func:`inspect_snapshot`'s description of the (plaintext) snapshot and the
+    digests of the file as it is on disk. Raises :class:`SnapshotError` when the content is not a valid
+    snapshot.
+    """
+    digests, dummy = file_digests(path)
+    with open(path, "rb") as handle:
+        if not passphrase:
+            return inspect_snapshot(handle), digests
+        dummy, info = _through_pipe(lambda pipe: crypto.decrypt_stream(handle, pipe.write, passphrase),
+                                    inspect_snapshot)
+    return info, digests

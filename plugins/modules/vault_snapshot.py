@@ -24,11 +24,22 @@ description:
   - With O(state=restored), checks O(src) against its sidecars and validates the archive the same way
     B(before Vault sees it), then streams it to C(POST /v1/sys/storage/raft/snapshot) (or
     C(snapshot-force) with O(force=true)), waits until Vault answers again and reports whether it is sealed.
+  - Before a restore replaces anything, the B(current) content of Vault is saved (O(safety_snapshot=true), the
+    default) into O(safety_dir) as C(vault-prerestore_<YYYYMMDD>_<HHMMSS>.snap), or C(.snap.enc) encrypted with
+    O(encryption_key). It is written like any other snapshot (streamed under a temporary name, validated,
+    C(.md5)/C(.sha256) sidecars, its own manifest, fsync and rename), then read back whole (decrypted on the fly
+    when encrypted) and checked against what was downloaded. Only then is the restore sent; when the safety
+    snapshot fails, the module fails and Vault is not touched. A wrong snapshot restored by mistake is undone
+    by restoring the safety snapshot (decrypt it first with M(atlasia.dr.dr_crypt)).
+  - A sealed or uninitialised Vault cannot be read, so nothing can be saved; the restore then goes on only
+    with O(force=true) or O(safety_snapshot=false), and C(safety_snapshot_reason) says why nothing was saved.
   - Failures carry an C(error_kind) (V(sealed), V(permission_denied), V(invalid_token), V(missing_token),
     V(not_raft), V(unreachable), V(tls), V(seal_mismatch), V(invalid_snapshot), V(checksum), ...) and a
     message saying what to do.
 author:
   - atlasia DevOps team (@atlasia-devops)
+requirements:
+  - cryptography (only with O(encryption_key))
 extends_documentation_fragment:
   - atlasia.dr.vault
   - atlasia.dr.vault.token
@@ -41,7 +52,9 @@ attributes:
       - O(state=saved) checks that Vault answers, is unsealed, uses raft storage and that the token may read
         snapshots, then reports the path it would write; it writes nothing.
       - O(state=restored) verifies the checksums and the archive, checks Vault's state and the token's
-        capabilities, and reports C(changed=true) meaning "would restore"; Vault is not changed.
+        capabilities (C(update) on the restore endpoint, C(read) on C(sys/storage/raft/snapshot) for the safety
+        snapshot), and reports C(changed=true) meaning "would restore" and in C(safety_snapshot) the path it would
+        save the current content to; Vault is not changed and nothing is written (O(safety_dir) is not created).
   diff_mode:
     support: none
   platform:
@@ -111,12 +124,38 @@ options:
       - With O(state=restored), seconds to wait after the restore until Vault answers steadily again.
     type: int
     default: 120
+  safety_snapshot:
+    description:
+      - With O(state=restored), save the current content of Vault into O(safety_dir) before it is replaced, and
+        restore only once that snapshot is written and verified.
+      - When Vault is sealed or not initialised nothing can be saved; the restore then needs O(force=true) or
+        V(false) here.
+      - Set V(false) only when the content of the target does not matter (a throwaway or freshly built Vault).
+    type: bool
+    default: true
+    version_added: 0.2.0
+  safety_dir:
+    description:
+      - Directory receiving the safety snapshot C(vault-prerestore_<YYYYMMDD>_<HHMMSS>.snap[.enc]), its sidecars
+        and its manifest; created (mode 0700) when missing.
+      - Required with O(state=restored) when O(safety_snapshot=true) and Vault answers unsealed.
+    type: path
+    version_added: 0.2.0
+  encryption_key:
+    description:
+      - With O(state=restored), passphrase the safety snapshot is encrypted with (AES-256-GCM, the C(.enc) format
+        of M(atlasia.dr.dr_crypt), streamed, so the plaintext never reaches the disk). The manifest records the key id.
+      - Leave it out for a plain C(.snap) (Vault's barrier still encrypts the data inside; keep the file private).
+      - Not accepted with O(state=saved); encrypt saved snapshots with M(atlasia.dr.dr_crypt).
+    type: str
+    version_added: 0.2.0
 notes:
   - The token needs C(read) on C(sys/storage/raft/snapshot) to save, and C(update) on
     C(sys/storage/raft/snapshot) or C(sys/storage/raft/snapshot-force) to restore (HashiCorp Vault may also
     want C(sudo) there); in practice an operator or root token.
   - A restore replaces B(everything) in Vault, tokens included; the token used for the restore may not exist
     afterwards.
+  - The safety snapshot needs C(read) on C(sys/storage/raft/snapshot) too; it is checked before anything is written.
   - Restoring into the same cluster (same unseal keys) keeps it unsealed. Restoring with O(force=true) into
     a freshly initialised cluster leaves it B(sealed); the unseal keys and root token of the freshly
     initialised cluster no longer apply, the ORIGINAL cluster's unseal keys and tokens do. Keep the original
@@ -153,16 +192,24 @@ EXAMPLES = r"""
       url: https://vault.internal.example:8200
       token: "{{ vault_operator_token }}"
   block:
-    - name: Restore the snapshot into the same cluster
+    - name: Restore the snapshot into the same cluster, saving the current content first
       atlasia.dr.vault_snapshot:
         state: restored
         src: /srv/atlasia/backups/daily/vault_20261126_020000.snap
+        safety_dir: /srv/atlasia/backups/safety
+        encryption_key: "{{ vault_dr_encryption_key }}"
+      register: vault_restore
+
+    - name: Say where the previous content went
+      ansible.builtin.debug:
+        msg: "Vault before the restore: {{ vault_restore.safety_snapshot }}"
 
 - name: Disaster recovery into a freshly initialised cluster
   atlasia.dr.vault_snapshot:
     state: restored
     src: /srv/atlasia/backups/daily/vault_20261126_020000.snap
     force: true
+    safety_snapshot: false  # the fresh cluster holds nothing worth saving
     url: http://127.0.0.1:8200
     token: "{{ new_cluster_root_token }}"
   register: restored
@@ -180,7 +227,22 @@ EXAMPLES = r"""
   atlasia.dr.vault_snapshot:
     state: restored
     src: /srv/atlasia/backups/daily/vault_20261126_020000.snap
+    safety_dir: /srv/atlasia/backups/safety
   check_mode: true
+
+- name: Undo a wrong restore - decrypt the safety snapshot...
+  atlasia.dr.dr_crypt:
+    state: decrypted
+    src: "{{ vault_restore.safety_snapshot }}"
+    dest: /srv/atlasia/restore-staging
+    key: "{{ vault_dr_encryption_key }}"
+  register: previous
+
+- name: ...and restore it
+  atlasia.dr.vault_snapshot:
+    state: restored
+    src: "{{ previous.path }}"
+    safety_dir: /srv/atlasia/backups/safety
 """
 
 RETURN = r"""
@@ -265,12 +327,67 @@ sealed:
   returned: O(state=restored)
   type: bool
   sample: false
+safety_snapshot:
+  description:
+    - Path of the safety snapshot of the current content of Vault, written and verified before the restore
+      (in check mode, the path it would be written to); V(null) when nothing was saved (see
+      RV(safety_snapshot_reason)).
+    - In a failed result, the restore failed after the safety snapshot was taken when it is set.
+  returned: O(state=restored), once Vault's state was read
+  type: str
+  sample: /srv/atlasia/backups/safety/vault-prerestore_20261126_031500.snap.enc
+  version_added: 0.2.0
+safety_snapshot_reason:
+  description:
+    - Why the safety snapshot was, would be, or was not taken (Vault sealed, O(safety_snapshot=false), failure).
+  returned: O(state=restored), once Vault's state was read
+  type: str
+  sample: >-
+    the current content of Vault was saved to /srv/atlasia/backups/safety/vault-prerestore_20261126_031500.snap.enc
+    and verified before the restore
+  version_added: 0.2.0
+safety_snapshot_data:
+  description: What the safety snapshot holds and how it was checked.
+  returned: O(state=restored) when a safety snapshot was written
+  type: dict
+  version_added: 0.2.0
+  contains:
+    path:
+      description: Its path.
+      type: str
+    size:
+      description: Size of the file in bytes (ciphertext when encrypted).
+      type: int
+    sha256:
+      description: SHA-256 of the file, as in its C(.sha256) sidecar.
+      type: str
+    md5:
+      description: MD5 of the file, as in its C(.md5) sidecar.
+      type: str
+    manifest:
+      description: Path of its JSON manifest.
+      type: str
+    checksums:
+      description: Sidecar check once written, per algorithm.
+      type: dict
+    encrypted:
+      description: Whether it is encrypted with O(encryption_key).
+      type: bool
+    key_id:
+      description: Identifier of the key it is encrypted with (as recorded by M(atlasia.dr.dr_crypt)), else V(null).
+      type: str
+    raft_index:
+      description: Raft index of the saved content.
+      type: int
+  sample: {"path": "/srv/atlasia/backups/safety/vault-prerestore_20261126_031500.snap", "size": 19481,
+           "checksums": {"md5": "ok", "sha256": "ok"}, "encrypted": false, "key_id": null, "raft_index": 52}
 error_kind:
   description:
     - Classification of a failure, for handlers and runbooks.
     - V(sealed), V(not_initialized), V(permission_denied), V(invalid_token), V(missing_token), V(not_raft),
       V(unreachable), V(tls), V(standby), V(seal_mismatch), V(invalid_snapshot), V(checksum), V(exists),
-      V(io), V(disk_full), V(invalid_argument), V(bad_response), V(http_error).
+      V(io), V(disk_full), V(invalid_argument), V(bad_response), V(http_error), V(crypto).
+    - A failed safety snapshot reports the kind of its cause, with a message saying the restore did not start.
   returned: failure
   type: str
   sample: sealed
@@ -282,7 +399,9 @@ import os
 import platform
 import time
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, naming
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic, crypto, naming
 from ansible_collections.atlasia.dr.plugins.module_utils.checksum import (
     ChecksumError,
     sidecar_text,
@@ -294,6 +413,8 @@ from ansible_collections.atlasia.dr.plugins.module_utils.vault import (
     INVALID_ARGUMENT,
     IO,
     MISSING_TOKEN,
+    NOT_INITIALIZED,
+    SEALED,
     SNAPSHOT_FORCE_PATH,
     SNAPSHOT_PATH,
     VAULT_MUTUALLY_EXCLUSIVE,
@@ -302,11 +423,15 @@ from ansible_collections.atlasia.dr.plugins.module_utils.vault import (
     VaultClient,
     VaultError,
     inspect_snapshot,
+    read_back_snapshot,
     resolve_token,
     vault_argument_spec,
+    write_snapshot,
 )
 
 SNAPSHOT_EXT = "snap"
+SAFETY_PREFIX = "vault-prerestore"
+SAFETY_FAILED = "safety_snapshot"
 
 
 def _fail(module, message, kind, **extra):
@@ -348,18 +473,81 @@ def _remove_leftovers(path, manifest_path):
     atomic.remove_path(manifest_path)
 
 
+def _artifact_paths(dest, prefix, moment, passphrase=None):
+    """``(path, manifest_path)`` of a snapshot artifact; ``ValueError`` for a prefix the naming rules refuse."""
+    stem = naming.backup_stem(prefix, moment)
+    name = naming.backup_name(prefix, moment, SNAPSHOT_EXT) + (crypto.EXTENSION if passphrase else "")
+    return os.path.join(dest, name), os.path.join(dest, naming.manifest_name(stem))
+
+
+def _write_artifact(client, status, path, manifest_path, mode, t0, passphrase=None, read_back=False, extra=None):
+    """One snapshot artifact, for O(state=saved) and for the safety snapshot alike.
+
+    Streamed under a temporary name (validated while it streams, encrypted on the way with ``passphrase``),
+    optionally read back whole before it is kept, then its sidecars and manifest, then the final name (fsync
+    and rename). Raises VaultError, SnapshotError, crypto.CryptoError, FileExistsError or OSError, and then
+    leaves nothing behind. Returns ``(info, written, manifest)``.
+    """
+    dest = os.path.dirname(path)
+    name = os.path.basename(path)
+    started = naming.utc_now()
+    try:
+        if not os.path.isdir(dest):
+            os.makedirs(dest, 0o700)
+        atomic.cleanup_stale_temps(dest)
+        with atomic.atomic_file(path, mode=mode) as handle:
+            info, written = write_snapshot(client, handle, passphrase)
+            if read_back:
+                handle.flush()
+                os.fsync(handle.fileno())
+                _check_read_back(handle.name, passphrase, info, written)
+            raft = client.raft_state()
+            manifest = _manifest(client, status, raft, info, written, name, started, naming.utc_now(), t0)
+            if passphrase:
+                manifest["encryption"] = dict(
+                    algorithm=crypto.ALGORITHM, key_id=crypto.key_id(passphrase).hex(), chunk_size=crypto.DEFAULT_CHUNK,
+                    plaintext=dict(name=name[: -len(crypto.EXTENSION)], size=info["size"],
+                                   sha256=info["digests"]["sha256"], md5=info["digests"]["md5"]))
+            manifest.update(extra or {})
+            texts = dict((algo, sidecar_text(digest, name)) for algo, digest in written["digests"].items())
+            write_sidecars(path, texts)
+            atomic.write_json(manifest_path, manifest, mode=0o644)
+    except BaseException:
+        _remove_leftovers(path, manifest_path)
+        raise
+    return info, written, manifest
+
+
+def _check_read_back(temp_path, passphrase, info, written):
+    """The file on disk is exactly what was streamed, and (decrypted) a valid snapshot with the same digests."""
+    again, digests = read_back_snapshot(temp_path, passphrase)
+    if digests != written["digests"]:
+        raise SnapshotError("the file read back differs from the bytes written (sha256 %s, written %s): the disk "
+                            "did not keep it" % (digests.get("sha256"), written["digests"].get("sha256")))
+    if again["digests"]["sha256"] != info["digests"]["sha256"] or again["size"] != info["size"]:
+        raise SnapshotError("the snapshot read back (%s) is not the one downloaded (%s)"
+                            % (again["digests"]["sha256"], info["digests"]["sha256"]))
+
+
+def _warn_about(module, info):
+    if info["unknown_members"]:
+        module.warn("the snapshot holds members this module does not know: %s" % ", ".join(info["unknown_members"]))
+    if info["sha256sums"] != "verified":
+        module.warn("the snapshot has no SHA256SUMS member: only its gzip CRC and tar structure were checked")
+
+
 def save(module, client, t0):
     params = module.params
     dest = params["dest"]
     mode = _file_mode(module, params["mode"])
+    if params["encryption_key"] is not None:
+        _fail(module, "encryption_key applies to state=restored (the safety snapshot); encrypt a saved snapshot "
+                      "with atlasia.dr.dr_crypt", INVALID_ARGUMENT)
     try:
         moment = naming.parse_timestamp(params["timestamp"]) if params["timestamp"] else naming.utc_now()
-        stem = naming.backup_stem(params["prefix"], moment)
+        path, manifest_path = _artifact_paths(dest, params["prefix"], moment)
     except ValueError as exc:
         _fail(module, "invalid timestamp or prefix: %s (timestamp format: YYYYMMDD_HHMMSS)" % exc, INVALID_ARGUMENT)
-    name = naming.backup_name(params["prefix"], moment, SNAPSHOT_EXT)
-    path = os.path.join(dest, name)
-    manifest_path = os.path.join(dest, naming.manifest_name(stem))
     if os.path.lexists(path):
         _fail(module, "%s already exists; a snapshot is never overwritten (pass another timestamp or prefix)" % path,
               "exists", path=path)
@@ -376,45 +564,22 @@ def save(module, client, t0):
         module.exit_json(changed=True, path=path, manifest=manifest_path, size=0,
                          duration=round(time.time() - t0, 3), server_version=status.get("version"))
 
-    started = naming.utc_now()
     try:
-        if not os.path.isdir(dest):
-            os.makedirs(dest, 0o700)
-        atomic.cleanup_stale_temps(dest)
-        with atomic.atomic_file(path, mode=mode) as handle:
-            info = client.save_snapshot(handle)
-            raft = client.raft_state()
-            finished = naming.utc_now()
-            manifest = _manifest(client, status, raft, info, name, started, finished, t0)
-            texts = dict((algo, sidecar_text(digest, name)) for algo, digest in info["digests"].items())
-            write_sidecars(path, texts)
-            atomic.write_json(manifest_path, manifest, mode=0o644)
+        info, written, manifest = _write_artifact(client, status, path, manifest_path, mode, t0)
     except VaultError as exc:
-        _remove_leftovers(path, manifest_path)
         _fail_vault(module, exc, "snapshot failed and nothing was written: ", path=path)
     except FileExistsError:
-        _remove_leftovers(path, manifest_path)
         _fail(module, "%s appeared while the snapshot was taken; it was left alone" % path, "exists", path=path)
     except OSError as exc:
-        _remove_leftovers(path, manifest_path)
         _fail(module, "snapshot failed and nothing was written: cannot write under %s: %s" % (dest, exc),
               "disk_full" if exc.errno == errno.ENOSPC else IO, path=path)
-    except BaseException:
-        _remove_leftovers(path, manifest_path)
-        raise
-    warnings = []
-    if info["unknown_members"]:
-        warnings.append("the snapshot holds members this module does not know: %s" % ", ".join(info["unknown_members"]))
-    if info["sha256sums"] != "verified":
-        warnings.append("the snapshot has no SHA256SUMS member: only its gzip CRC and tar structure were checked")
-    for warning in warnings:
-        module.warn(warning)
+    _warn_about(module, info)
     module.exit_json(changed=True, path=path, size=info["size"], md5=info["digests"]["md5"],
                      sha256=info["digests"]["sha256"], duration=manifest["duration"], manifest=manifest_path,
                      manifest_data=manifest, server_version=status.get("version"), snapshot=_snapshot_summary(info))
 
 
-def _manifest(client, status, raft, info, name, started, finished, t0):
+def _manifest(client, status, raft, info, written, name, started, finished, t0):
     meta = info.get("meta") or {}
     return dict(
         artifact=name,
@@ -433,10 +598,10 @@ def _manifest(client, status, raft, info, name, started, finished, t0):
         ),
         members=info["members"],
         sha256sums=info["sha256sums"],
-        size=info["size"],
+        size=written["size"],
         uncompressed_size=info["uncompressed_size"],
-        md5=info["digests"]["md5"],
-        sha256=info["digests"]["sha256"],
+        md5=written["digests"]["md5"],
+        sha256=written["digests"]["sha256"],
         started=started.isoformat(),
         finished=finished.isoformat(),
         duration=round(time.time() - t0, 3),
@@ -456,10 +621,130 @@ def _read_manifest(src):
         return path, None
 
 
+def _nearest_existing_dir(path):
+    """``(directory, problem)``: the folder ``path`` would be created in, or what stands in the way."""
+    current = os.path.abspath(path)
+    while not os.path.lexists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    if not os.path.isdir(current):
+        return current, "%s is not a directory" % current
+    if not os.access(current, os.W_OK | os.X_OK):
+        return current, "%s is not writable" % current
+    return current, None
+
+
+class SafetyPlan(object):
+    """Whether, and where, the current content of Vault is saved before it is replaced.
+
+    ``path`` is the safety snapshot to write (``None`` when nothing will be saved); ``reason`` says why, in a
+    sentence for the result. The decision needs Vault's seal status: a sealed or uninitialised Vault cannot
+    be read, and is replaced only when the caller accepted that (O(force=true) or O(safety_snapshot=false)).
+    """
+
+    def __init__(self, path=None, manifest_path=None, reason=None):
+        self.path = path
+        self.manifest_path = manifest_path
+        self.reason = reason
+
+    def result(self):
+        return dict(safety_snapshot=self.path, safety_snapshot_reason=self.reason)
+
+
+def plan_safety(module, client, status):
+    """Decide the safety snapshot from the seal status; fails the module when the restore must not start."""
+    params = module.params
+    if not params["safety_snapshot"]:
+        return SafetyPlan(reason="safety_snapshot=false: the current content of Vault was not saved before the "
+                                 "restore")
+    state = None
+    if not status.get("initialized", True):
+        state, kind = "not initialized", NOT_INITIALIZED
+    elif status.get("sealed"):
+        state, kind = "sealed", SEALED
+    if state is not None:
+        reason = ("Vault at %s is %s: its current content cannot be read, so no safety snapshot was taken"
+                  % (client.url, state))
+        if not params["force"]:
+            _fail(module, "no restore done: %s. Unseal it first to keep its current content, or pass force=true "
+                          "(or safety_snapshot=false) to replace it without a safety snapshot" % reason, kind,
+                  path=params["src"], safety_snapshot=None, safety_snapshot_reason=reason)
+        return SafetyPlan(reason=reason + " (force=true)")
+    safety_dir = params["safety_dir"]
+    if not safety_dir:
+        _fail(module, "safety_dir is required: Vault is unsealed and safety_snapshot=true, so its current content is "
+                      "saved before the restore (set safety_dir, or safety_snapshot=false to skip that)",
+              INVALID_ARGUMENT, path=params["src"], safety_snapshot=None, safety_snapshot_reason="no safety_dir")
+    where, problem = _nearest_existing_dir(safety_dir)
+    if problem:
+        reason = "the safety snapshot cannot be written under safety_dir %s: %s" % (safety_dir, problem)
+        _fail(module, "no restore done, Vault was not touched: %s" % reason, IO, path=params["src"],
+              safety_snapshot=None, safety_snapshot_reason=reason)
+    path, manifest_path = _artifact_paths(safety_dir, SAFETY_PREFIX, naming.utc_now(), params["encryption_key"])
+    if os.path.lexists(path):
+        reason = "%s already exists (a safety snapshot is never overwritten); retry in a second" % path
+        _fail(module, "no restore done, Vault was not touched: the safety snapshot cannot be taken: %s" % reason,
+              "exists", path=params["src"], safety_snapshot=None, safety_snapshot_reason=reason)
+    if module.check_mode:
+        reason = "check mode: the current content of Vault would be saved to %s before the restore" % path
+    else:
+        reason = "the current content of Vault was saved to %s and verified before the restore" % path
+    return SafetyPlan(path=path, manifest_path=manifest_path, reason=reason)
+
+
+def take_safety_snapshot(module, client, status, plan, src, t0):
+    """Write and verify the safety snapshot of ``plan``; any failure fails the module, Vault untouched."""
+    params = module.params
+    refused = "no restore done, Vault was not touched: the safety snapshot of its current content failed: "
+    extra = dict(purpose="pre-restore safety snapshot", restore_of=os.path.abspath(src),
+                 restore_endpoint=SNAPSHOT_FORCE_PATH if params["force"] else SNAPSHOT_PATH)
+    failed = dict(path=src, safety_snapshot=None)
+    try:
+        info, written, manifest = _write_artifact(client, status, plan.path, plan.manifest_path,
+                                                  _file_mode(module, params["mode"]), t0,
+                                                  passphrase=params["encryption_key"], read_back=True, extra=extra)
+        checked, dummy = verify_sidecars(plan.path, required=True)
+    except SnapshotError as exc:
+        failed["safety_snapshot_reason"] = str(exc)
+        _fail(module, refused + str(exc), exc.kind, **failed)
+    except VaultError as exc:
+        failed["safety_snapshot_reason"] = str(exc)
+        _fail_vault(module, exc, refused, **failed)
+    except crypto.CryptoError as exc:
+        failed["safety_snapshot_reason"] = str(exc)
+        _fail(module, refused + "it does not decrypt back: %s" % exc, "crypto", **failed)
+    except ChecksumError as exc:
+        atomic.remove_path(plan.path)
+        _remove_leftovers(plan.path, plan.manifest_path)
+        failed["safety_snapshot_reason"] = str(exc)
+        _fail(module, refused + str(exc), "checksum", **failed)
+    except FileExistsError:
+        failed["safety_snapshot_reason"] = "%s appeared meanwhile" % plan.path
+        _fail(module, refused + "%s appeared while it was taken; it was left alone" % plan.path, "exists", **failed)
+    except OSError as exc:
+        failed["safety_snapshot_reason"] = str(exc)
+        _fail(module, refused + "cannot write under %s: %s" % (os.path.dirname(plan.path), exc),
+              "disk_full" if exc.errno == errno.ENOSPC else IO, **failed)
+    _warn_about(module, info)
+    return dict(path=plan.path, size=written["size"], sha256=written["digests"]["sha256"],
+                md5=written["digests"]["md5"], manifest=plan.manifest_path, checksums=checked,
+                encrypted=bool(params["encryption_key"]), key_id=(manifest.get("encryption") or {}).get("key_id"),
+                raft_index=(manifest.get("raft") or {}).get("index"))
+
+
 def restore(module, client, t0):
     params = module.params
     src = params["src"]
     endpoint = SNAPSHOT_FORCE_PATH if params["force"] else SNAPSHOT_PATH
+    if params["encryption_key"] is not None:
+        if not params["encryption_key"]:
+            _fail(module, "encryption_key is empty: give the key, or leave the option out for a plain safety snapshot",
+                  INVALID_ARGUMENT)
+        if not crypto.HAS_CRYPTOGRAPHY:
+            module.fail_json(msg=missing_required_lib("cryptography"),
+                             exception=str(crypto.CRYPTOGRAPHY_IMPORT_ERROR), error_kind=INVALID_ARGUMENT)
     if not os.path.isfile(src):
         _fail(module, "src %s does not exist or is not a file" % src, INVALID_ARGUMENT, path=src)
     refused = "snapshot %s refused, Vault was not touched: " % src
@@ -491,23 +776,37 @@ def restore(module, client, t0):
         if manifest is not None:
             result["manifest_data"] = manifest
         try:
+            seal = client.seal_status()
+        except VaultError as exc:
+            _fail_vault(module, exc, "no restore done: ", path=src)
+        plan = plan_safety(module, client, seal)
+        result.update(plan.result())
+        try:
             status = client.preflight()
             result["server_version"] = status.get("version")
             client.check_capabilities(endpoint, ["update"])
+            if plan.path:
+                client.check_capabilities(SNAPSHOT_PATH, ["read"])
         except VaultError as exc:
-            _fail_vault(module, exc, "no restore done: ", path=src)
+            _fail_vault(module, exc, "no restore done: ", path=src, safety_snapshot=None,
+                        safety_snapshot_reason=plan.reason if not plan.path else
+                        "not taken: %s" % exc)
         if module.check_mode:
             module.exit_json(changed=True, sealed=bool(status.get("sealed")), duration=round(time.time() - t0, 3),
                              **result)
+        if plan.path:
+            result["safety_snapshot_data"] = take_safety_snapshot(module, client, status, plan, src, t0)
         handle.seek(0)
         try:
             client.restore_snapshot(handle, size, force=params["force"])
         except VaultError as exc:
-            _fail_vault(module, exc, "restore of %s failed: " % src, path=src, endpoint=endpoint)
+            result.pop("path")
+            _fail_vault(module, exc, "restore of %s failed: " % src, path=src, **result)
     try:
         after = client.wait_until_answering(params["wait_timeout"])
     except VaultError as exc:
-        _fail_vault(module, exc, "the snapshot was sent and accepted, but: ", path=src, endpoint=endpoint)
+        result.pop("path")
+        _fail_vault(module, exc, "the snapshot was sent and accepted, but: ", path=src, **result)
     sealed = bool(after.get("sealed"))
     if sealed:
         module.warn("Vault is sealed after the restore: unseal it with the unseal keys of the cluster the snapshot "
@@ -527,6 +826,9 @@ def main():
         force=dict(type="bool", default=False),
         require_checksum=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=120),
+        safety_snapshot=dict(type="bool", default=True),
+        safety_dir=dict(type="path"),
+        encryption_key=dict(type="str", no_log=True),
     )
     module = DRModule(
         argument_spec=argument_spec,

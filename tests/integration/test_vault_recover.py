@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -38,6 +40,8 @@ SECRET = "aiteam/database"
 BACKED_UP = {"username": "aiteam_prod_user", "password": "backed-up-password"}
 WRITTEN_LATER = {"username": "aiteam_prod_user", "password": "written-after-the-backup"}
 VAULT_PASSWORD = "atlasia-dr-test-vault-password"
+ENCRYPTION_KEY = "atlasia-dr-test-encryption-key"
+SAFETY_NAME = re.compile(r"^vault-prerestore_\d{8}_\d{6}\.snap(\.enc)?$")
 
 
 # -- the server, adopted from / kept in a state file so that a reset by the playbook is followed ------------------
@@ -160,6 +164,21 @@ def latest_report():
     return json.loads(reports[-1].read_text())
 
 
+def assert_safety_snapshot(report):
+    """The report names the safety snapshot taken before the restore: in dr_safety_dir, sidecars that verify."""
+    path = Path(report["safety_backup"])
+    assert path.parent == ROOT / "backups" / "safety" and SAFETY_NAME.match(path.name), path
+    assert report["safety_snapshot"] == str(path) and "verified" in report["safety_snapshot_reason"]
+    data = path.read_bytes()
+    for algo in ("md5", "sha256"):
+        expected = "%s  %s\n" % (hashlib.new(algo, data).hexdigest(), path.name)
+        assert Path("%s.%s" % (path, algo)).read_text() == expected
+    manifest = json.loads((path.parent / (path.name.split(".", 1)[0] + ".json")).read_text())
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["purpose"] == "pre-restore safety snapshot"
+    return path, data, manifest
+
+
 # -- tests -------------------------------------------------------------------------------------------------------
 
 def test_a_sealed_vault_is_unsealed_with_the_encrypted_keys(world):
@@ -218,6 +237,8 @@ def test_corrupt_storage_is_replaced_by_the_newest_verified_snapshot(world):
     assert [p["name"] for p in report["phases"]] == ["assessment", "restoration", "verification"]
     assert report["backup"]["set_id"] == "20261120_020000"
     assert any(name.startswith("raft.corrupt-") for name in os.listdir(server.dir))  # kept, not deleted
+    path, data, manifest = assert_safety_snapshot(report)
+    assert path.suffix == ".snap" and data[:2] == b"\x1f\x8b" and "encryption" not in manifest  # dr_env local
 
 
 def test_keys_that_no_longer_open_the_data_lead_to_a_restore(world):
@@ -226,11 +247,22 @@ def test_keys_that_no_longer_open_the_data_lead_to_a_restore(world):
     # someone wiped the node and initialised a new cluster on it: the original keys are refused
     fresh = reset_openbao(world["state"])
     fresh.init()
-    result = playbook(world, "-e", "@%s" % world["keys_vars"])
+    encryption = ROOT / "encryption.json"
+    encryption.write_text(json.dumps({"dr_encryption_enabled": True, "dr_encryption_key": ENCRYPTION_KEY}))
+    result = playbook(world, "-e", "@%s" % world["keys_vars"], "-e", "@%s" % encryption)
     assert result.returncode == 0, output(result)
-    assert "wrong_key" in latest_report()["phases"][0]["notes"]
+    assert ENCRYPTION_KEY not in result.stdout + result.stderr
+    report = latest_report()
+    assert "wrong_key" in report["phases"][0]["notes"]
     assert bao(world).read_secret(SECRET) == BACKED_UP
-    assert latest_report()["action"] == "restored"
+    assert report["action"] == "restored"
+    # the safety snapshot is encrypted like every artifact of an encrypted environment, and decrypts to a snapshot
+    path, data, manifest = assert_safety_snapshot(report)
+    assert path.name.endswith(".snap.enc") and data.startswith(b"ATLASIA-DR-ENC1\n")
+    plain = run_module("atlasia.dr.dr_crypt", dict(state="decrypted", src=str(path), key=ENCRYPTION_KEY,
+                                                     dest=str(ROOT / "safety-plain")))
+    assert not plain.get("failed"), plain.get("msg")
+    assert hashlib.sha256(Path(plain["path"]).read_bytes()).hexdigest() == manifest["encryption"]["plaintext"]["sha256"]
 
 
 if __name__ == "__main__":

@@ -12,10 +12,14 @@ their fixtures. Select with ``pytest tests/integration/test_vault_snapshot.py`` 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import http.server
 import json
 import os
+import re
 import shutil
 import socket
+import threading
 import time
 
 import pytest
@@ -27,6 +31,10 @@ pytestmark = pytest.mark.integration
 
 MODULE = "atlasia.dr.vault_snapshot"
 ORIGINAL = {"username": "aiteam", "password": "original-password"}
+CHANGED = {"username": "aiteam", "password": "changed-after-snapshot"}
+ENC_MAGIC = b"ATLASIA-DR-ENC1\n"
+KEY = "safety-snapshot-test-key"
+SAFETY_NAME = re.compile(r"^vault-prerestore_\d{8}_\d{6}\.snap(\.enc)?$")
 
 
 def _files(directory):
@@ -94,24 +102,215 @@ def test_check_mode_writes_nothing_and_restores_nothing(bao, saved, tmp_path):
     assert not (tmp_path / "never").exists()
 
     bao.write_secret("app/db", {"username": "aiteam", "password": "check-mode"})
+    safety = tmp_path / "safety"
     try:
-        result = _ok(run_module(MODULE, conn(bao, state="restored", src=saved["path"]), check=True))
+        result = _ok(run_module(MODULE, conn(bao, state="restored", src=saved["path"], safety_dir=str(safety),
+                                             encryption_key=KEY), check=True))
         assert result["changed"] is True
+        assert os.path.dirname(result["safety_snapshot"]) == str(safety)
+        assert SAFETY_NAME.match(os.path.basename(result["safety_snapshot"]))
+        assert result["safety_snapshot"].endswith(".snap.enc")
+        assert "would be saved" in result["safety_snapshot_reason"]
+        assert not safety.exists()  # check mode writes nothing, not even the folder
         assert bao.read_secret("app/db")["password"] == "check-mode"
+        # a real run would need safety_dir: check mode says so too
+        result = run_module(MODULE, conn(bao, state="restored", src=saved["path"]), check=True)
+        assert result.get("failed") and result["error_kind"] == "invalid_argument", result
+        assert "safety_dir" in result["msg"]
     finally:
         bao.write_secret("app/db", ORIGINAL)
 
 
-def test_restore_brings_back_the_snapshot(bao, saved):
-    bao.write_secret("app/db", {"username": "aiteam", "password": "changed-after-snapshot"})
+def _sidecars_verify(path):
+    data = open(path, "rb").read()
+    name = os.path.basename(path)
+    for algo in ("md5", "sha256"):
+        with open("%s.%s" % (path, algo)) as handle:
+            assert handle.read() == "%s  %s\n" % (hashlib.new(algo, data).hexdigest(), name), algo
+    return data
+
+
+def _safety_files(safety_dir, path):
+    name = os.path.basename(path)
+    stem = name.split(".", 1)[0]
+    assert _files(safety_dir) == sorted([name, name + ".md5", name + ".sha256", stem + ".json"])
+    with open(os.path.join(str(safety_dir), stem + ".json")) as handle:
+        return json.load(handle)
+
+
+def test_restore_brings_back_the_snapshot_after_saving_the_current_vault(bao, saved, tmp_path):
+    bao.write_secret("app/db", CHANGED)
     bao.write_secret("app/new", {"x": "1"})
-    result = _ok(run_module(MODULE, conn(bao, state="restored", src=saved["path"])))
-    assert result["changed"] is True and result["sealed"] is False
-    assert result["checksums"] == {"md5": "ok", "sha256": "ok"}
-    assert result["sha256"] == saved["sha256"]
+    safety = tmp_path / "safety"
+    try:
+        result = _ok(run_module(MODULE, conn(bao, state="restored", src=saved["path"], safety_dir=str(safety))))
+        assert result["changed"] is True and result["sealed"] is False
+        assert result["checksums"] == {"md5": "ok", "sha256": "ok"}
+        assert result["sha256"] == saved["sha256"]
+        assert bao.read_secret("app/db") == ORIGINAL
+        assert bao.read_secret("app/api") == {"key": "k-1"}
+        assert bao.read_secret("app/new") is None
+
+        # the Vault as it was before the restore: a plain, verified snapshot with its sidecars and manifest
+        path = result["safety_snapshot"]
+        assert os.path.dirname(path) == str(safety) and SAFETY_NAME.match(os.path.basename(path))
+        assert not path.endswith(".enc")
+        assert "saved" in result["safety_snapshot_reason"] and "verified" in result["safety_snapshot_reason"]
+        manifest = _safety_files(safety, path)
+        data = _sidecars_verify(path)
+        assert data[:2] == b"\x1f\x8b" and oct(os.stat(path).st_mode & 0o777) == "0o600"
+        assert oct(safety.stat().st_mode & 0o777) == "0o700"
+        assert manifest["artifact"] == os.path.basename(path) and manifest["sha256"] == hashlib.sha256(data).hexdigest()
+        assert manifest["purpose"] == "pre-restore safety snapshot" and manifest["restore_of"] == saved["path"]
+        assert "encryption" not in manifest
+        assert result["safety_snapshot_data"]["checksums"] == {"md5": "ok", "sha256": "ok"}
+
+        # restoring it undoes the restore: the secrets written after the snapshot come back
+        back = _ok(run_module(MODULE, conn(bao, state="restored", src=path, safety_snapshot=False)))
+        assert back["safety_snapshot"] is None and "safety_snapshot=false" in back["safety_snapshot_reason"]
+        assert bao.read_secret("app/db") == CHANGED
+        assert bao.read_secret("app/new") == {"x": "1"}
+    finally:
+        bao.write_secret("app/db", ORIGINAL)
+
+
+def test_safety_snapshot_is_encrypted_with_the_key(bao, saved, tmp_path):
+    from ansible_collections.atlasia.dr.plugins.module_utils import crypto
+
+    bao.write_secret("app/db", CHANGED)
+    safety = tmp_path / "safety"
+    try:
+        result = _ok(run_module(MODULE, conn(bao, state="restored", src=saved["path"], safety_dir=str(safety),
+                                             encryption_key=KEY)))
+        assert KEY not in result.stdout
+        assert bao.read_secret("app/db") == ORIGINAL
+        path = result["safety_snapshot"]
+        assert SAFETY_NAME.match(os.path.basename(path)) and path.endswith(".snap.enc")
+        manifest = _safety_files(safety, path)  # no plaintext .snap next to it, not even for a while
+        data = _sidecars_verify(path)
+        assert data.startswith(ENC_MAGIC) and oct(os.stat(path).st_mode & 0o777) == "0o600"
+        assert manifest["artifact"] == os.path.basename(path) and manifest["size"] == len(data)
+        assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
+        assert manifest["encryption"]["key_id"] == crypto.key_id(KEY).hex()
+        assert manifest["encryption"]["algorithm"] == "AES-256-GCM"
+        assert manifest["encryption"]["plaintext"]["name"] == os.path.basename(path)[: -len(".enc")]
+        assert result["safety_snapshot_data"]["encrypted"] is True
+        assert KEY not in json.dumps(manifest)
+
+        # the collection's own decryption gives back the Vault as it was before the restore
+        plain = _ok(run_module("atlasia.dr.dr_crypt", {"state": "decrypted", "src": path, "key": KEY,
+                                                         "dest": str(tmp_path / "plain")}))
+        assert hashlib.sha256(open(plain["path"], "rb").read()).hexdigest() == \
+            manifest["encryption"]["plaintext"]["sha256"]
+        _ok(run_module(MODULE, conn(bao, state="restored", src=plain["path"], safety_snapshot=False)))
+        assert bao.read_secret("app/db") == CHANGED
+    finally:
+        bao.write_secret("app/db", ORIGINAL)
+
+
+class _FaultyProxy(object):
+    """HTTP proxy to a real OpenBao that breaks the snapshot download (GET sys/storage/raft/snapshot).
+
+    ``fault``: ``forbidden`` (403, as for a token that may not read snapshots) or ``truncated`` (half the
+    snapshot, then the connection closes). Every other request is forwarded; ``posts`` lists the restore
+    requests that reached it (none are forwarded).
+    """
+
+    def __init__(self, target, fault):
+        self.target = target
+        self.fault = fault
+        self.posts = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                path = self.path.split("?", 1)[0]
+                if path.startswith("/v1/sys/storage/raft/snapshot") and self.command == "POST":
+                    proxy.posts.append(path)
+                    return self._answer(500, b'{"errors": ["restore refused by the test proxy"]}')
+                if path == "/v1/sys/storage/raft/snapshot" and proxy.fault == "forbidden":
+                    return self._answer(403, b'{"errors": ["1 error occurred:\\n\\t* permission denied\\n\\n"]}')
+                connection = http.client.HTTPConnection(proxy.target, timeout=30)
+                try:
+                    headers = dict((k, v) for k, v in self.headers.items() if k.lower() not in ("host", "connection"))
+                    connection.request(self.command, self.path, body=body, headers=headers)
+                    answer = connection.getresponse()
+                    payload = answer.read()
+                finally:
+                    connection.close()
+                if path == "/v1/sys/storage/raft/snapshot" and proxy.fault == "truncated":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return None
+                return self._answer(answer.status, payload, answer.getheader("Content-Type"))
+
+            def _answer(self, status, payload, content_type="application/json"):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type or "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = _handle  # noqa: N815 (http.server's naming)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.addr = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+@pytest.mark.parametrize("fault, key, error_kinds", [
+    ("forbidden", None, ("permission_denied",)),
+    ("truncated", KEY, ("invalid_snapshot", "unreachable")),
+    ("not_a_directory", None, ("io",)),
+])
+def test_failed_safety_snapshot_leaves_vault_untouched(bao, saved, tmp_path, fault, key, error_kinds):
+    marker = {"written": "after the snapshot, %s" % fault}
+    bao.write_secret("app/marker", marker)
+    safety = tmp_path / "safety"
+    proxy = None
+    args = conn(bao, state="restored", src=saved["path"], safety_dir=str(safety))
+    if key:
+        args["encryption_key"] = key
+    if fault == "not_a_directory":
+        (tmp_path / "a-file").write_text("x")
+        safety = tmp_path / "a-file" / "safety"
+        args["safety_dir"] = str(safety)
+    else:
+        proxy = _FaultyProxy("127.0.0.1:%d" % bao.port, fault)
+        args["url"] = proxy.addr
+    try:
+        result = run_module(MODULE, args)
+    finally:
+        if proxy:
+            proxy.close()
+    assert result.get("failed"), result
+    assert result["error_kind"] in error_kinds, result["msg"]
+    assert "no restore done" in result["msg"] and "safety snapshot" in result["msg"]
+    assert result["safety_snapshot"] is None and result["safety_snapshot_reason"]
+    if proxy:
+        assert proxy.posts == []  # the restore was never sent
+        assert _files(safety) == []  # no safety snapshot, sidecar, manifest or temporary file left
+    assert bao.read_secret("app/marker") == marker
     assert bao.read_secret("app/db") == ORIGINAL
-    assert bao.read_secret("app/api") == {"key": "k-1"}
-    assert bao.read_secret("app/new") is None
+    assert bao.seal_status()["sealed"] is False
 
 
 def _damage(kind, src, dest_dir):
@@ -182,8 +381,14 @@ def test_sealed_vault_is_reported(bao, saved, tmp_path):
         result = run_module(MODULE, conn(bao, dest=str(tmp_path)))
         assert result.get("failed") and result["error_kind"] == "sealed", result
         assert "sealed" in result["msg"] and "unseal" in result["msg"]
-        result = run_module(MODULE, conn(bao, state="restored", src=saved["path"]))
+        # nothing can be saved from a sealed Vault: the restore is refused unless force=true says so
+        result = run_module(MODULE, conn(bao, state="restored", src=saved["path"], safety_dir=str(tmp_path)))
         assert result.get("failed") and result["error_kind"] == "sealed", result
+        assert result["safety_snapshot"] is None and "sealed" in result["safety_snapshot_reason"]
+        assert "force=true" in result["msg"] and "safety_snapshot=false" in result["msg"]
+        result = run_module(MODULE, conn(bao, state="restored", src=saved["path"], force=True))
+        assert result.get("failed") and result["error_kind"] == "sealed", result
+        assert result["safety_snapshot"] is None and "force=true" in result["safety_snapshot_reason"]
     finally:
         bao.unseal()
     assert _files(tmp_path) == []
@@ -223,14 +428,17 @@ def fresh_bao():
         server.stop()
 
 
-def test_force_restore_into_fresh_cluster_needs_original_keys(bao, saved, fresh_bao):
+def test_force_restore_into_fresh_cluster_needs_original_keys(bao, saved, fresh_bao, tmp_path):
     assert fresh_bao.read_secret("app/db") is None
-    # a plain restore is refused: the snapshot was sealed with other keys
-    result = run_module(MODULE, conn(fresh_bao, state="restored", src=saved["path"]))
+    # a plain restore is refused: the snapshot was sealed with other keys (after the safety snapshot was taken,
+    # which the failed result names)
+    result = run_module(MODULE, conn(fresh_bao, state="restored", src=saved["path"], safety_dir=str(tmp_path)))
     assert result.get("failed") and result["error_kind"] == "seal_mismatch", result
     assert "force=true" in result["msg"]
+    assert os.path.isfile(result["safety_snapshot"]) and os.path.dirname(result["safety_snapshot"]) == str(tmp_path)
 
-    result = _ok(run_module(MODULE, conn(fresh_bao, state="restored", src=saved["path"], force=True)))
+    result = _ok(run_module(MODULE, conn(fresh_bao, state="restored", src=saved["path"], force=True,
+                                         safety_snapshot=False)))
     assert result["endpoint"] == "sys/storage/raft/snapshot-force"
     assert result["sealed"] is True
     assert any("ORIGINAL" in w or "taken from" in w for w in result.get("warnings", []))

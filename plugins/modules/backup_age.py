@@ -206,7 +206,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
 #: Components of artifacts outside any set manifest, by name prefix (any other prefix is "files").
 COMPONENT_OF_PREFIX = {"backup": "database", "schema": "schema", "vault": "vault", "config": "config"}
 #: Prefixes that are not backups of the platform (set manifests, pre-restore safety backups).
-NOT_BACKUPS = ("set", "prerestore", "prerollback")
+NOT_BACKUPS = ("set", "prerestore", "prerollback", "vault-prerestore")
 LOCATIONS = ("local", "s3")
 
 

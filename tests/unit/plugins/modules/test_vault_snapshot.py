@@ -567,7 +567,7 @@ def saved_snapshot(tmp_path, data=GOOD, name="vault_20261126_020000.snap"):
 
 
 def restore_args(src, **extra):
-    args = {"url": URL, "token": TOKEN, "state": "restored", "src": str(src)}
+    args = {"url": URL, "token": TOKEN, "state": "restored", "src": str(src), "safety_snapshot": False}
     args.update(extra)
     return args
 

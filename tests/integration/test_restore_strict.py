@@ -143,12 +143,13 @@ def test_a_set_of_another_database_is_refused_unless_allowed(env, encrypted):
             "json.dump(d, open(%r, 'w'))\n") % (sys_path, str(manifest), KEY, str(manifest))
     subprocess.run([str(VENV_PYTHON), "-c", code], check=True)
     try:
+        # (without S3 here: the S3 copy of the set is the genuine one, and would be used)
         result = playbook("restore.yml", encrypted["vars_file"], "-e", "backup=%s" % encrypted["ids"][0],
-                          "-e", "dr_restore_vault=false")
+                          "-e", "dr_restore_vault=false", "-e", "dr_s3_enabled=false")
         assert result.returncode != 0
         assert "is a backup of database 'evil', not '%s'" % DB_NAME in result.stdout, out(result)
         result = playbook("restore.yml", encrypted["vars_file"], "-e", "backup=%s" % encrypted["ids"][0],
-                          "-e", "dr_restore_vault=false", "-e", "allow_foreign_set=yes")
+                          "-e", "dr_restore_vault=false", "-e", "dr_s3_enabled=false", "-e", "allow_foreign_set=yes")
         assert result.returncode == 0, out(result)
     finally:
         manifest.write_text(original)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import time
 
 from ansible.module_utils.common.text.converters import to_native
 
@@ -33,19 +32,13 @@ from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
     BotoCoreError,
     ClientError,
     MiB,
-    STORAGE_CLASSES,
     delete_batch,
     drop_empty_folders,
-    ensure_boto3,
-    fail_json_aws,
-    get_s3_client,
     head_object,
     is_not_found,
     list_level,
     list_tree,
     normalize_prefix,
-    s3_argument_spec,
-    s3_module_kwargs,
     s3_url,
 )
 

@@ -13,10 +13,11 @@ version_added: 0.2.0
 description:
   - The one way every restore path (restore, restore test, Vault recovery, row recovery, rebuild) goes from what
     the operator typed to the files it restores. Nothing is restored here; a refused set leaves everything as it was.
-  - "Accepted forms of O(backup): V(latest) (the newest set that can be used, local copies first, then S3); a set id
-    C(YYYYMMDD_HHMMSS) (local, else S3); the absolute path of a set manifest C(set_YYYYMMDD_HHMMSS.json) or of a
+  - Accepted forms of O(backup) - V(latest) (the newest set that can be used, local copies first, then S3); a set
+    id C(YYYYMMDD_HHMMSS) (local, else S3); the absolute path of a set manifest C(set_YYYYMMDD_HHMMSS.json) or of a
     folder of sets; the absolute path of a single database dump or Vault snapshot (or its C(.enc) form); an
-    C(s3://bucket/key) URL of a set manifest or of a single dump or snapshot. Anything else fails with the accepted forms and the newest sets found, never a fallback."
+    C(s3://bucket/key) URL of a set manifest or of a single dump or snapshot.
+  - Anything else fails with the accepted forms and the newest sets found, never a fallback.
   - Every candidate set is checked before it is used, the cheap checks first, before anything is downloaded in
     bulk or decrypted. It must belong to O(environment) and O(database) (unless O(allow_foreign_set)); with
     O(encryption_key), its manifest must carry a valid HMAC-SHA256 under a key derived from it (unless
@@ -31,6 +32,7 @@ author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - atlasia.dr.s3
 attributes:
   check_mode:
     support: full
@@ -111,48 +113,11 @@ options:
   bucket:
     description: Bucket of the environment's sets (with O(s3=true)).
     type: str
+    required: false
   prefix:
     description: Key prefix of the environment's sets in O(bucket).
     type: str
     default: ""
-  endpoint_url:
-    description: S3 endpoint URL (for S3-compatible servers).
-    type: str
-  region:
-    description: S3 region.
-    type: str
-  access_key:
-    description: S3 access key.
-    type: str
-  secret_key:
-    description: S3 secret key.
-    type: str
-  session_token:
-    description: S3 session token.
-    type: str
-  profile:
-    description: Named AWS profile, instead of keys.
-    type: str
-  validate_certs:
-    description: Check the endpoint's TLS certificate.
-    type: bool
-    default: true
-  ca_bundle:
-    description: CA bundle for the endpoint's certificate.
-    type: path
-  addressing_style:
-    description: S3 addressing style.
-    type: str
-    default: auto
-    choices: [auto, path, virtual]
-  timeout:
-    description: Seconds to connect to and wait for the S3 endpoint.
-    type: int
-    default: 60
-  max_attempts:
-    description: Attempts per S3 call.
-    type: int
-    default: 3
 seealso:
   - module: atlasia.dr.backup_set
   - module: atlasia.dr.pg_restore_db
@@ -215,11 +180,11 @@ artifacts:
   type: list
   elements: dict
 paths:
-  description: Usable paths by component, for example C({"database": [".../backup_X.sql.gz"], "files": [...]}).
+  description: Usable paths by component, a list for each (C(database), C(vault), C(files)...).
   returned: success
   type: dict
 plain_dir:
-  description: Private folder of the decrypted copies, to remove once the restore is done; null when nothing was decrypted.
+  description: Private folder of the decrypted copies, to remove once the restore is done (null when nothing was decrypted).
   returned: success
   type: str
 authenticated:
@@ -272,7 +237,9 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.atlasia.dr.plugins.module_utils import backupset, checksum, crypto, locate, naming
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
-    AWS_ERRORS,
+    Boto3Error,
+    BotoCoreError,
+    ClientError,
     get_s3_client,
     normalize_prefix,
     s3_argument_spec,
@@ -362,8 +329,8 @@ def run(module):
     except locate.LocateError as exc:
         seen = locator.newest(locator.local_sets(), locator.s3_sets())
         module.fail_json(msg="%s. Accepted forms: %s. Found here: %s. Nothing was changed." % (
-            exc, locate.accepted_forms(), locator.describe_newest(seen)), passed_over=[], sets_seen=seen,
-            error_kind="request")
+                         exc, locate.accepted_forms(), locator.describe_newest(seen)),
+                         passed_over=[], sets_seen=seen, error_kind="request")
     try:
         path, data, source = locator.locate(spec)
     except locate.LocateError as exc:
@@ -403,8 +370,8 @@ def run(module):
             location = spec.text
         else:
             location = "s3://%s/%s%s" % (p["bucket"], locator.prefix, os.path.basename(path))
-    summary = "Using %s %s from %s (%s)." % ("set" if manifest else "dump", set_id or os.path.basename(path),
-                                            source, location)
+    kind = "set" if manifest else "dump"
+    summary = "Using %s %s from %s (%s)." % (kind, set_id or os.path.basename(path), source, location)
     if locator.passed_over:
         summary += " Passed over: " + locator.describe_passed_over() + "."
     elif spec.kind == "latest":
@@ -433,7 +400,7 @@ def main():
     except TransferError as exc:
         kind = "damaged" if "corrupt" in str(exc) or "damaged" in str(exc) else "unavailable"
         module.fail_json(msg="%s. Nothing was changed." % exc, passed_over=[], sets_seen=[], error_kind=kind)
-    except AWS_ERRORS as exc:
+    except (ClientError, BotoCoreError, Boto3Error) as exc:
         module.fail_json(msg="S3 failed while looking for the backup set: %s. Nothing was changed." % exc,
                          passed_over=[], sets_seen=[], error_kind="unavailable")
     except OSError as exc:

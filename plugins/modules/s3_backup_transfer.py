@@ -444,7 +444,6 @@ def module_kwargs():
     return kwargs
 
 
-
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **module_kwargs())
     started = time.monotonic()

@@ -800,13 +800,13 @@ def restore(module, client, t0):
         try:
             client.restore_snapshot(handle, size, force=params["force"])
         except VaultError as exc:
-            result.pop("path")
-            _fail_vault(module, exc, "restore of %s failed: " % src, path=src, **result)
+            result["path"] = src
+            _fail_vault(module, exc, "restore of %s failed: " % src, **result)
     try:
         after = client.wait_until_answering(params["wait_timeout"])
     except VaultError as exc:
-        result.pop("path")
-        _fail_vault(module, exc, "the snapshot was sent and accepted, but: ", path=src, **result)
+        result["path"] = src
+        _fail_vault(module, exc, "the snapshot was sent and accepted, but: ", **result)
     sealed = bool(after.get("sealed"))
     if sealed:
         module.warn("Vault is sealed after the restore: unseal it with the unseal keys of the cluster the snapshot "

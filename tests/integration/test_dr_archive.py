@@ -374,8 +374,8 @@ def test_a_link_already_on_disk_is_not_written_through(tmp_path, outside):
     stage = tmp_path / "stage"
     write(stage / "uploads" / "keep.txt", "keep\n")
     write(stage / "uploads" / "link" / "pwned", "pwned\n")
-    src = gnu_tar(stage, tmp_path / "uploads.tar", ["uploads", "uploads/keep.txt", "uploads/link",
-                                                   "uploads/link/pwned"])
+    src = gnu_tar(stage, tmp_path / "uploads.tar",
+                  ["uploads", "uploads/keep.txt", "uploads/link", "uploads/link/pwned"])
     target = tmp_path / "restore"
     (target / "uploads").mkdir(parents=True)
     os.symlink(str(outside), str(target / "uploads" / "link"))

@@ -51,8 +51,8 @@ def test_every_check_on_an_empty_database(pg_empty_db, check_mode):
     assert result["rows"] == {} and result["newest"] == {}
     checks = by_name(result)
     assert checks["connectivity"]["ok"] and pg_empty_db.name in checks["connectivity"]["detail"]
-    assert checks["table public.events present"] == dict(name="table public.events present", ok=False,
-                                                           detail="missing")
+    assert checks["table public.events present"] == dict(
+        name="table public.events present", ok=False, detail="missing")
     assert not checks["row count public.events"]["ok"]
     assert checks["row count public.events"]["detail"] == "None rows, expected 0"
     assert not checks["at least 0 rows in public.events"]["ok"]
@@ -65,8 +65,8 @@ def test_every_check_on_an_empty_database(pg_empty_db, check_mode):
 
 
 def test_an_empty_database_without_expectations_passes(pg_empty_db):
-    result = verify(pg_empty_db, assertions=[dict(name="empty", sql="SELECT count(*) = 0 FROM pg_tables "
-                                                                  "WHERE schemaname = 'public'")])
+    empty = "SELECT count(*) = 0 FROM pg_tables WHERE schemaname = 'public'"
+    result = verify(pg_empty_db, assertions=[dict(name="empty", sql=empty)])
     assert not result.get("failed"), result.get("msg") or result.get("module_stderr")
     assert result["ok"] is True and result["rows"] == {}
     assert [c["name"] for c in result["checks"]] == ["connectivity", "empty"]

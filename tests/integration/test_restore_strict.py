@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -53,7 +52,7 @@ def encrypted(env):
     """Two encrypted, authenticated sets taken by backup.yml, local and in S3."""
     vars_file = env.write_vars(dr_reports_dir=str(env.root / "reports"), dr_encryption_enabled=True,
                                dr_encryption_key=KEY)
-    for _ in range(2):
+    for _round in range(2):
         result = playbook("backup.yml", vars_file)
         assert result.returncode == 0, out(result)
     daily = env.root / "backups" / "daily"
@@ -169,8 +168,7 @@ def test_a_damaged_set_given_by_path_or_folder_is_an_error_not_a_dump(env, encry
         result = playbook("restore.yml", encrypted["vars_file"], "-e", "backup=%s" % value,
                           "-e", "dr_restore_vault=false")
         assert result.returncode != 0
-        assert "cannot be used" in result.stdout and "checksum mismatch" in result.stdout, out(result)
-        assert "skipping: [localhost]" not in result.stdout.split("Find, verify, authenticate")[1].split("\n")[1]
+        assert "checksum mismatch" in result.stdout and "FAILED in phase preparation" in result.stdout, out(result)
         assert table_digests(env.pg, DB_NAME) == before
 
 
@@ -185,7 +183,7 @@ def test_verify_works_on_encrypted_sets_and_records_the_result(env, encrypted):
         "from ansible_collections.atlasia.dr.plugins.module_utils import setauth\n"
         "setauth.check(json.load(open(%r)), %r)\n") % (str(REPO_ROOT / ".collections"),
                                                        str(encrypted["daily"] / ("set_%s.json" % encrypted["ids"][-1])),
-                                                       KEY)], capture_output=True, text=True)
+                                                       KEY)], capture_output=True, text=True, check=False)
     assert setauth_ok.returncode == 0, "recording the result must not break the set's MAC: " + setauth_ok.stderr
     assert not list((env.root / "backups" / "restore-staging").rglob("*.plain")), "decrypted copies are removed"
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -249,6 +250,17 @@ def test_keys_that_no_longer_open_the_data_lead_to_a_restore(world):
     fresh.init()
     encryption = ROOT / "encryption.json"
     encryption.write_text(json.dumps({"dr_encryption_enabled": True, "dr_encryption_key": ENCRYPTION_KEY}))
+    # an encrypting environment restores only encrypted, authenticated sets: the same snapshot as such a set
+    daily = ROOT / "backups" / "daily"
+    stamp = "20261121_020000"
+    copy = daily / ("vault_%s.snap" % stamp)
+    shutil.copyfile(str(daily / "vault_20261120_020000.snap"), str(copy))
+    encrypted = run_module("atlasia.dr.dr_crypt", dict(state="encrypted", src=str(copy), key=ENCRYPTION_KEY))
+    assert not encrypted.get("failed"), encrypted.get("msg")
+    recorded = run_module("atlasia.dr.backup_set", dict(
+        state="present", root=str(ROOT / "backups"), path=str(daily), timestamp=stamp, environment="local",
+        artifacts=[dict(name=Path(encrypted["path"]).name, component="vault")], auth_key=ENCRYPTION_KEY))
+    assert not recorded.get("failed"), recorded.get("msg")
     result = playbook(world, "-e", "@%s" % world["keys_vars"], "-e", "@%s" % encryption)
     assert result.returncode == 0, output(result)
     assert ENCRYPTION_KEY not in result.stdout + result.stderr
@@ -259,8 +271,8 @@ def test_keys_that_no_longer_open_the_data_lead_to_a_restore(world):
     # the safety snapshot is encrypted like every artifact of an encrypted environment, and decrypts to a snapshot
     path, data, manifest = assert_safety_snapshot(report)
     assert path.name.endswith(".snap.enc") and data.startswith(b"ATLASIA-DR-ENC1\n")
-    plain = run_module("atlasia.dr.dr_crypt", dict(state="decrypted", src=str(path), key=ENCRYPTION_KEY,
-                                                     dest=str(ROOT / "safety-plain")))
+    plain = run_module("atlasia.dr.dr_crypt",
+                       dict(state="decrypted", src=str(path), key=ENCRYPTION_KEY, dest=str(ROOT / "safety-plain")))
     assert not plain.get("failed"), plain.get("msg")
     assert hashlib.sha256(Path(plain["path"]).read_bytes()).hexdigest() == manifest["encryption"]["plaintext"]["sha256"]
 

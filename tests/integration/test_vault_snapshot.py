@@ -198,8 +198,8 @@ def test_safety_snapshot_is_encrypted_with_the_key(bao, saved, tmp_path):
         assert KEY not in json.dumps(manifest)
 
         # the collection's own decryption gives back the Vault as it was before the restore
-        plain = _ok(run_module("atlasia.dr.dr_crypt", {"state": "decrypted", "src": path, "key": KEY,
-                                                         "dest": str(tmp_path / "plain")}))
+        plain = _ok(run_module("atlasia.dr.dr_crypt",
+                               {"state": "decrypted", "src": path, "key": KEY, "dest": str(tmp_path / "plain")}))
         assert hashlib.sha256(open(plain["path"], "rb").read()).hexdigest() == \
             manifest["encryption"]["plaintext"]["sha256"]
         _ok(run_module(MODULE, conn(bao, state="restored", src=plain["path"], safety_snapshot=False)))

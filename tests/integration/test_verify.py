@@ -190,8 +190,8 @@ def test_restore_test_on_a_staging_server_reads_the_set_from_s3(site, backup_set
         "database restored into a scratch database"]
     assert scratch_databases(staging) == [] and scratch_databases(site["env"].pg) == []
     assert not Path(report["backup"]["directory"]).exists()  # the downloaded copy is removed
-    record = s3_manifest(site, backup_set["set_id"])["verified"]
-    assert record["result"] == "passed" and record["verify_host"] == "staging"
+    record = s3_manifest(site, backup_set["set_id"])["verified"] or {}
+    assert record.get("result") == "passed" and record.get("verify_host") == "staging", tail(result, 30000)
 
 
 # -- many hosts ---------------------------------------------------------------------------------------------

@@ -15,13 +15,34 @@ description:
     lock is a file, so it holds across the tasks (and plays) of a run, until released or found stale.
   - The lock file appears atomically with its whole content (written and fsynced under a temporary name, then
     hard-linked to O(path), which fails when the name exists, like C(O_EXCL)). It records the owner, the host,
-    the time, and the process id of the C(ansible-playbook) (or C(ansible-runner)) process of the run, found by
-    walking up the module's parent processes in C(/proc).
+    the time, the boot id of the host, a heartbeat time, and the process that lives as long as the run on the host
+    where the module runs (the holder process), found by walking up the module's parent processes in C(/proc)
+    (see O(lease)).
+  - "The holder process is the C(ansible-playbook) (or C(ansible-runner)) process of the run when the module runs
+    on the controller (C(process: ansible-playbook)); on a host reached over SSH, where every task is a new short
+    process and there is no C(ansible-playbook), it is the SSH session that runs the task (C(sshd: user@...),
+    C(process: sshd)): with OpenSSH multiplexing (C(ControlPersist), on by default in Ansible's ssh connection)
+    one session serves all the tasks of the run on that host, and it ends (at most C(ControlPersist) seconds)
+    after the run is killed."
   - A lock held by another owner makes the task wait up to O(wait) seconds, then fail with a message naming the
     holder (owner, since when, pid, host).
-  - A lock is stale, and taken over (RV(recovered)), when it is older than O(stale_after) seconds, or when it was
-    taken on this host and its C(ansible-playbook) process is gone (killed run, reboot), which is noticed at once.
-  - Acquiring a lock already held by the same O(owner) succeeds without change. Releasing removes only a lock
+  - "Liveness of a lock taken on this host: it is dead (RV(recovered_reason)) when the host rebooted since
+    (V(rebooted), the boot id differs); when its C(ansible-playbook) process is gone (V(dead_process), at once);
+    when its SSH session is gone B(and) its heartbeat is older than O(lease) (V(dead_process): the run may be
+    between two SSH connections for a moment). A lock whose holder process still runs is never taken over
+    because of its age."
+  - O(stale_after) applies only to locks whose holder cannot be checked (taken on another host sharing the
+    folder, by an ad-hoc command, with no holder process found, or unreadable); they are taken over (V(age)) once
+    older than O(stale_after) seconds.
+  - Every acquire by the holder (the same O(owner) again) refreshes the heartbeat and records its current SSH
+    session, so a run that reconnected keeps its lock.
+  - "Clearing a lock by hand: the file is O(path) (for the roles, C(dr_lock_file), by default
+    C(<dr_backup_root>/.atlasia-dr.lock)), a JSON document. Its holder is dead when C(boot_id) differs from
+    C(/proc/sys/kernel/random/boot_id), or when no process C(pid) runs on C(host) (C(ps -p PID)), or one runs
+    whose start time (field 22 of C(/proc/PID/stat)) differs from C(pid_starttime). Then remove the file
+    (C(rm PATH)); never remove it while the holder runs: the next run would overlap it."
+  - Acquiring a lock already held by the same O(owner) succeeds without change (RV(changed=false); only its
+    heartbeat and holder process are refreshed). Releasing removes only a lock
     held by O(owner); a lock of another owner is left in place and reported. Releasing a missing lock succeeds
     without change.
   - Creating, taking over and removing the lock are serialized by an C(flock) on the lock's directory, so two
@@ -72,15 +93,26 @@ options:
     default: 1
   stale_after:
     description:
-      - Age in seconds after which a lock of another owner is taken over (its run is assumed dead). Set it above
-        the longest run. V(0) disables the age check (only a dead process on this host frees the lock then).
+      - Age in seconds after which a lock of another owner whose holder cannot be checked (no holder process
+        recorded, another host, unreadable file) is taken over (its run is assumed dead). Set it above the longest
+        run. V(0) disables the age check. A lock whose holder process is known to run is never taken over by age.
     type: int
     default: 21600
+  lease:
+    description:
+      - Seconds a lock held through an SSH session (C(process=sshd)) stays valid after its session is gone,
+        counted from its last heartbeat (its last acquire). It covers a run between two SSH connections; after
+        it, a lock whose session is gone is dead and taken over at once.
+    type: int
+    default: 120
+    version_added: 0.2.0
 notes:
-  - The process check works when the module runs on the controller (C(connection=local) or
-    C(delegate_to=localhost)), where the C(ansible-playbook) process is visible. A lock taken on a remote host
-    records no pid and is freed by O(stale_after) only. A lock taken by an ad-hoc C(ansible) command records no pid
-    either (the command ends right after the task).
+  - On the controller (C(connection=local) or C(delegate_to=localhost)) the holder is the C(ansible-playbook)
+    process. On a host reached over SSH it is the SSH session; with C(ControlPersist) disabled every task opens a
+    new session, so a task running longer than O(lease) without a lock call leaves a lock that looks dead; keep
+    Ansible's default multiplexing, or raise O(lease) above the longest task. A lock taken by an ad-hoc
+    C(ansible) command records no pid (the command ends right after the task) and is freed by O(stale_after)
+    only.
   - Release the lock in an C(always) section so a failed run does not keep it until it is stale.
 seealso:
   - module: atlasia.dr.dr_archive
@@ -130,7 +162,10 @@ recovered:
   type: bool
   sample: false
 recovered_reason:
-  description: Why the previous lock was stale (V(age), V(dead_process), V(rebooted)), or null.
+  description:
+    - Why the previous lock was stale (V(age), V(dead_process), V(rebooted)), or null.
+    - V(dead_process) when its C(ansible-playbook) process is gone, or its SSH session is gone and its heartbeat
+      is older than O(lease).
   returned: always
   type: str
   sample: dead_process
@@ -147,7 +182,17 @@ holder:
   returned: always
   type: dict
   sample: {"owner": "9f0c2a1e", "pid": 4242, "host": "backup01", "created": "2026-11-26T02:00:00+00:00",
-           "created_epoch": 1795658400.0, "process": "ansible-playbook", "boot_id": "0d9f...", "user": "root"}
+           "created_epoch": 1795658400.0, "heartbeat_epoch": 1795658460.0, "process": "ansible-playbook",
+           "boot_id": "0d9f...", "user": "root"}
+busy:
+  description:
+    - Whether the lock was refused because another run holds it (the task fails, or in check mode reports
+      RV(acquired=false)); V(false) for every other failure (unwritable folder...), so a caller can tell a run
+      refused by the lock from a failed one.
+  returned: always
+  type: bool
+  sample: false
+  version_added: 0.2.0
 waited:
   description: Seconds spent waiting for another owner's lock.
   returned: always
@@ -180,12 +225,15 @@ from ansible_collections.atlasia.dr.plugins.module_utils import atomic
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 
 RUN_PROGRAMS = ("ansible-playbook", "ansible-runner")
+SESSION_PROGRAM = "sshd"
 LOCK_VERSION = 1
+DEFAULT_LEASE = 120
 STALE_REASONS = dict(
     age="older than stale_after",
     rebooted="the host rebooted since",
     dead_process="its ansible-playbook process is gone",
 )
+SESSION_GONE = "its SSH session is gone and its heartbeat is older than the lease"
 
 
 # --- processes ---------------------------------------------------------------------------------------------
@@ -251,6 +299,56 @@ def find_run_process(start_pid=None, proc="/proc"):
     return found
 
 
+def is_ssh_session(argv):
+    """Whether ``argv`` is the per-connection process of OpenSSH's server (``sshd: user@notty``, ``sshd: user@pts/1``,
+    ``sshd-session: ...``), never the listening daemon (``/usr/sbin/sshd -D``), which outlives every run."""
+    if not argv:
+        return False
+    words = argv[0].split()
+    name = os.path.basename(words[0]) if words else ""
+    return name == "sshd:" or name.startswith("sshd-session")
+
+
+def is_ansible_controller(argv):
+    """Whether ``argv`` runs one of Ansible's commands (``ansible``, ``ansible-playbook``, ``ansible-runner``...)."""
+    for arg in argv[:2]:
+        base = os.path.basename(arg)
+        if base == "ansible" or base.startswith("ansible-"):
+            return True
+    return False
+
+
+def find_session_process(start_pid=None, proc="/proc"):
+    """The SSH session running this module on a host reached over SSH: ``dict(pid, starttime, program='sshd')``.
+
+    The nearest ``sshd:`` ancestor. ``None`` when there is none, or when an Ansible command is an ancestor first
+    (the module runs on the controller: an ad-hoc command started from an operator's SSH login is not a run that
+    lives as long as that login).
+    """
+    pid = os.getpid() if start_pid is None else start_pid
+    seen = set()
+    while pid and pid > 1 and pid not in seen:
+        info = proc_stat(pid, proc)
+        if info is None:
+            return None
+        ppid, starttime = info
+        if seen:
+            argv = proc_cmdline(pid, proc)
+            if is_ansible_controller(argv):
+                return None
+            if is_ssh_session(argv):
+                return dict(pid=pid, starttime=starttime, program=SESSION_PROGRAM)
+        seen.add(pid)
+        pid = ppid
+    return None
+
+
+def find_holder_process(start_pid=None, proc="/proc"):
+    """The process that lives as long as the run on this host: ``ansible-playbook``/``ansible-runner`` on the
+    controller, else the SSH session on a remote host, else ``None``."""
+    return find_run_process(start_pid, proc) or find_session_process(start_pid, proc)
+
+
 def boot_id(proc="/proc"):
     """This boot's id (changes at each reboot), or ``None``."""
     try:
@@ -279,7 +377,7 @@ def process_alive(pid, starttime=None, proc="/proc"):
 def new_record(owner, now=None, proc="/proc"):
     """Content of a lock taken now by ``owner``."""
     now = time.time() if now is None else now
-    run = find_run_process(proc=proc)
+    run = find_holder_process(proc=proc)
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -296,7 +394,19 @@ def new_record(owner, now=None, proc="/proc"):
         user=user,
         created=datetime.datetime.fromtimestamp(int(now), datetime.timezone.utc).isoformat(),
         created_epoch=round(now, 3),
+        heartbeat_epoch=round(now, 3),
     )
+
+
+def refreshed_record(record, now=None, proc="/proc"):
+    """``record`` with a new heartbeat and, when one is found, the holder process of this call (a run over SSH may
+    have reconnected since: its new session holds the lock now)."""
+    now = time.time() if now is None else now
+    record = dict(record, heartbeat_epoch=round(now, 3))
+    run = find_holder_process(proc=proc)
+    if run:
+        record.update(pid=run["pid"], pid_starttime=run["starttime"], process=run["program"], module_pid=os.getpid())
+    return record
 
 
 def read_lock(path):
@@ -321,28 +431,50 @@ def read_lock(path):
     return record, mtime
 
 
+def _epoch(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def lock_age(record, mtime, now):
-    created = record.get("created_epoch")
-    if not isinstance(created, (int, float)) or isinstance(created, bool):
-        created = mtime
-    return max(0.0, now - created)
+    created = _epoch(record.get("created_epoch"))
+    return max(0.0, now - (mtime if created is None else created))
 
 
-def stale_reason(record, mtime, now, stale_after, host=None, current_boot=None, proc="/proc"):
-    """Why the lock ``record`` is stale (``age``, ``rebooted``, ``dead_process``) or ``None`` when it holds."""
-    if stale_after and lock_age(record, mtime, now) > stale_after:
-        return "age"
+def heartbeat_age(record, mtime, now):
+    """Seconds since the holder's last lock call (its creation for a lock written before heartbeats)."""
+    beat = _epoch(record.get("heartbeat_epoch"))
+    return lock_age(record, mtime, now) if beat is None else max(0.0, now - beat)
+
+
+def stale_reason(record, mtime, now, stale_after, host=None, current_boot=None, proc="/proc", lease=DEFAULT_LEASE):
+    """Why the lock ``record`` is stale (``age``, ``rebooted``, ``dead_process``) or ``None`` when it holds.
+
+    A holder that can be checked (taken on this host with a holder process) is judged by its liveness only: dead
+    when the host rebooted since, when its ``ansible-playbook`` is gone, or when its SSH session is gone and its
+    heartbeat is older than ``lease``; never by age. ``stale_after`` (``0``: never) applies to the others.
+    """
+    by_age = "age" if stale_after and lock_age(record, mtime, now) > stale_after else None
     host = platform.node() if host is None else host
     if record.get("corrupt") or record.get("host") != host:
-        return None
+        return by_age
     current_boot = boot_id(proc) if current_boot is None else current_boot
     if record.get("boot_id") and current_boot and record["boot_id"] != current_boot:
         return "rebooted"
     pid = record.get("pid")
-    if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
-        if not process_alive(pid, record.get("pid_starttime"), proc):
-            return "dead_process"
-    return None
+    if not (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0):
+        return by_age
+    if process_alive(pid, record.get("pid_starttime"), proc):
+        return None
+    if record.get("process") == SESSION_PROGRAM and heartbeat_age(record, mtime, now) <= lease:
+        return None  # a run over SSH between two connections
+    return "dead_process"
+
+
+def stale_text(reason, record):
+    """Why a lock was taken over, in words."""
+    if reason == "dead_process" and record.get("process") == SESSION_PROGRAM:
+        return SESSION_GONE
+    return STALE_REASONS.get(reason, reason)
 
 
 def holder_text(record):
@@ -378,6 +510,20 @@ def guard(directory):
         os.close(fd)  # releases the flock
 
 
+def rewrite_lock(path, record):
+    """Replace the content of the existing lock ``path`` with ``record`` atomically (under the guard)."""
+    temp = atomic.temp_path_for(path)
+    try:
+        with open(temp, "xb", opener=lambda name, flags: os.open(name, flags, 0o644)) as handle:
+            handle.write((json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temp, path)
+        atomic.fsync_dir(os.path.dirname(path))
+    finally:
+        atomic.remove_path(temp)
+
+
 def create_lock(path, record):
     """Create ``path`` holding ``record`` atomically; ``False`` when it already exists."""
     temp = atomic.temp_path_for(path)
@@ -398,11 +544,11 @@ def create_lock(path, record):
         atomic.remove_path(temp)
 
 
-def try_acquire(path, owner, stale_after, check=False, now=None, proc="/proc"):
+def try_acquire(path, owner, stale_after, check=False, now=None, proc="/proc", lease=DEFAULT_LEASE):
     """One attempt. Returns ``dict(status, holder, previous, reason)``.
 
-    ``status`` is ``acquired`` (created, or taken over when ``previous`` is set), ``held_by_us`` (no change) or
-    ``busy`` (``holder`` is the other owner's record). With ``check`` nothing is written.
+    ``status`` is ``acquired`` (created, or taken over when ``previous`` is set), ``held_by_us`` (heartbeat
+    refreshed) or ``busy`` (``holder`` is the other owner's record). With ``check`` nothing is written.
     """
     directory = os.path.dirname(path)
     with guard(directory):
@@ -411,8 +557,11 @@ def try_acquire(path, owner, stale_after, check=False, now=None, proc="/proc"):
         previous = reason = None
         if record is not None:
             if not record.get("corrupt") and record.get("owner") == owner:
+                if not check:
+                    record = refreshed_record(record, now, proc)
+                    rewrite_lock(path, record)
                 return dict(status="held_by_us", holder=record, previous=None, reason=None)
-            reason = stale_reason(record, mtime, now, stale_after, proc=proc)
+            reason = stale_reason(record, mtime, now, stale_after, proc=proc, lease=lease)
             if reason is None:
                 return dict(status="busy", holder=record, previous=None, reason=None)
             previous = record
@@ -447,12 +596,13 @@ def release(path, owner, check=False):
 def run_acquire(module, path):
     params = module.params
     result = dict(path=path, acquired=False, recovered=False, recovered_reason=None, previous_holder=None,
-                  holder=None, waited=0.0, released=False, changed=False)
+                  holder=None, waited=0.0, released=False, changed=False, busy=False)
     start = time.monotonic()
     deadline = start + max(0.0, params["wait"])
     interval = max(0.05, params["poll_interval"])
     while True:
-        attempt = try_acquire(path, params["owner"], params["stale_after"], check=module.check_mode)
+        attempt = try_acquire(path, params["owner"], params["stale_after"], check=module.check_mode,
+                              lease=params["lease"])
         waited = round(time.monotonic() - start, 3)
         result["holder"] = attempt["holder"]
         if attempt["status"] == "held_by_us":
@@ -463,8 +613,9 @@ def run_acquire(module, path):
                           recovered_reason=attempt["reason"], previous_holder=attempt["previous"])
             if attempt["previous"] is not None:
                 module.warn("took over the stale lock %s (%s), held %s" % (
-                    path, STALE_REASONS.get(attempt["reason"], attempt["reason"]), holder_text(attempt["previous"])))
+                    path, stale_text(attempt["reason"], attempt["previous"]), holder_text(attempt["previous"])))
             module.exit_json(**result)
+        result["busy"] = True
         if module.check_mode:
             result.update(waited=waited, msg="%s; the lock could not be acquired now" % describe(path, attempt["holder"]))
             module.exit_json(**result)
@@ -480,7 +631,7 @@ def run_acquire(module, path):
 
 def run_release(module, path):
     result = dict(path=path, acquired=False, recovered=False, recovered_reason=None, previous_holder=None,
-                  holder=None, waited=0.0, released=False, changed=False)
+                  holder=None, waited=0.0, released=False, changed=False, busy=False)
     if not os.path.isdir(os.path.dirname(path)):
         module.exit_json(**result)
     outcome = release(path, module.params["owner"], check=module.check_mode)
@@ -502,27 +653,29 @@ def main():
             wait=dict(type="float", default=0),
             poll_interval=dict(type="float", default=1),
             stale_after=dict(type="int", default=21600),
+            lease=dict(type="int", default=DEFAULT_LEASE),
         ),
         supports_check_mode=True,
     )
     path = os.path.abspath(module.params["path"])
     if not module.params["owner"].strip():
         module.fail_json(msg="owner must not be empty")
-    if module.params["stale_after"] < 0 or module.params["wait"] < 0:
-        module.fail_json(msg="wait and stale_after must be 0 or more")
+    if module.params["stale_after"] < 0 or module.params["wait"] < 0 or module.params["lease"] < 0:
+        module.fail_json(msg="wait, stale_after and lease must be 0 or more")
     directory = os.path.dirname(path)
     try:
         if module.params["state"] == "released":
             run_release(module, path)
         elif not os.path.isdir(directory) and module.check_mode:
             module.exit_json(path=path, acquired=True, recovered=False, recovered_reason=None, previous_holder=None,
-                             holder=new_record(module.params["owner"]), waited=0.0, released=False, changed=True)
+                             holder=new_record(module.params["owner"]), waited=0.0, released=False, changed=True,
+                             busy=False)
         else:
             if not os.path.isdir(directory):
                 os.makedirs(directory, 0o755)
             run_acquire(module, path)
     except (OSError, IOError) as exc:
-        module.fail_json(msg="cannot use the lock %s: %s" % (path, to_native(exc)), path=path)
+        module.fail_json(msg="cannot use the lock %s: %s" % (path, to_native(exc)), path=path, busy=False)
 
 
 if __name__ == "__main__":

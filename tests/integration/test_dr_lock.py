@@ -7,6 +7,10 @@ real lock file.
 The pid check is exercised end to end: a play that takes the lock records the pid of its ``ansible-playbook``
 process (not of the short-lived worker of the task), its lock blocks others while the play runs, and is recovered
 at once when the play is gone.
+
+A host reached over SSH is simulated: the module runs with Python directly (no ``ansible-playbook`` above it)
+under a shell whose process title is that of an SSH session (``sshd: tester@notty``, as OpenSSH's per-connection
+process shows it); that session is the holder, and killing it frees the lock once the lease is over.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 
 import pytest
 
-from tests.support import REPO_ROOT, VENV_BIN, VENV_PYTHON
+from tests.support import REPO_ROOT, VENV_BIN, VENV_PYTHON, venv_env
 from tests.support.ansible_run import ansible_env, run_module
 
 
@@ -196,3 +200,82 @@ def test_check_mode_changes_nothing(lock):
     assert not busy.get("failed") and busy["acquired"] is False and busy["waited"] < 5
     gone = run_module("dr_lock", dict(path=str(lock), owner="run-1", state="released"), check=True)
     assert gone["changed"] and lock.exists()
+
+
+# --- a host reached over SSH ---------------------------------------------------------------------------------
+
+SESSION_TITLE = "sshd: tester@notty"
+
+
+def ssh_like_holder(tmp_path, lock, owner, **extra):
+    """Take the lock like a task on a host reached over SSH: the module run by Python from a plain shell titled like
+    OpenSSH's session process, which stays (``sleep``) as the connection of the run does. Returns ``(session,
+    result)``."""
+    call = len(list(tmp_path.glob("args-*.json")))
+    args = tmp_path / ("args-%d.json" % call)
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(path=str(lock), owner=owner, **extra)}))
+    out = tmp_path / ("out-%d.json" % call)
+    env = venv_env({"PYTHONPATH": str(REPO_ROOT / ".collections"), "LOCK_MODULE": str(
+        REPO_ROOT / "plugins" / "modules" / "dr_lock.py"), "LOCK_ARGS": str(args), "LOCK_OUT": str(out),
+        "LOCK_PYTHON": str(VENV_PYTHON)})
+    session = subprocess.Popen([SESSION_TITLE, "-c", '"$LOCK_PYTHON" "$LOCK_MODULE" "$LOCK_ARGS" > "$LOCK_OUT"; '
+                                                     'sleep 600'],
+                               executable="/bin/sh", env=env, cwd=str(tmp_path), start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        text = out.read_text() if out.exists() else ""
+        if text.strip().endswith("}"):
+            return session, json.loads(text)
+        assert session.poll() is None, "the session ended before the module answered"
+        time.sleep(0.05)
+    kill_tree(session.pid)
+    pytest.fail("the module run under the simulated SSH session did not answer")
+
+
+def test_ssh_session_holds_the_lock_until_killed_then_it_is_recovered(lock, tmp_path):
+    session, result = ssh_like_holder(tmp_path, lock, "remote-1")
+    try:
+        assert result["acquired"] and result["changed"], result
+        record = on_disk(lock)
+        assert record["pid"] == session.pid and record["process"] == "sshd"  # the session, not the module
+        assert record["heartbeat_epoch"] == record["created_epoch"]
+        time.sleep(2.2)
+        # alive and older than stale_after and than the lease: never taken over because of its age
+        blocked = acquire(lock, "run-2", stale_after=1, lease=1)
+        assert blocked["failed"] and blocked["busy"] and not blocked["recovered"], blocked
+        assert "(owner remote-1, pid %d on host " % session.pid in blocked["msg"]
+        assert on_disk(lock) == record
+    finally:
+        kill_tree(session.pid)  # kill -9 of the session and the task under it
+        session.wait(30)
+    # gone, but its heartbeat is younger than the default lease (120 s): the run may be reconnecting
+    within_lease = acquire(lock, "run-2")
+    assert within_lease["failed"] and within_lease["busy"], within_lease
+    # gone and its heartbeat older than the lease: dead, taken over at once
+    t0 = time.monotonic()
+    result = acquire(lock, "run-2", lease=2)
+    assert time.monotonic() - t0 < 30
+    assert result["acquired"] and result["recovered"] and result["recovered_reason"] == "dead_process", result
+    assert result["previous_holder"]["pid"] == session.pid and result["previous_holder"]["owner"] == "remote-1"
+    assert any("its SSH session is gone" in w for w in result.get("warnings", []))
+    assert on_disk(lock)["owner"] == "run-2"
+
+
+def test_ssh_holder_refreshes_its_heartbeat_and_session(lock, tmp_path):
+    first, result = ssh_like_holder(tmp_path, lock, "remote-1")
+    kill_tree(first.pid)  # the connection dropped (ControlPersist expired)...
+    first.wait(30)
+    time.sleep(1.2)
+    second, again = ssh_like_holder(tmp_path, lock, "remote-1")  # ...and the run's next lock call reconnected
+    try:
+        assert again["acquired"] and again["changed"] is False, again
+        record = on_disk(lock)
+        assert record["pid"] == second.pid and record["process"] == "sshd"
+        assert record["heartbeat_epoch"] > record["created_epoch"] + 1
+        assert record["created_epoch"] == result["holder"]["created_epoch"]
+        blocked = acquire(lock, "run-2", lease=0)
+        assert blocked["failed"] and blocked["busy"], blocked  # its new session is alive
+    finally:
+        kill_tree(second.pid)
+        second.wait(30)
+    assert acquire(lock, "run-2", lease=0)["recovered_reason"] == "dead_process"

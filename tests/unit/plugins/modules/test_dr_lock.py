@@ -141,6 +141,78 @@ def test_find_run_process_none_for_ad_hoc_and_remote_runs(proc):
     assert dr_lock.find_run_process(70, str(proc)) is None
 
 
+@pytest.mark.parametrize("argv, session", [
+    (["sshd: deploy@notty"], True),
+    (["sshd: deploy@pts/1"], True),
+    (["sshd-session: deploy@notty"], True),            # OpenSSH 9.8+
+    (["/usr/lib/openssh/sshd-session", "-R"], True),
+    (["sshd: deploy [priv]"], True),
+    (["/usr/sbin/sshd", "-D"], False),                 # the listening daemon outlives every run
+    (["sshd:"], True),
+    (["python3", "sshd: x"], False),
+    ([""], False),
+    ([], False),
+])
+def test_is_ssh_session(argv, session):
+    assert dr_lock.is_ssh_session(argv) is session
+
+
+def ssh_host(proc, sudo=False):
+    """A host reached over SSH: listener 10, privileged 20, session 30, sh 40, [sudo 45, sh 46,] module 50."""
+    fake_process(proc, 10, 1, ["/usr/sbin/sshd", "-D"], starttime=100, comm="sshd")
+    fake_process(proc, 20, 10, ["sshd: deploy [priv]"], starttime=200, comm="sshd")
+    fake_process(proc, 30, 20, ["sshd: deploy@notty"], starttime=300, comm="sshd")
+    fake_process(proc, 40, 30, ["/bin/sh", "-c", "python3 AnsiballZ_dr_lock.py"], starttime=400, comm="sh")
+    parent = 40
+    if sudo:
+        fake_process(proc, 45, 40, ["sudo", "-H", "-S", "-n", "-u", "root", "/bin/sh", "-c", "x"], starttime=450)
+        fake_process(proc, 46, 45, ["/bin/sh", "-c", "python3 AnsiballZ_dr_lock.py"], starttime=460, comm="sh")
+        parent = 46
+    fake_process(proc, 50, parent, ["python3", "AnsiballZ_dr_lock.py"], starttime=500)
+
+
+@pytest.mark.parametrize("sudo", [False, True], ids=["plain", "become"])
+def test_find_session_process_is_the_nearest_ssh_session(proc, sudo):
+    ssh_host(proc, sudo=sudo)
+    assert dr_lock.find_session_process(50, str(proc)) == dict(pid=30, starttime=300, program="sshd")
+    assert dr_lock.find_holder_process(50, str(proc)) == dict(pid=30, starttime=300, program="sshd")
+
+
+def test_find_session_process_none_on_the_controller_or_without_ssh(proc):
+    # an ad-hoc command typed in an operator's SSH login: the login is not the run
+    fake_process(proc, 30, 1, ["sshd: admin@pts/0"], starttime=300)
+    fake_process(proc, 31, 30, ["-bash"], starttime=310)
+    fake_process(proc, 32, 31, ["python3", "/usr/bin/ansible", "localhost", "-m", "atlasia.dr.dr_lock"])
+    fake_process(proc, 33, 32, ["python3", "AnsiballZ_dr_lock.py"])
+    assert dr_lock.find_session_process(33, str(proc)) is None
+    assert dr_lock.find_holder_process(33, str(proc)) is None
+    fake_process(proc, 60, 1, ["/usr/sbin/cron", "-f"])  # no SSH at all (docker exec, cron, a shell on the host)
+    fake_process(proc, 61, 60, ["python3", "AnsiballZ_dr_lock.py"])
+    assert dr_lock.find_session_process(61, str(proc)) is None
+    assert dr_lock.find_session_process(99, str(proc)) is None  # the module's own process is gone
+
+
+def test_find_holder_process_prefers_the_playbook_over_the_login(proc):
+    fake_process(proc, 30, 1, ["sshd: admin@pts/0"], starttime=300)
+    fake_process(proc, 31, 30, ["-bash"], starttime=310)
+    fake_process(proc, 32, 31, ["/venv/bin/python", "/venv/bin/ansible-playbook", "site.yml"], starttime=320)
+    fake_process(proc, 33, 32, ["/venv/bin/python", "/venv/bin/ansible-playbook", "site.yml"], starttime=330)
+    fake_process(proc, 34, 33, ["python3", "AnsiballZ_dr_lock.py"])
+    assert dr_lock.find_holder_process(34, str(proc)) == dict(pid=32, starttime=320, program="ansible-playbook")
+
+
+def test_refreshed_record_takes_the_new_session(monkeypatch):
+    record = dict(owner="run-1", pid=30, pid_starttime=300, process="sshd", heartbeat_epoch=1.0, created_epoch=1.0)
+    monkeypatch.setattr(dr_lock, "find_holder_process", lambda start_pid=None, proc="/proc": dict(
+        pid=77, starttime=700, program="sshd"))
+    fresh = dr_lock.refreshed_record(record, now=NOW)
+    assert fresh["pid"] == 77 and fresh["pid_starttime"] == 700 and fresh["heartbeat_epoch"] == NOW
+    assert fresh["created_epoch"] == 1.0 and record["pid"] == 30  # creation kept, input untouched
+    monkeypatch.setattr(dr_lock, "find_holder_process", lambda start_pid=None, proc="/proc": None)
+    kept = dr_lock.refreshed_record(record, now=NOW)
+    assert kept["pid"] == 30 and kept["process"] == "sshd" and kept["heartbeat_epoch"] == NOW
+
+
 def test_process_alive_checks_the_start_time(proc):
     fake_process(proc, 20, 1, ["ansible-playbook"], starttime=5000)
     assert dr_lock.process_alive(20, 5000, str(proc)) is True
@@ -183,6 +255,55 @@ def test_stale_reason(proc, record, stale_after, reason):
     assert dr_lock.stale_reason(record, NOW - 50, NOW, stale_after, host=HOST, proc=str(proc)) == reason
 
 
+def live(**fields):
+    return dict(dict(host=HOST, boot_id="boot-1"), **fields)
+
+
+@pytest.mark.parametrize("record, stale_after, lease, reason", [
+    # a holder that cannot be checked: by age only
+    (live(created_epoch=NOW - 7200, host="elsewhere", pid=20, pid_starttime=5000), 3600, 120, "age"),
+    (live(created_epoch=NOW - 7200, pid=None, process=None, heartbeat_epoch=NOW - 7200), 3600, 120, "age"),
+    (live(created_epoch=NOW - 7200, pid=None, process=None, heartbeat_epoch=NOW - 7200), 0, 120, None),
+    # the host rebooted: dead whatever the rest says
+    (live(created_epoch=NOW - 10, boot_id="boot-0", pid=30, pid_starttime=300, process="sshd",
+          heartbeat_epoch=NOW - 1), 3600, 120, "rebooted"),
+    # a live holder is never taken over because of its age
+    (live(created_epoch=NOW - 90000, pid=20, pid_starttime=5000, process="ansible-playbook",
+          heartbeat_epoch=NOW - 90000), 3600, 120, None),
+    (live(created_epoch=NOW - 90000, pid=30, pid_starttime=300, process="sshd", heartbeat_epoch=NOW - 90000),
+     3600, 120, None),
+    # ansible-playbook gone: dead at once, a fresh heartbeat does not matter
+    (live(created_epoch=NOW - 5, pid=21, pid_starttime=5000, process="ansible-playbook", heartbeat_epoch=NOW - 1),
+     3600, 120, "dead_process"),
+    (live(created_epoch=NOW - 5, pid=20, pid_starttime=4000, process="ansible-playbook", heartbeat_epoch=NOW - 1),
+     3600, 120, "dead_process"),  # the pid now belongs to another process
+    # SSH session gone: dead once the heartbeat is older than the lease
+    (live(created_epoch=NOW - 500, pid=31, pid_starttime=300, process="sshd", heartbeat_epoch=NOW - 60),
+     3600, 120, None),
+    (live(created_epoch=NOW - 500, pid=31, pid_starttime=300, process="sshd", heartbeat_epoch=NOW - 121),
+     3600, 120, "dead_process"),
+    (live(created_epoch=NOW - 500, pid=30, pid_starttime=299, process="sshd", heartbeat_epoch=NOW - 121),
+     3600, 120, "dead_process"),  # pid reused
+    (live(created_epoch=NOW - 500, pid=31, pid_starttime=300, process="sshd"), 3600, 120, "dead_process"),
+    (live(created_epoch=NOW - 60, pid=31, pid_starttime=300, process="sshd"), 3600, 120, None),  # no heartbeat
+    (live(created_epoch=NOW - 1, pid=31, pid_starttime=300, process="sshd", heartbeat_epoch=NOW - 1), 3600, 0,
+     "dead_process"),  # lease 0: no grace
+    (live(created_epoch=NOW - 1, pid=31, pid_starttime=300, process="sshd", heartbeat_epoch="x"), 3600, 0,
+     "dead_process"),
+])
+def test_liveness(proc, record, stale_after, lease, reason):
+    fake_process(proc, 20, 1, ["ansible-playbook"], starttime=5000)
+    fake_process(proc, 30, 1, ["sshd: deploy@notty"], starttime=300)
+    assert dr_lock.stale_reason(record, NOW - 50, NOW, stale_after, host=HOST, proc=str(proc), lease=lease) == reason
+
+
+def test_stale_text():
+    assert dr_lock.stale_text("dead_process", dict(process="sshd")) == dr_lock.SESSION_GONE
+    assert dr_lock.stale_text("dead_process", dict(process="ansible-playbook")) == (
+        "its ansible-playbook process is gone")
+    assert dr_lock.stale_text("age", dict(process="sshd")) == "older than stale_after"
+
+
 def test_stale_reason_corrupt_lock_by_file_age(proc):
     assert dr_lock.stale_reason(dict(corrupt=True), NOW - 7200, NOW, 3600, host=HOST, proc=str(proc)) == "age"
 
@@ -206,9 +327,13 @@ def test_acquire_creates_the_lock_then_is_idempotent(lock, capsys):
     assert on_disk["owner"] == "run-1" and on_disk["host"] == HOST and on_disk["module_pid"] == os.getpid()
     assert oct(os.stat(str(lock)).st_mode & 0o777) == oct(0o644)
     assert os.listdir(str(lock.parent)) == ["backup.lock"]  # no temporary file left
+    time.sleep(0.01)
     again = run_main(dict(path=str(lock), owner="run-1"), capsys)
-    assert again["changed"] is False and again["acquired"] is True
-    assert json.loads(lock.read_text()) == on_disk
+    assert again["changed"] is False and again["acquired"] is True and again["busy"] is False
+    refreshed = json.loads(lock.read_text())
+    assert refreshed["heartbeat_epoch"] > on_disk["heartbeat_epoch"]  # the holder's call is its heartbeat
+    assert dict(refreshed, heartbeat_epoch=None) == dict(on_disk, heartbeat_epoch=None)
+    assert os.listdir(str(lock.parent)) == ["backup.lock"]
 
 
 def test_second_owner_fails_at_once_with_a_clear_message(lock, capsys):
@@ -261,6 +386,30 @@ def test_lock_of_a_dead_process_is_recovered_at_once(lock, capsys):
     result = run_main(dict(path=str(lock), owner="run-2", stale_after=0), capsys)
     assert result["recovered"] and result["recovered_reason"] == "dead_process"
     assert "its ansible-playbook process is gone" in warnings(result)[0]
+
+
+def live_starttime(pid):
+    return dr_lock.proc_stat(pid)[1]
+
+
+def test_live_holder_older_than_stale_after_is_not_taken_over(lock, capsys):
+    old = time.time() - 90000
+    write_lock(lock, pid=os.getpid(), pid_starttime=live_starttime(os.getpid()), process="sshd",
+               created_epoch=old, heartbeat_epoch=old)
+    result = run_main(dict(path=str(lock), owner="run-2", stale_after=60), capsys)
+    assert result["failed"] and result["busy"] and not result["acquired"] and not result["recovered"]
+    assert "owner other-run, pid %d on host " % os.getpid() in result["msg"]
+    assert json.loads(lock.read_text())["owner"] == "other-run"
+
+
+def test_lock_of_a_gone_ssh_session_waits_for_the_lease(lock, capsys):
+    gone = dead_pid()
+    write_lock(lock, pid=gone, pid_starttime=1, process="sshd", heartbeat_epoch=time.time() - 30)
+    held = run_main(dict(path=str(lock), owner="run-2"), capsys)  # default lease: 120 s
+    assert held["failed"] and held["busy"]
+    result = run_main(dict(path=str(lock), owner="run-2", lease=20), capsys)
+    assert result["recovered"] and result["recovered_reason"] == "dead_process" and not result["busy"]
+    assert "its SSH session is gone" in warnings(result)[0]
 
 
 def test_custom_stale_after(lock, capsys):
@@ -320,7 +469,8 @@ def test_check_mode_changes_nothing(lock, capsys):
 
 @pytest.mark.parametrize("args, message", [(dict(owner=" "), "owner must not be empty"),
                                            (dict(owner="a", wait=-1), "0 or more"),
-                                           (dict(owner="a", stale_after=-5), "0 or more")])
+                                           (dict(owner="a", stale_after=-5), "0 or more"),
+                                           (dict(owner="a", lease=-1), "0 or more")])
 def test_bad_options(lock, capsys, args, message):
     result = run_main(dict(args, path=str(lock)), capsys)
     assert result["failed"] and message in result["msg"]

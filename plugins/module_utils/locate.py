@@ -187,7 +187,7 @@ class Policy(object):
             except setauth.AuthError as exc:
                 if data.get("auth") or not self.allow_unauthenticated:
                     problems.append(Problem(str(exc) + ("" if data.get("auth") else
-                                                        " (-e allow_unauthenticated_set=yes accepts it)"), "unauthentic"))
+                                                        " (-e allow_unauthenticated_set=yes accepts it)"), exc.kind))
         if self.encryption_required:
             plain = [entry["name"] for entry in data.get("artifacts") or []
                      if not str(entry.get("name", "")).endswith(crypto.EXTENSION)]

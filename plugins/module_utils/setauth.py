@@ -35,7 +35,15 @@ _FIELDS = ("name", "component", "size", "sha256", "md5")
 
 
 class AuthError(Exception):
-    """A set that is not authentic: no MAC, a MAC under another key, or a MAC that does not match."""
+    """A set that is not authentic: no MAC, a MAC under another key, or a MAC that does not match.
+
+    ``kind`` is ``key`` when the set names another key (the wrong key was given, or the set predates a key
+    rotation), else ``unauthentic``.
+    """
+
+    def __init__(self, message, kind="unauthentic"):
+        super(AuthError, self).__init__(message)
+        self.kind = kind
 
 
 def mac_key(passphrase):
@@ -84,7 +92,7 @@ def check(data, passphrase, key_id_hex=None):
     ours = key_id_hex or crypto.key_id(passphrase).hex()
     if auth.get("key_id") != ours:
         raise AuthError("set %s was made with another key (key id %s, the given key has id %s): use the key this set "
-                        "was made with (dr_encryption_key)" % (name, auth.get("key_id"), ours))
+                        "was made with (dr_encryption_key)" % (name, auth.get("key_id"), ours), kind="key")
     expected = hmac.new(mac_key(passphrase), payload(data), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, str(auth.get("mac"))):
         raise AuthError("set %s does not match its authentication code: its manifest (artifact names, sizes, "

@@ -26,9 +26,12 @@ VENV="${ROOT}/.venv"
 REQUIREMENTS="${ROOT}/requirements-dev.txt"
 STAMP="${VENV}/.installed"
 WHEELS="${ROOT}/.cache/wheels"
+# sudo and libwrap0 (needed by sshd): the SSH test host of tests/support/sshd.py, which unpacks openssh-server
+# itself (installing that package would start a system sshd).
 APT_PACKAGES=(
   docker.io debootstrap zstd pigz shellcheck
   postgresql-15 postgresql-client-15 pgbackrest rsync curl prometheus
+  openssh-client sudo libwrap0
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }

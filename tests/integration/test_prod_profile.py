@@ -3,10 +3,9 @@
 ``inventories/prod`` as shipped (encryption on, Vault, S3 with AES256, the database in the Docker container
 ``aiteam_db_prod`` of the application's Compose project, the paths under /srv/atlasia), its host reached over
 real SSH as the unprivileged user ``atlasiaops`` with become (tests/support/sshd.py). The inventory is built in a
-private temporary folder by tests/support/prodprofile.py: ``group_vars/prod.yml`` is a byte-for-byte copy of the
-shipped file (checked below), host names and addresses are host variables, secrets are in an ansible-vault
-encrypted ``group_vars/prod_db/vault.yml`` (not ``group_vars/prod/vault.yml``, where the shipped hosts.yml puts
-them: that folder hides ``group_vars/prod.yml`` from Ansible, a defect shown by its own test). The one other
+private temporary folder by tests/support/prodprofile.py: ``group_vars/prod/main.yml`` is a byte-for-byte copy of
+the shipped file (checked below), host names and addresses are host variables, secrets are in an ansible-vault
+encrypted ``group_vars/prod/vault.yml``, where the shipped hosts.yml says to keep them. The one other
 variable (-e, MACHINE_LIMITS) is what this machine cannot do: enable a systemd timer (systemd is not PID 1 here).
 
 The scenario, in order (each test needs the ones before it; pytest runs them in file order):
@@ -18,7 +17,6 @@ S3 alone once the local copies are gone; drill.yml (the prod inventory has no dr
 the database (table digests) and the Vault secret are compared with the state at backup time, and the report the
 playbook wrote is read back.
 
-Strict xfails mark the steps that fail because of defects of the collection; remove each once its fix lands.
 The module takes 13-25 minutes on this 2-CPU machine under the load of parallel work (about 60-150 s per
 playbook run over SSH); each backup or restore is one run.
 
@@ -45,16 +43,10 @@ ENC_HEADER = b"ATLASIA-DR-ENC1\n"
 DB = PROFILE["dr_db_name"]
 DAYS = 3
 #: Failing because of defects of the collection (roles/, plugins/), to be removed once they are fixed.
-VERIFY_ENC_DEFECT = ("defect: verify.yml hands the .enc artifacts of an encrypted set to the restore without "
-                     "decrypting them, so the weekly restore test fails on every prod set")
 SECRETS_LAYOUT_DEFECT = ("defect: inventories/prod/hosts.yml tells users to keep secrets in group_vars/prod/vault.yml; "
                          "a group_vars/prod/ folder makes Ansible ignore the shipped group_vars/prod.yml")
-MONITOR_DEFECT = ("consequence of the verify defect: monitoring reports that no restore test has ever passed "
-                  "(its only problem)")
 BAD_BACKUP_DEFECT = ("defect: an unrecognised backup= value falls back to the newest set instead of failing "
                      "(backup=yesterday: 'Restoring set <newest> from s3: yesterday. It is the newest set.')")
-UNKNOWN_SET_ID_DEFECT = ("defect: restore.yml refuses a set id of no set with 'No usable local set and no backup set "
-                         "under s3://...; Local problems: no local set.' although sets exist; the id is not named")
 
 
 def output(proc, size=6000):
@@ -111,7 +103,7 @@ def assert_restored(world, set_id, proc, source=None):
 
 # -- the inventory is the shipped profile ------------------------------------------------------------------------
 def test_the_inventory_is_the_shipped_profile_with_only_hosts_addresses_and_secrets_replaced(world):
-    assert (world.inventory / "group_vars" / "prod.yml").read_bytes() == SHIPPED_GROUP_VARS.read_bytes()
+    assert (world.inventory / "group_vars" / "prod" / "main.yml").read_bytes() == SHIPPED_GROUP_VARS.read_bytes()
     host_vars = yaml.safe_load((world.inventory / "host_vars" / ("%s.yml" % HOST_NAME)).read_text())
     addresses = {"dr_db_port", "dr_vault_url", "dr_s3_endpoint_url", "dr_s3_region", "dr_health_urls"}
     assert {k for k in host_vars if not k.startswith("ansible_")} == addresses
@@ -128,17 +120,12 @@ def test_the_inventory_is_the_shipped_profile_with_only_hosts_addresses_and_secr
     assert "dr_encryption_enabled" not in PROFILE  # on through roles/dr/defaults (dr_env == 'prod')
 
 
-@pytest.mark.xfail(strict=True, reason=SECRETS_LAYOUT_DEFECT)
-def test_secrets_kept_where_the_shipped_inventory_says_keep_the_profile(world, tmp_path):
-    """inventories/prod/hosts.yml: 'keep secrets in group_vars/prod/vault.yml'. With that folder next to the shipped
-    group_vars/prod.yml, Ansible reads the folder only (a name is a folder OR a file), and the profile is lost."""
-    inventory = tmp_path / "inventory"
-    shutil.copytree(world.inventory, inventory)
-    (inventory / "group_vars" / "prod").mkdir()
-    shutil.move(str(inventory / "group_vars" / "prod_db" / "vault.yml"), str(inventory / "group_vars" / "prod"))
-    variables = world.host_variables(inventory)
+def test_secrets_kept_where_the_shipped_inventory_says_keep_the_profile(world):
+    """inventories/prod/hosts.yml: 'keep secrets in group_vars/prod/vault.yml', beside the profile's main.yml."""
+    variables = world.host_variables()
+    assert world.vault_file == world.inventory / "group_vars" / "prod" / "vault.yml"
     assert variables.get("vault_dr_db_password") == world.db_password  # the secrets are read...
-    assert variables.get("dr_db_container") == PROFILE["dr_db_container"], "group_vars/prod.yml was ignored"
+    assert variables.get("dr_db_container") == PROFILE["dr_db_container"]  # ...and so is the profile
 
 
 # -- backups on several days ---------------------------------------------------------------------------------------
@@ -187,7 +174,6 @@ def test_backups_on_several_days_are_encrypted_uploaded_and_recorded(world):
 
 
 # -- the weekly restore test and the monitoring ------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=VERIFY_ENC_DEFECT)
 def test_the_weekly_restore_test_passes_on_the_newest_encrypted_set(world):
     assert world.states, "no backup was taken"
     proc = world.playbook("verify.yml")
@@ -223,7 +209,6 @@ def test_monitoring_finds_every_component_backed_up_locally_and_in_s3(world, mon
     assert expected and all(line.endswith(" 1") for line in expected), present
 
 
-@pytest.mark.xfail(strict=True, reason=MONITOR_DEFECT)
 def test_monitoring_passes(world, monitor_run):
     assert monitor_run.returncode == 0, output(monitor_run)
     assert "Backups OK on %s" % HOST_NAME in monitor_run.stdout
@@ -272,8 +257,8 @@ def test_restore_a_set_named_by_the_path_of_its_manifest(world):
 
 #: backup= values that name nothing: a set id of no set, no accepted form at all, a manifest path that does not exist
 BAD_BACKUP_VALUES = [
-    pytest.param("20990101_000000", marks=pytest.mark.xfail(strict=True, reason=UNKNOWN_SET_ID_DEFECT)),
-    pytest.param("yesterday", marks=pytest.mark.xfail(strict=True, reason=BAD_BACKUP_DEFECT)),
+    "20990101_000000",
+    "yesterday",
     "/srv/atlasia/backups/daily/set_20990101_000000.json",
 ]
 

@@ -13,10 +13,9 @@
   logs) exist at the profile's paths;
 - OpenBao (raft) and SeaweedFS (S3, with ``WEED_S3_SSE_KEY`` so the profile's ``dr_s3_encryption: AES256``
   works) on free ports of 127.0.0.1;
-- the inventory, in a private temporary folder: ``group_vars/prod.yml`` is a byte-for-byte COPY of the shipped
+- the inventory, in a private temporary folder: ``group_vars/prod/main.yml`` is a byte-for-byte COPY of the shipped
   file; host names and addresses are host variables (``host_vars/<host>.yml``); secrets are in
-  ``group_vars/prod_db/vault.yml`` encrypted with ansible-vault (``inventories/prod/hosts.yml`` says
-  ``group_vars/prod/vault.yml``, which makes Ansible ignore ``group_vars/prod.yml``: a test shows it).
+  ``group_vars/prod/vault.yml`` encrypted with ansible-vault, where ``inventories/prod/hosts.yml`` says.
   Nothing else is overridden, except what this machine cannot do (:data:`MACHINE_LIMITS`).
 
 The profile's paths are kept: ``/srv/atlasia`` (refused when it exists and was not made by this helper) and
@@ -43,7 +42,7 @@ from tests.support.process import free_port
 from tests.support.seaweedfs import SeaweedS3Server
 from tests.support.sshd import SshServer
 
-SHIPPED_GROUP_VARS = REPO_ROOT / "inventories" / "prod" / "group_vars" / "prod.yml"
+SHIPPED_GROUP_VARS = REPO_ROOT / "inventories" / "prod" / "group_vars" / "prod" / "main.yml"
 PROFILE = yaml.safe_load(SHIPPED_GROUP_VARS.read_text())
 HOST_NAME = "aiteam-prod-db1"
 SRV = Path("/srv/atlasia")
@@ -300,19 +299,18 @@ class ProdWorld:
         return dict(
             vault_dr_db_password=self.db_password,
             vault_dr_vault_token=self.bao.token,
-            dr_encryption_key=self.encryption_key,
-            dr_s3_access_key=self.s3.access_key,
-            dr_s3_secret_key=self.s3.secret_key,
+            vault_dr_encryption_key=self.encryption_key,
+            vault_dr_s3_access_key=self.s3.access_key,
+            vault_dr_s3_secret_key=self.s3.secret_key,
             dr_vault_recover_unseal_keys=[self.bao.unseal_key],
         )
 
     def _write_inventory(self):
         group_vars = self.inventory / "group_vars"
-        # Secrets in group_vars/prod_db/, not group_vars/prod/ as inventories/prod/hosts.yml suggests: a folder
-        # group_vars/prod/ makes Ansible ignore group_vars/prod.yml, the whole profile (see the test module).
-        (group_vars / "prod_db").mkdir(parents=True)
+        # the shipped profile as it is (group_vars/prod/main.yml), the secrets beside it as the inventory says
+        (group_vars / "prod").mkdir(parents=True)
         (self.inventory / "host_vars").mkdir()
-        shutil.copyfile(SHIPPED_GROUP_VARS, group_vars / "prod.yml")
+        shutil.copyfile(SHIPPED_GROUP_VARS, group_vars / "prod" / "main.yml")
         hosts = {"prod": {"children": {"prod_db": {"hosts": {HOST_NAME: None}}, "new_hosts": {"hosts": {}}}}}
         (self.inventory / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
         (self.inventory / "host_vars" / ("%s.yml" % HOST_NAME)).write_text(
@@ -328,7 +326,7 @@ class ProdWorld:
 
     @property
     def vault_file(self):
-        return self.inventory / "group_vars" / "prod_db" / "vault.yml"
+        return self.inventory / "group_vars" / "prod" / "vault.yml"
 
     def host_variables(self, inventory=None):
         """The variables Ansible gives the host with ``inventory`` (default: ours), from ansible-inventory."""

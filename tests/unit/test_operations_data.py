@@ -210,7 +210,7 @@ def test_credential_type_injects_what_the_inventories_read():
     fields = set(f["id"] for f in data["awx_credential_type"]["inputs"]["fields"])
     for value in injected.values():
         assert set(re.findall(r"\{\{\s*(\w+)", value)) <= fields
-    prod = (REPO_ROOT / "inventories" / "prod" / "group_vars" / "prod.yml").read_text()
+    prod = (REPO_ROOT / "inventories" / "prod" / "group_vars" / "prod" / "main.yml").read_text()
     for name in ("vault_dr_db_password", "vault_dr_vault_token", "vault_dr_webhook_url"):
         assert name in injected and name in prod
 

@@ -106,7 +106,7 @@ options:
     version_added: 0.2.0
   repair_tiers:
     description:
-      - With O(state=present) and O(root), check every tier afterwards: a tier copy whose set manifest lists files
+      - With O(state=present) and O(root), check every tier afterwards. A tier copy whose set manifest lists files
         the tier does not hold (a run killed while linking it) is completed by hard-linking the missing files from
         another tier where they verify against that manifest, or, when no tier holds them intact, removed from
         C(weekly)/C(monthly) (its set manifest first) so it is no longer offered as a restore point. An incomplete
@@ -114,7 +114,7 @@ options:
         RV(repairs).
     type: bool
     default: false
-    version_added: 0.3.0
+    version_added: 0.2.0
   fail_on_problems:
     description:
       - With O(state=verified), fail when the set does not verify; with O(state=query), fail when no set is

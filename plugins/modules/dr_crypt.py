@@ -66,7 +66,7 @@ options:
   root:
     description: Backup root whose tiers O(state=rekeyed) re-keys.
     type: path
-    version_added: 0.3.0
+    version_added: 0.2.0
   dest:
     description: Directory of the output; defaults to the directory of O(src).
     type: path

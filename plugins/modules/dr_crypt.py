@@ -142,7 +142,8 @@ key_id:
 sets:
   description:
     - With O(state=rekeyed), one entry per set, with C(set_id), C(tiers), C(action) (V(rekeyed), V(unchanged),
-      V(failed), V(would_rekey) in check mode), C(done) (what was written), C(problems), C(manifest) and
+      V(failed), V(would_rekey) in check mode), C(done) (what was written), C(problems) (why it failed), C(notes)
+      (a set manifest left unsigned because it carried no MAC, also a warning), C(manifest) and
       C(directory) (its copy in the first tier that holds it, C(daily) first), C(artifacts) (their names) and
       C(offsite) (the set manifest's record of its S3 copy).
   returned: state=rekeyed
@@ -476,7 +477,7 @@ def rekey_set(set_id, manifests, dirs, key, new_key, chunk, dry_run=False):
     """Re-key one set: every artifact copy in ``dirs``, then each tier's set manifest (``{tier: path}``)."""
     old_kid, new_kid = _kid(key), _kid(new_key)
     home = next(manifests[tier] for tier in backupset.TIERS if tier in manifests)  # daily first: upload source
-    report = dict(set_id=set_id, tiers=sorted(manifests), action="unchanged", done=[], problems=[], manifest=home,
+    report = dict(set_id=set_id, tiers=sorted(manifests), action="unchanged", done=[], problems=[], notes=[], manifest=home,
                   directory=os.path.dirname(home), artifacts=[])
     datas = {}
     for tier, path in sorted(manifests.items()):
@@ -507,7 +508,7 @@ def rekey_set(set_id, manifests, dirs, key, new_key, chunk, dry_run=False):
         directory = os.path.dirname(manifests[tier])
         refreshed = backupset.refresh(directory, set_id, auth_key=new_key if data.get("auth") else None)
         if not data.get("auth"):
-            report["problems"].append("%s/%s carried no MAC: it is left unsigned" % (
+            report["notes"].append("%s/%s carried no MAC: it is left unsigned" % (
                 tier, backupset.set_manifest_name(set_id)))
         report["problems"].extend("%s: %s" % (tier, problem) for problem in backupset.verify(directory, refreshed))
         report["done"].append("signed %s/%s" % (tier, backupset.set_manifest_name(set_id)))
@@ -533,9 +534,9 @@ def rekey_root(root, key, new_key, chunk, dry_run=False):
         try:
             report = rekey_set(set_id, by_set[set_id], dirs, key, new_key, chunk, dry_run=dry_run)
         except (RekeyError, backupset.SetError, crypto.CryptoError, checksum.ChecksumError) as exc:
-            report = dict(set_id=set_id, tiers=sorted(by_set[set_id]), action="failed", done=[], problems=[str(exc)])
-        if report["action"] == "failed" or (report["problems"] and report["action"] == "rekeyed" and
-                                             any("carried no MAC" not in p for p in report["problems"])):
+            report = dict(set_id=set_id, tiers=sorted(by_set[set_id]), action="failed", done=[], problems=[str(exc)],
+                          notes=[])
+        if report["action"] == "failed" or report["problems"]:
             failed.append(report)
         sets.append(report)
     return sets, repairs, failed
@@ -549,9 +550,8 @@ def rekey(module, chunk):
     for report in repairs:
         module.warn(backupset.describe_repair(report))
     for report in sets:
-        for problem in report["problems"]:
-            if report["action"] != "failed":
-                module.warn("set %s: %s" % (report["set_id"], problem))
+        for note in report["notes"]:
+            module.warn("set %s: %s" % (report["set_id"], note))
     result = dict(changed=bool(repairs) or any(r["action"] in ("rekeyed", "would_rekey") for r in sets),
                   path=p["root"], sets=sets, repairs=repairs, key_id=_kid(p["new_key"]),
                   rekeyed=[r["set_id"] for r in sets if r["action"] in ("rekeyed", "would_rekey")],

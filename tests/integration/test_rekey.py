@@ -240,3 +240,31 @@ def test_rekey_killed_at_random_points_then_rerun_completes(tmp_path):
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     assert_all_sets_restore_under_new_key_only(root, plaintexts, tmp_path)
+
+
+def test_rekey_leaves_an_unsigned_set_unsigned_and_says_so(tmp_path, capsys):
+    """Re-keying must not make a set authentic that never was: it is re-encrypted, not signed."""
+    root = tmp_path / "backups"
+    make_root(root, size=4096)
+    manifest = root / "daily" / backupset.set_manifest_name("20261124_020000")
+    data = json.loads(manifest.read_text())
+    del data["auth"]
+    manifest.write_text(json.dumps(data))
+    result = run_rekey(root, capsys)
+    assert not result.get("failed") and "20261124_020000" in result["rekeyed"], result
+    assert "carried no MAC" in json.dumps(result["warnings"])
+    assert "auth" not in backupset.load(str(manifest))
+    for entry in data["artifacts"]:
+        crypto.check_key(str(root / "daily" / entry["name"]), NEW_KEY)
+
+
+def test_rekey_refuses_a_file_under_a_third_key(tmp_path, capsys):
+    root = tmp_path / "backups"
+    make_root(root, size=4096)
+    daily = root / "daily"
+    name = "vault_20261124_020000.snap.enc"
+    temp, digests, size = dr_crypt._reencrypt_to_temp(str(daily / name), KEY, "a third key", CHUNK, None)
+    os.rename(temp, str(daily / name))
+    result = run_rekey(root, capsys)
+    assert result["failed"] and result["failed_sets"] == ["20261124_020000"], result
+    assert "third key" in result["msg"]

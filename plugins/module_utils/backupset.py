@@ -220,26 +220,148 @@ def discover(roots):
     return [found[key] for key in sorted(found, reverse=True)]
 
 
+def _link_one(source, target):
+    """Hard-link ``source`` as ``target`` (a directory artifact is recreated with linked files, then renamed)."""
+    if os.path.isdir(source):
+        temp = atomic.temp_path_for(target)
+        shutil.copytree(source, temp, copy_function=os.link)
+        os.rename(temp, target)
+    else:
+        os.link(source, target)
+
+
+def _files_in_link_order(data):
+    """Every file of a set, the set manifest last: a tier never holds a set manifest before the files it lists."""
+    names = all_files(data)
+    return names[1:] + names[:1]
+
+
 def link_into(directory, data, target_dir):
-    """Hard-link every file of a set into ``target_dir`` (directory artifacts are recreated with linked files)."""
+    """Hard-link every file of a set into ``target_dir`` (directory artifacts are recreated with linked files).
+
+    The artifacts, their sidecars and manifests are linked first and the set manifest last, so a run killed
+    part-way leaves at most files no set manifest lists yet, never a set manifest listing missing files
+    (:func:`repair_tiers` completes or removes such a copy). A file missing from ``directory`` is an error
+    raised before anything is linked.
+    """
+    names = _files_in_link_order(data)
+    absent = [name for name in names if not os.path.lexists(os.path.join(directory, name))
+              and not os.path.lexists(os.path.join(target_dir, name))]
+    if absent:
+        raise SetError("set %s cannot be linked into %s: %s missing from %s" % (
+            data.get("set_id"), target_dir, ", ".join(absent), directory))
     if not os.path.isdir(target_dir):
         os.makedirs(target_dir, 0o700)
     linked = []
-    for name in all_files(data):
+    for name in names:
         source = os.path.join(directory, name)
         target = os.path.join(target_dir, name)
-        if os.path.lexists(target) or not os.path.exists(source):
+        if os.path.lexists(target):
             continue
-        if os.path.isdir(source):
-            temp = atomic.temp_path_for(target)
-            shutil.copytree(source, temp, copy_function=os.link)
-            os.rename(temp, target)
-        else:
-            os.link(source, target)
+        if name == names[-1] and linked:
+            atomic.fsync_dir(target_dir)  # the files are durable before the manifest that lists them
+        _link_one(source, target)
         linked.append(target)
     if linked:
         atomic.fsync_dir(target_dir)
     return linked
+
+
+def _missing_files(directory, data):
+    return [name for name in all_files(data) if not os.path.lexists(os.path.join(directory, name))]
+
+
+def _entries_with(data, names):
+    names = set(names)
+    return [entry for entry in data["artifacts"] if names & set(entry.get("files") or [entry["name"]])]
+
+
+def repair_tiers(root, tiers=TIERS, removable=("weekly", "monthly"), dry_run=False):
+    """Complete or remove the tier copies of sets whose manifest lists files the tier does not hold.
+
+    A copy left by a run killed while linking it (or damaged since) is completed by hard-linking the missing
+    files from another tier that holds all of them and where they verify against this copy's set manifest
+    (sidecars, sizes and checksums); the files are linked first and the copy checked again. When no tier can
+    complete it, a copy in a ``removable`` tier (the linked ones: the set's original lives in ``daily``) is
+    removed, its set manifest first, so it is no longer offered as a restore point; an incomplete ``daily``
+    copy is reported only. Returns one dict per incomplete copy: ``tier``, ``set_id``, ``manifest``,
+    ``missing``, ``action`` (``completed``, ``removed``, ``incomplete``, or ``would_complete``/``would_remove``
+    with ``dry_run``), ``source`` (the tier it was completed from), ``linked``, ``removed`` and ``problems``.
+    """
+    dirs = dict((tier, os.path.join(root, tier)) for tier in tiers)
+    repairs = []
+    for tier in tiers:
+        directory = dirs[tier]
+        if not os.path.isdir(directory):
+            continue
+        for name in sorted(os.listdir(directory)):
+            if not is_set_manifest(naming.parse_backup_name(name)):
+                continue
+            manifest_path = os.path.join(directory, name)
+            try:
+                data = load(manifest_path)
+            except SetError:
+                continue  # unreadable: reported by query/verify, not something a link can repair
+            missing = _missing_files(directory, data)
+            if not missing:
+                continue
+            report = dict(tier=tier, set_id=data["set_id"], manifest=manifest_path, missing=missing, source=None,
+                          linked=[], removed=[], problems=[])
+            subset = dict(data, artifacts=_entries_with(data, missing))
+            for other in tiers:
+                source_dir = dirs[other]
+                if other == tier or any(not os.path.lexists(os.path.join(source_dir, m)) for m in missing):
+                    continue
+                problems = verify(source_dir, subset)
+                if problems:
+                    report["problems"].append("%s: %s" % (other, "; ".join(problems)))
+                    continue
+                report["source"] = other
+                break
+            if report["source"]:
+                if dry_run:
+                    report["action"] = "would_complete"
+                else:
+                    source_dir = dirs[report["source"]]
+                    for missing_name in missing:
+                        _link_one(os.path.join(source_dir, missing_name), os.path.join(directory, missing_name))
+                        report["linked"].append(os.path.join(directory, missing_name))
+                    atomic.fsync_dir(directory)
+                    problems = verify(directory, data)
+                    report["action"] = "completed" if not problems else "incomplete"
+                    report["problems"].extend(problems)
+            elif tier in removable:
+                if dry_run:
+                    report["action"] = "would_remove"
+                else:
+                    for file_name in [name] + [f for f in all_files(data) if f != name]:
+                        path = os.path.join(directory, file_name)
+                        if os.path.lexists(path):
+                            atomic.remove_path(path)
+                            report["removed"].append(path)
+                    atomic.fsync_dir(directory)
+                    report["action"] = "removed"
+            else:
+                report["action"] = "incomplete"
+            repairs.append(report)
+    return repairs
+
+
+def describe_repair(report):
+    """One sentence for the run output."""
+    missing = ", ".join(report["missing"])
+    if report["action"] in ("completed", "would_complete"):
+        return "%s/%s listed files it did not hold (%s): %s by linking them from %s/" % (
+            report["tier"], set_manifest_name(report["set_id"]), missing,
+            "completed" if report["action"] == "completed" else "would be completed", report["source"])
+    if report["action"] in ("removed", "would_remove"):
+        return ("%s/%s listed files no tier holds intact (%s): the incomplete copy %s; it is no longer a restore "
+                "point%s" % (report["tier"], set_manifest_name(report["set_id"]), missing,
+                             "was removed" if report["action"] == "removed" else "would be removed",
+                             (" (%s)" % "; ".join(report["problems"])) if report["problems"] else ""))
+    return "%s/%s is incomplete (%s) and could not be repaired%s" % (
+        report["tier"], set_manifest_name(report["set_id"]), missing,
+        (": %s" % "; ".join(report["problems"])) if report["problems"] else "")
 
 
 def disk_space(path):

@@ -104,6 +104,17 @@ options:
         under a key derived from it, which M(atlasia.dr.backup_locate) checks before a set is used.
     type: str
     version_added: 0.2.0
+  repair_tiers:
+    description:
+      - With O(state=present) and O(root), check every tier afterwards. A tier copy whose set manifest lists files
+        the tier does not hold (a run killed while linking it) is completed by hard-linking the missing files from
+        another tier where they verify against that manifest, or, when no tier holds them intact, removed from
+        C(weekly)/C(monthly) (its set manifest first) so it is no longer offered as a restore point. An incomplete
+        copy in C(daily) is only reported. Each repair is a warning in the run output and an entry of
+        RV(repairs).
+    type: bool
+    default: false
+    version_added: 0.2.0
   fail_on_problems:
     description:
       - With O(state=verified), fail when the set does not verify; with O(state=query), fail when no set is
@@ -154,6 +165,16 @@ linked:
   type: list
   elements: str
   sample: [/srv/atlasia/backups/weekly/backup_20261126_020000.sql.gz]
+repairs:
+  description:
+    - Tier copies found incomplete by O(repair_tiers), each with C(tier), C(set_id), C(manifest), C(missing) (the
+      files it lacked), C(action) (V(completed), V(removed), V(incomplete), or V(would_complete)/V(would_remove) in
+      check mode), C(source) (the tier it was completed from), C(linked), C(removed) and C(problems).
+  returned: state=present with repair_tiers
+  type: list
+  elements: dict
+  sample: [{"tier": "weekly", "set_id": "20261122_020000", "action": "completed", "source": "daily",
+            "missing": ["backup_20261122_020000.sql.gz.enc"]}]
 selected:
   description: The set chosen by O(select) (manifest path, directory, set id, timestamp, size), or null.
   returned: state=query
@@ -262,6 +283,17 @@ def query(module):
     return result
 
 
+def _repair(module, dry_run):
+    """Repair the tiers of O(root) when asked (O(repair_tiers)); every repair is also a warning."""
+    p = module.params
+    if not (p["repair_tiers"] and p["root"]):
+        return {}
+    repairs = backupset.repair_tiers(p["root"], dry_run=dry_run)
+    for report in repairs:
+        module.warn(backupset.describe_repair(report))
+    return dict(repairs=repairs)
+
+
 def main():
     module = DRModule(
         argument_spec=dict(
@@ -280,6 +312,7 @@ def main():
             components=dict(type="list", elements="str"),
             changes=dict(type="dict"),
             fail_on_problems=dict(type="bool", default=True),
+            repair_tiers=dict(type="bool", default=False),
             auth_key=dict(type="str", no_log=True),
         ),
         required_if=[
@@ -305,8 +338,9 @@ def main():
             moment = naming.parse_timestamp(p["timestamp"])
             tiers = p["tiers"] or backupset.tiers_for(moment, p["weekly_day"], p["monthly_day"])
             if module.check_mode:
+                repairs = _repair(module, dry_run=True)
                 module.exit_json(changed=True, manifest=manifest_path, linked=[], tiers=tiers, free_bytes=free,
-                                 total_bytes=total)
+                                 total_bytes=total, **repairs)
             path, data = backupset.build(p["path"], p["timestamp"], p["artifacts"], p["environment"], p["extra"],
                                          tiers, auth_key=p["auth_key"])
             linked = []
@@ -318,8 +352,9 @@ def main():
                     target = os.path.join(p["root"], tier)
                     if os.path.abspath(target) != os.path.abspath(p["path"]):
                         linked.extend(backupset.link_into(p["path"], data, target))
+            repairs = _repair(module, dry_run=False)
             module.exit_json(changed=True, manifest=path, set=data, linked=linked, tiers=tiers, free_bytes=free,
-                             total_bytes=total)
+                             total_bytes=total, **repairs)
         data = backupset.load(manifest_path)
         if state == "verified":
             problems = backupset.verify(p["path"], data, p["components"])

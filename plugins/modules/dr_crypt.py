@@ -18,7 +18,20 @@ description:
   - O(state=decrypted) checks the ciphertext's sidecars and the key id first (a wrong key is a clear error
     before anything is written), then writes the plaintext next to it or into O(dest), verified against the
     manifest's plaintext checksum, with its own sidecars.
-  - O(state=rotated) re-encrypts an artifact under O(new_key) without writing the plaintext to disk.
+  - O(state=rotated) re-encrypts one artifact under O(new_key) without writing the plaintext to disk. An artifact
+    whose header already names O(new_key) (a rotation that was interrupted) is finished (sidecars, manifest), not
+    refused.
+  - O(state=rekeyed) re-encrypts every copy of every set in every tier of O(root) (C(daily), C(weekly),
+    C(monthly)) under O(new_key). Hard-linked copies are re-encrypted once and the new file is hard-linked over
+    the copy of every tier, then its sidecars and artifact manifest (written once, linked likewise); each tier's
+    set manifest is then refreshed and signed with O(new_key) (a set that carried no MAC is left unsigned and
+    reported). A set manifest whose MAC does not check under O(key) or O(new_key) is not touched. Incomplete
+    tier copies are repaired first (see M(atlasia.dr.backup_set) O(atlasia.dr.backup_set#module:repair_tiers)).
+  - O(state=rekeyed) is resumable. The new ciphertext is renamed over the old name first, then its sidecars and
+    manifest are rewritten, so a run killed in between leaves a file whose header names the new key and whose
+    sidecars describe the old ciphertext. The next run recognises such a file by the key id in its header,
+    authenticates it by decrypting it with O(new_key), and finishes it; sets already complete under O(new_key)
+    are skipped. Run it under the backup lock (M(atlasia.dr.dr_lock)), as C(playbooks/rekey.yml) does.
   - Every output is written under a temporary name and renamed when complete.
   - The key never leaves the controller's variables; keep it in an Ansible Vault-encrypted variable or file,
     never beside the backups or in S3.
@@ -30,7 +43,8 @@ attributes:
   check_mode:
     support: full
     details: >-
-      Checks the input (and the key) and reports the path it would write. With O(state=encrypted), a missing
+      Checks the input (and the key) and reports the path it would write; O(state=rekeyed) reports the sets it
+      would re-key. With O(state=encrypted), a missing
       O(src) is taken as the artifact an earlier task of the same check-mode run would have written: the
       module reports the path it would write instead of failing.
   diff_mode:
@@ -44,11 +58,15 @@ options:
     description: What to do.
     type: str
     default: encrypted
-    choices: [encrypted, decrypted, rotated]
+    choices: [encrypted, decrypted, rotated, rekeyed]
   src:
-    description: Artifact to encrypt, or C(.enc) artifact to decrypt or re-key.
+    description:
+      - Artifact to encrypt, or C(.enc) artifact to decrypt or re-key. Required unless O(state=rekeyed).
     type: path
-    required: true
+  root:
+    description: Backup root whose tiers O(state=rekeyed) re-keys.
+    type: path
+    version_added: 0.2.0
   dest:
     description: Directory of the output; defaults to the directory of O(src).
     type: path
@@ -57,7 +75,7 @@ options:
     type: str
     required: true
   new_key:
-    description: Passphrase to re-encrypt under (O(state=rotated)).
+    description: Passphrase to re-encrypt under (O(state=rotated), O(state=rekeyed)).
     type: str
   keep_plaintext:
     description: With O(state=encrypted), keep the plaintext artifact and its sidecars.
@@ -89,6 +107,13 @@ EXAMPLES = r"""
     key: "{{ vault_dr_encryption_key_old }}"
     new_key: "{{ vault_dr_encryption_key }}"
   loop: "{{ encrypted_artifacts }}"
+
+- name: Re-key every set of every tier (under the backup lock)
+  atlasia.dr.dr_crypt:
+    state: rekeyed
+    root: /srv/atlasia/backups
+    key: "{{ vault_dr_encryption_key_old }}"
+    new_key: "{{ vault_dr_encryption_key }}"
 """
 
 RETURN = r"""
@@ -114,12 +139,44 @@ key_id:
   returned: always
   type: str
   sample: 3f0c9e5a1b2d4c6e8f00112233445566
+sets:
+  description:
+    - With O(state=rekeyed), one entry per set, with C(set_id), C(tiers), C(action) (V(rekeyed), V(unchanged),
+      V(failed), V(would_rekey) in check mode), C(done) (what was written), C(problems) (why it failed), C(notes)
+      (a set manifest left unsigned because it carried no MAC, also a warning), C(manifest) and
+      C(directory) (its copy in the first tier that holds it, C(daily) first), C(artifacts) (their names) and
+      C(offsite) (the set manifest's record of its S3 copy).
+  returned: state=rekeyed
+  type: list
+  elements: dict
+rekeyed:
+  description: Set ids re-keyed (or finished) by this run.
+  returned: state=rekeyed
+  type: list
+  elements: str
+unchanged:
+  description: Set ids already complete under O(new_key).
+  returned: state=rekeyed
+  type: list
+  elements: str
+failed_sets:
+  description: Set ids that could not be re-keyed (the task fails, after re-keying the others).
+  returned: state=rekeyed
+  type: list
+  elements: str
+repairs:
+  description: Incomplete tier copies completed or removed first (see M(atlasia.dr.backup_set)).
+  returned: state=rekeyed
+  type: list
+  elements: dict
 duration:
   description: Seconds the task took.
   returned: always
   type: float
 """
 
+import functools
+import hashlib
 import json
 import os
 import threading
@@ -127,7 +184,7 @@ import time
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, crypto, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic, backupset, checksum, crypto, naming, setauth
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 
 
@@ -203,59 +260,343 @@ def decrypt(module, src, dest_dir, key):
 
 
 def rotate(module, src, key, new_key, chunk):
-    checksum.verify_sidecars(src)
-    old_kid = crypto.check_key(src, key)
-    new_kid = crypto.key_id(new_key).hex()
-    if old_kid == new_kid:
-        return dict(changed=False, path=src, key_id=new_kid)
+    """Re-key one artifact (and its manifest), resumably: a file already under ``new_key`` is finished, not refused."""
+    new_kid = _kid(new_key)
+    resumed = crypto.is_encrypted(src) and _header_kid(src) == new_kid
+    if not resumed:
+        checksum.verify_sidecars(src)
+        crypto.check_key(src, key)
     if module.check_mode:
-        return dict(changed=True, path=src, key_id=new_kid)
+        return dict(changed=not resumed or not _sidecars_match(src), path=src, key_id=new_kid)
+    done, digests, size = rekey_artifact(os.path.basename(src), [os.path.dirname(os.path.abspath(src))], key,
+                                         new_key, chunk)
+    return dict(changed=bool(done), path=src, size=size, sha256=digests["sha256"], md5=digests["md5"],
+                key_id=new_kid, done=done)
+
+# --- Re-keying every set of a backup root (state=rekeyed) -------------------------------------------------------
+#
+# Order for one encrypted artifact, shared by its hard-linked copies in every tier:
+#   1. the new ciphertext is written under a hidden temporary name next to one copy, fsynced;
+#   2. it is renamed over that copy: the final name holds a complete file under the new key at every instant;
+#   3. it is hard-linked over the copy of every other tier (link to a temporary name, rename over);
+#   4. its sidecars, then its artifact manifest, are written once and linked into the same tiers;
+#   5. once every artifact of the set is done, each tier's set manifest is refreshed and signed with the new key.
+# A run killed between 2 and 4 leaves a file whose header names the new key while its sidecars still describe
+# the old ciphertext: verification fails ("resume needed") until rekey runs again, which recognises the file by
+# the key id in its header, authenticates it by decrypting it with the new key (its AES-GCM tags), and finishes
+# steps 3-5. The other order (sidecars first) would leave the OLD file failing NEW sidecars, which no key id can
+# explain; there is no atomic swap of two names, so the window is closed by the rerun, under the lock.
+
+
+@functools.lru_cache(maxsize=4)
+def _kid(passphrase):
+    """Key id (hex) of a passphrase, derived once per run (scrypt is deliberately slow)."""
+    return crypto.key_id(passphrase).hex()
+
+
+class RekeyError(Exception):
+    """A set or artifact that cannot be re-keyed safely (not authentic, third key, damaged)."""
+
+
+def _header_kid(path):
+    with open(path, "rb") as handle:
+        return crypto.read_header(handle)[1].hex()
+
+
+def _authenticate(path, key):
+    """Decrypt ``path`` to nowhere: every AES-GCM tag checks under ``key``, or :class:`crypto.CryptoError`."""
+    with open(path, "rb") as source:
+        crypto.decrypt_stream(source, lambda block: None, key)
+
+
+def _sidecars_match(path):
+    try:
+        checksum.verify_sidecars(path, required=True)
+    except checksum.ChecksumError:
+        return False
+    return True
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _replace_with_link(source, target):
+    """Make ``target`` a hard link of ``source``, atomically (link under a temporary name, rename over)."""
+    temp = atomic.temp_path_for(target)
+    os.link(source, temp)
+    try:
+        os.rename(temp, target)
+    except BaseException:
+        atomic.remove_path(temp)
+        raise
+    atomic.fsync_dir(os.path.dirname(os.path.abspath(target)))
+
+
+def _publish(paths, text=None, data=None):
+    """Give every path of ``paths`` the same content (one inode, hard-linked); False when it already had it."""
+    body = text if text is not None else json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    first = paths[0]
+    current = None
+    if os.path.exists(first):
+        with open(first) as handle:
+            current = handle.read()
+    same = current is not None and (current == body if text is not None else json.loads(current) == data)
+    if same and all(_same_file(first, other) for other in paths[1:]):
+        return False
+    if not same:
+        atomic.write_text(first, body, mode=0o644)
+    for other in paths[1:]:
+        if not _same_file(first, other):
+            _replace_with_link(first, other)
+    return True
+
+
+def _reencrypt_to_temp(src, key, new_key, chunk, expected_plain_sha256):
+    """Write ``src`` re-encrypted under ``new_key`` to a hidden temporary file; ``(temp, digests, size)``."""
+    temp = atomic.temp_path_for(src)
+    mode = os.stat(src).st_mode & 0o777
+    hasher = checksum.MultiHasher()
+    plain = hashlib.sha256()
     read_fd, write_fd = os.pipe()
     errors = []
 
     def produce():
         try:
             with open(src, "rb") as source, os.fdopen(write_fd, "wb") as pipe:
-                crypto.decrypt_stream(source, pipe.write, key)
+                def out(block):
+                    plain.update(block)
+                    pipe.write(block)
+                crypto.decrypt_stream(source, out, key)
         except BaseException as exc:  # reported after the consumer stops
             errors.append(exc)
 
     worker = threading.Thread(target=produce, daemon=True)
     worker.start()
     try:
-        with os.fdopen(read_fd, "rb") as pipe:
-            digests, size, dummy = _write_artifact(src, lambda sink: crypto.encrypt_stream(pipe, sink, new_key, chunk))
-    finally:
-        worker.join()
-    if errors:
-        raise errors[0]
-    manifest_path = _manifest_path(src)
-    manifest = _load(manifest_path)
+        try:
+            with os.fdopen(read_fd, "rb") as pipe, \
+                    open(temp, "xb", opener=lambda path, flags: os.open(path, flags, mode)) as handle:
+                def sink(block):
+                    hasher.update(block)
+                    handle.write(block)
+                crypto.encrypt_stream(pipe, sink, new_key, chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            worker.join()
+        if errors:
+            raise errors[0]
+        if expected_plain_sha256 and plain.hexdigest() != expected_plain_sha256:
+            raise RekeyError("%s decrypts to content that differs from the checksum recorded at backup time" % src)
+    except BaseException:
+        atomic.remove_path(temp)
+        raise
+    return temp, hasher.hexdigests(), hasher.size
+
+
+def rekey_artifact(name, dirs, key, new_key, chunk, dry_run=False):
+    """Bring every copy of the artifact ``name`` in ``dirs`` under ``new_key``.
+
+    Returns ``(what was done, digests, size)`` of the new ciphertext (a list of sentences, empty when every copy,
+    sidecar and manifest already was under the new key).
+    """
+    old_kid, new_kid = _kid(key), _kid(new_key)
+    paths = [os.path.join(d, name) for d in dirs if os.path.lexists(os.path.join(d, name))]
+    if not paths:
+        return [], None, None
+    kids = {}
+    for path in paths:
+        if os.path.isdir(path) or not crypto.is_encrypted(path):
+            raise RekeyError("%s is named as encrypted but holds no encryption header" % path)
+        kids[path] = _header_kid(path)
+        if kids[path] not in (old_kid, new_kid):
+            raise RekeyError("%s is encrypted under a third key (key id %s; the old key has id %s, the new one %s)"
+                             % (path, kids[path], old_kid, new_kid))
+    done = []
+    rekeyed = [path for path in paths if kids[path] == new_kid]
+    parsed = naming.parse_backup_name(name)
+    manifest_name = naming.manifest_name(parsed.stem) if parsed else None
+    manifests = [os.path.join(os.path.dirname(path), manifest_name) for path in paths
+                 if manifest_name and os.path.exists(os.path.join(os.path.dirname(path), manifest_name))]
+    manifest = _load(manifests[0]) if manifests else None
+    if dry_run:
+        return (["would re-encrypt %s" % name] if not rekeyed else ["would finish %s" % name]), None, None
+    if rekeyed:
+        primary = rekeyed[0]
+        _authenticate(primary, new_key)  # written by an earlier, interrupted run: prove it before signing it
+        digests, size = checksum.file_digests(primary)
+    else:
+        primary = paths[0]
+        expected = (((manifest or {}).get("encryption") or {}).get("plaintext") or {}).get("sha256")
+        temp, digests, size = _reencrypt_to_temp(primary, key, new_key, chunk, expected)
+        os.rename(temp, primary)
+        atomic.fsync_dir(os.path.dirname(os.path.abspath(primary)))
+        done.append("re-encrypted %s" % primary)
+    for path in paths:
+        if path != primary and not _same_file(primary, path):
+            _replace_with_link(primary, path)
+            done.append("linked %s" % path)
+    for algo, side in naming.sidecar_names(name).items():
+        if _publish([os.path.join(os.path.dirname(path), side) for path in paths],
+                    text=checksum.sidecar_text(digests[algo], name)):
+            done.append("wrote %s" % side)
     if manifest is not None:
-        manifest.update(size=size, md5=digests["md5"], sha256=digests["sha256"])
-        manifest.setdefault("encryption", {}).update(key_id=new_kid, rotated=naming.utc_now().isoformat())
-        atomic.write_json(manifest_path, manifest, mode=0o644)
-    return dict(changed=True, path=src, size=size, sha256=digests["sha256"], md5=digests["md5"], key_id=new_kid)
+        wanted = json.loads(json.dumps(manifest))
+        wanted.update(size=size, md5=digests["md5"], sha256=digests["sha256"])
+        encryption = wanted.setdefault("encryption", {})
+        if encryption.get("key_id") != new_kid or manifest.get("sha256") != digests["sha256"]:
+            encryption.update(key_id=new_kid, rotated=naming.utc_now().isoformat())
+        if _publish(manifests, data=wanted):
+            done.append("wrote %s" % manifest_name)
+    return done, digests, size
+
+
+def _set_done(directory, data, new_key, new_kid):
+    """True when this tier's copy of a set is complete under the new key (signed, verified, every header)."""
+    auth = data.get("auth")
+    if auth and auth.get("key_id") != new_kid:
+        return False
+    if backupset.verify(directory, data):
+        return False
+    for entry in data["artifacts"]:
+        if entry["name"].endswith(crypto.EXTENSION) and _header_kid(os.path.join(directory, entry["name"])) != new_kid:
+            return False
+    if auth:
+        try:
+            setauth.check(data, new_key, new_kid)
+        except setauth.AuthError:
+            return False
+    return True
+
+
+def rekey_set(set_id, manifests, dirs, key, new_key, chunk, dry_run=False):
+    """Re-key one set: every artifact copy in ``dirs``, then each tier's set manifest (``{tier: path}``)."""
+    old_kid, new_kid = _kid(key), _kid(new_key)
+    home = next(manifests[tier] for tier in backupset.TIERS if tier in manifests)  # daily first: upload source
+    report = dict(set_id=set_id, tiers=sorted(manifests), action="unchanged", done=[], problems=[], notes=[], manifest=home,
+                  directory=os.path.dirname(home), artifacts=[])
+    datas = {}
+    for tier, path in sorted(manifests.items()):
+        data = backupset.load(path)
+        auth = data.get("auth")
+        if auth:
+            signer = {old_kid: key, new_kid: new_key}.get(auth.get("key_id"))
+            if signer is None:
+                raise RekeyError("%s is signed with a third key (key id %s)" % (path, auth.get("key_id")))
+            try:
+                setauth.check(data, signer, auth.get("key_id"))
+            except setauth.AuthError as exc:
+                raise RekeyError("%s: %s; it is not re-signed under the new key" % (path, exc))
+        datas[tier] = data
+    home_data = backupset.load(home)
+    report["artifacts"] = [entry["name"] for entry in home_data["artifacts"]]
+    report["offsite"] = home_data.get("offsite")
+    if all(_set_done(os.path.dirname(manifests[tier]), data, new_key, new_kid) for tier, data in datas.items()):
+        return report
+    names = sorted(set(entry["name"] for data in datas.values() for entry in data["artifacts"]
+                       if entry["name"].endswith(crypto.EXTENSION)))
+    for name in names:
+        report["done"].extend(rekey_artifact(name, dirs, key, new_key, chunk, dry_run=dry_run)[0])
+    report["action"] = "would_rekey" if dry_run else "rekeyed"
+    if dry_run:
+        return report
+    for tier, data in sorted(datas.items()):
+        directory = os.path.dirname(manifests[tier])
+        refreshed = backupset.refresh(directory, set_id, auth_key=new_key if data.get("auth") else None)
+        if not data.get("auth"):
+            report["notes"].append("%s/%s carried no MAC: it is left unsigned" % (
+                tier, backupset.set_manifest_name(set_id)))
+        report["problems"].extend("%s: %s" % (tier, problem) for problem in backupset.verify(directory, refreshed))
+        report["done"].append("signed %s/%s" % (tier, backupset.set_manifest_name(set_id)))
+    return report
+
+
+def rekey_root(root, key, new_key, chunk, dry_run=False):
+    """Re-key every set of every tier of ``root``; ``(sets, repairs, failed)``."""
+    dirs = [os.path.join(root, tier) for tier in backupset.TIERS if os.path.isdir(os.path.join(root, tier))]
+    if not dry_run:
+        for directory in dirs:
+            atomic.cleanup_stale_temps(directory)
+    repairs = backupset.repair_tiers(root, dry_run=dry_run)
+    by_set = {}
+    for directory in dirs:
+        for name in sorted(os.listdir(directory)):
+            parsed = naming.parse_backup_name(name)
+            if backupset.is_set_manifest(parsed):
+                by_set.setdefault(naming.format_timestamp(parsed.timestamp), {})[
+                    os.path.basename(directory)] = os.path.join(directory, name)
+    sets, failed = [], []
+    for set_id in sorted(by_set):
+        try:
+            report = rekey_set(set_id, by_set[set_id], dirs, key, new_key, chunk, dry_run=dry_run)
+        except (RekeyError, backupset.SetError, crypto.CryptoError, checksum.ChecksumError) as exc:
+            report = dict(set_id=set_id, tiers=sorted(by_set[set_id]), action="failed", done=[], problems=[str(exc)],
+                          notes=[])
+        if report["action"] == "failed" or report["problems"]:
+            failed.append(report)
+        sets.append(report)
+    return sets, repairs, failed
+
+
+def rekey(module, chunk):
+    p = module.params
+    if _kid(p["key"]) == _kid(p["new_key"]):
+        module.fail_json(msg="new_key is the current key: nothing to re-key to", error_kind="request")
+    sets, repairs, failed = rekey_root(p["root"], p["key"], p["new_key"], chunk, dry_run=module.check_mode)
+    for report in repairs:
+        module.warn(backupset.describe_repair(report))
+    for report in sets:
+        for note in report["notes"]:
+            module.warn("set %s: %s" % (report["set_id"], note))
+    result = dict(changed=bool(repairs) or any(r["action"] in ("rekeyed", "would_rekey") for r in sets),
+                  path=p["root"], sets=sets, repairs=repairs, key_id=_kid(p["new_key"]),
+                  rekeyed=[r["set_id"] for r in sets if r["action"] in ("rekeyed", "would_rekey")],
+                  unchanged=[r["set_id"] for r in sets if r["action"] == "unchanged"],
+                  failed_sets=[r["set_id"] for r in failed])
+    if failed:
+        module.fail_json(msg="%d set(s) could not be re-keyed (the others were): %s. Fix the cause and run the rekey "
+                             "again: sets already under the new key are recognised and skipped." % (
+                                 len(failed), "; ".join("%s: %s" % (r["set_id"], "; ".join(r["problems"]))
+                                                        for r in failed)), error_kind="rekey", **result)
+    return result
 
 
 def main():
     module = DRModule(
         argument_spec=dict(
-            state=dict(type="str", default="encrypted", choices=["encrypted", "decrypted", "rotated"]),
-            src=dict(type="path", required=True),
+            state=dict(type="str", default="encrypted", choices=["encrypted", "decrypted", "rotated", "rekeyed"]),
+            src=dict(type="path"),
+            root=dict(type="path"),
             dest=dict(type="path"),
             key=dict(type="str", required=True, no_log=True),
             new_key=dict(type="str", no_log=True),
             keep_plaintext=dict(type="bool", default=False),
             chunk_size_mb=dict(type="int", default=4),
         ),
-        required_if=[("state", "rotated", ("new_key",))],
+        required_if=[("state", "rotated", ("new_key",)), ("state", "rekeyed", ("new_key", "root")),
+                     ("state", "encrypted", ("src",)), ("state", "decrypted", ("src",)),
+                     ("state", "rotated", ("src",))],
         supports_check_mode=True,
     )
     if not crypto.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=str(crypto.CRYPTOGRAPHY_IMPORT_ERROR))
     p = module.params
     t0 = time.time()
+    chunk = max(1, p["chunk_size_mb"]) * 1024 * 1024
+    if p["state"] == "rekeyed":
+        if not os.path.isdir(p["root"]):
+            module.fail_json(msg="%s is not a backup root (no such directory)" % p["root"], error_kind="request")
+        try:
+            result = rekey(module, chunk)
+        except OSError as exc:
+            module.fail_json(msg="cannot re-key the sets under %s: %s. Run the rekey again once fixed: it resumes"
+                             % (p["root"], exc), error_kind="io")
+        result["duration"] = round(time.time() - t0, 3)
+        module.exit_json(**result)
     src = p["src"]
     dest_dir = p["dest"] or os.path.dirname(os.path.abspath(src))
     if not os.path.exists(src):
@@ -264,7 +605,6 @@ def main():
                              duration=round(time.time() - t0, 3),
                              msg="%s does not exist yet; it would be encrypted once written" % src)
         module.fail_json(msg="%s does not exist" % src)
-    chunk = max(1, p["chunk_size_mb"]) * 1024 * 1024
     try:
         if p["state"] == "encrypted":
             result = encrypt(module, src, dest_dir, p["key"], chunk)
@@ -276,6 +616,8 @@ def main():
         module.fail_json(msg="%s: %s. Nothing was changed." % (src, exc), error_kind="crypto")
     except checksum.ChecksumError as exc:
         module.fail_json(msg="%s. Nothing was changed." % exc, error_kind="checksum")
+    except RekeyError as exc:
+        module.fail_json(msg="%s. Nothing was changed." % exc, error_kind="crypto")
     except OSError as exc:
         module.fail_json(msg="cannot process %s: %s" % (src, exc), error_kind="io")
     result["duration"] = round(time.time() - t0, 3)

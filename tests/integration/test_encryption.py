@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.support import REPO_ROOT, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
-from tests.support.ansible_run import run_module
+from ansible_collections.atlasia.dr.plugins.module_utils import backupset, crypto, locate
 from tests.support.localenv import DB_NAME, LocalEnvironment
 from tests.support.postgres import table_digests
 
@@ -75,13 +76,28 @@ def test_encrypted_set_round_trip_wrong_key_and_rotation(env):
     assert table_digests(env.pg, DB_NAME) == before
     assert not list((env.root / "backups" / "restore-staging").glob("*.plain")), "decrypted copies must be removed"
 
-    # key rotation: re-encrypt the set under a new key, restore with the new key only
-    for name in names:
-        rotated = run_module("dr_crypt", dict(state="rotated", src=str(daily / name), key=KEY, new_key=NEW_KEY))
-        assert rotated.get("changed") and not rotated.get("failed"), rotated
-    refreshed = run_module("backup_set", dict(state="refreshed", path=str(daily), timestamp=data["set_id"],
-                                              auth_key=NEW_KEY))
-    assert refreshed["changed"] and not refreshed.get("failed"), refreshed
+    # key rotation: the set also has weekly and monthly copies (hard links, as on a Sunday the 1st); the rekey
+    # playbook re-encrypts every copy under the new key, under the backup lock, and re-signs every set manifest
+    root = env.root / "backups"
+    for tier in ("weekly", "monthly"):
+        backupset.link_into(str(daily), data, str(root / tier))
+    keys = env.write_vars(path=env.root / "rekey.json", dr_reports_dir=str(env.root / "reports"),
+                          dr_encryption_enabled=True, dr_encryption_key=KEY, dr_encryption_new_key=NEW_KEY)
+    result = playbook("rekey.yml", keys)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert not list(root.glob(".atlasia-dr.lock*")), "the rekey must release the backup lock"
+    # the old key is destroyed: every tier's copy authenticates, verifies and decrypts under the new key only
+    policy = locate.Policy(key=NEW_KEY, encryption_required=True)
+    for tier in backupset.TIERS:
+        manifest = root / tier / backupset.set_manifest_name(data["set_id"])
+        assert locate.Locator(policy).check_local(str(manifest)) == [], tier
+        for name in names:
+            assert os.path.samefile(str(root / tier / name), str(daily / name))
+            crypto.check_key(str(root / tier / name), NEW_KEY)
+    inodes = [os.stat(str(path)).st_ino for path in sorted(root.glob("*/*"))]
+    again = playbook("rekey.yml", keys)  # nothing left to do: nothing is rewritten
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert [os.stat(str(path)).st_ino for path in sorted(root.glob("*/*"))] == inodes
     env.pg.psql('DROP DATABASE "%s" WITH (FORCE)' % DB_NAME)
     rotated_vars = env.write_vars(path=env.root / "rotated.json", dr_reports_dir=str(env.root / "reports"),
                                   dr_encryption_enabled=True, dr_encryption_key=NEW_KEY)

@@ -1,0 +1,270 @@
+"""Key rotation of every set in every tier (dr_crypt state=rekeyed), on real files, processes and signals.
+
+The sets are made here (no server needed): encrypted artifacts with sidecars and manifests, set manifests signed
+with the old key, hard-linked into weekly/ and monthly/ as backups do, some tiers holding the only copy. After a
+rekey the old key is "destroyed" (never used again): every kept set of every tier must pass backup_locate's
+checks (locate.Locator.check_local: MAC, key ids, sidecars) under the new key and decrypt to its original bytes.
+A rekey SIGKILLed at random points (a bounded loop) and run again must end in the same state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from ansible.module_utils.common import warnings as ansible_warnings
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.atlasia.dr.plugins.module_utils import backupset, checksum, crypto, locate, naming
+from ansible_collections.atlasia.dr.plugins.modules import dr_crypt
+
+pytestmark = pytest.mark.integration
+
+KEY = "old key 2026-10"
+NEW_KEY = "new key 2026-12"
+ENVIRONMENT = "test"
+CHUNK = 64 * 1024
+# set id -> tiers that still hold it (daily expired for some: weekly/monthly hold the only copy)
+SETS = {
+    "20261001_020000": ["monthly"],
+    "20261101_020000": ["daily", "weekly", "monthly"],
+    "20261108_020000": ["weekly"],
+    "20261122_020000": ["daily", "weekly"],
+    "20261124_020000": ["daily"],
+}
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch):
+    monkeypatch.setattr(ansible_warnings, "_global_warnings", {})
+
+
+def encrypted_artifact(directory, prefix, ts, ext, plaintext, key):
+    """What dr_crypt state=encrypted leaves: ``<name>.enc`` with sidecars, and the artifact manifest."""
+    name = "%s_%s.%s%s" % (prefix, ts, ext, crypto.EXTENSION)
+
+    class Source(object):
+        def __init__(self, data):
+            self.data, self.pos = data, 0
+
+        def read(self, size):
+            block = self.data[self.pos:self.pos + size]
+            self.pos += len(block)
+            return block
+
+    digests, size, dummy = checksum.write_with_sidecars(
+        str(directory / name), lambda sink: crypto.encrypt_stream(Source(plaintext), sink, key, CHUNK))
+    manifest = dict(type=prefix, artifact=name, size=size, sha256=digests["sha256"], md5=digests["md5"],
+                    database="app", encryption=dict(algorithm=crypto.ALGORITHM, key_id=crypto.key_id(key).hex(),
+                                                    chunk_size=CHUNK, plaintext=dict(
+                                                        name=name[:-len(crypto.EXTENSION)], size=len(plaintext),
+                                                        sha256=hashlib.sha256(plaintext).hexdigest())))
+    (directory / naming.manifest_name("%s_%s" % (prefix, ts))).write_text(json.dumps(manifest))
+    return name
+
+
+def make_root(root, size=200 * 1024):
+    """The tiers of SETS under ``root``; returns ``{artifact name: plaintext}``."""
+    plaintexts = {}
+    daily = root / "daily"
+    for tier in backupset.TIERS:
+        (root / tier).mkdir(parents=True, exist_ok=True)
+    for ts, tiers in SETS.items():
+        artifacts = []
+        for prefix, ext, component in (("backup", "sql.gz", "database"), ("vault", "snap", "vault")):
+            plain = random.Random(ts + prefix).randbytes(size)
+            name = encrypted_artifact(daily, prefix, ts, ext, plain, KEY)
+            plaintexts[name] = plain
+            artifacts.append(dict(name=name, component=component))
+        path, data = backupset.build(str(daily), ts, artifacts, environment=ENVIRONMENT, auth_key=KEY,
+                                     extra=dict(database="app"))
+        for tier in tiers:
+            if tier != "daily":
+                backupset.link_into(str(daily), data, str(root / tier))
+        if "daily" not in tiers:
+            for name in backupset.all_files(data):
+                os.unlink(str(daily / name))
+    return plaintexts
+
+
+def every_copy(root):
+    """``(tier, manifest path)`` of every set copy under ``root``."""
+    return [(tier, str(root / tier / name)) for tier in backupset.TIERS for name in sorted(os.listdir(str(root / tier)))
+            if backupset.is_set_manifest(naming.parse_backup_name(name))]
+
+
+def assert_all_sets_restore_under_new_key_only(root, plaintexts, tmp_path):
+    copies = every_copy(root)
+    assert sorted((tier, os.path.basename(path)[4:19]) for tier, path in copies) == sorted(
+        (tier, ts) for ts, tiers in SETS.items() for tier in tiers)
+    locator = locate.Locator(locate.Policy(key=NEW_KEY, encryption_required=True, environment=ENVIRONMENT,
+                                           database="app"))
+    old_locator = locate.Locator(locate.Policy(key=KEY, encryption_required=True, environment=ENVIRONMENT))
+    for tier, manifest in copies:
+        assert locator.check_local(manifest) == [], (tier, manifest)
+        assert old_locator.check_local(manifest), "the old key must no longer open %s" % manifest
+        data = backupset.load(manifest)
+        for entry in data["artifacts"]:
+            path = os.path.join(os.path.dirname(manifest), entry["name"])
+            out = tmp_path / "restored" / tier / entry["name"][:-len(crypto.EXTENSION)]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            own = json.loads(open(os.path.join(os.path.dirname(manifest), entry["manifest"])).read())
+            assert own["encryption"]["key_id"] == crypto.key_id(NEW_KEY).hex()
+            crypto.decrypt_file(path, str(out), NEW_KEY, own["encryption"]["plaintext"]["sha256"])
+            assert out.read_bytes() == plaintexts[entry["name"]]
+            # hard-linked copies stay hard-linked: one inode per file, whatever the number of tiers
+            for other in backupset.TIERS:
+                twin = root / other / entry["name"]
+                if twin.exists():
+                    for name in entry["files"]:
+                        assert os.path.samefile(str(root / other / name), os.path.join(os.path.dirname(manifest), name))
+    leftovers = [name for tier in backupset.TIERS for name in os.listdir(str(root / tier)) if name.startswith(".")]
+    assert leftovers == []
+
+
+def run_rekey(root, capsys, check_mode=False, key=KEY):
+    args = dict(state="rekeyed", root=str(root), key=key, new_key=NEW_KEY)
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            dr_crypt.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_rekey_reencrypts_every_copy_of_every_set_in_every_tier(tmp_path, capsys):
+    root = tmp_path / "backups"
+    plaintexts = make_root(root)
+    inodes = dict((name, os.stat(str(root / "daily" / name)).st_ino) for name in os.listdir(str(root / "daily")))
+    preview = run_rekey(root, capsys, check_mode=True)
+    assert preview["changed"] and sorted(preview["rekeyed"]) == sorted(SETS), preview
+    assert inodes == dict((name, os.stat(str(root / "daily" / name)).st_ino) for name in os.listdir(str(root / "daily")))
+
+    result = run_rekey(root, capsys)
+    assert result["changed"] and not result.get("failed"), result
+    assert sorted(result["rekeyed"]) == sorted(SETS) and result["failed_sets"] == []
+    assert_all_sets_restore_under_new_key_only(root, plaintexts, tmp_path)
+
+    again = run_rekey(root, capsys)
+    assert not again["changed"] and sorted(again["unchanged"]) == sorted(SETS), again
+
+
+def test_rekey_refuses_a_set_whose_manifest_was_altered(tmp_path, capsys):
+    root = tmp_path / "backups"
+    make_root(root)
+    altered = root / "daily" / backupset.set_manifest_name("20261124_020000")
+    data = json.loads(altered.read_text())
+    data["artifacts"][0]["size"] += 1
+    altered.write_text(json.dumps(data))
+    result = run_rekey(root, capsys)
+    assert result["failed"] and result["failed_sets"] == ["20261124_020000"], result
+    assert "does not match its authentication code" in result["msg"]
+    # the other sets were re-keyed, the altered one was not touched (its files are still under the old key)
+    assert sorted(result["rekeyed"]) == sorted(set(SETS) - {"20261124_020000"})
+    for entry in data["artifacts"]:
+        crypto.check_key(str(root / "daily" / entry["name"]), KEY)
+
+
+def test_rotated_state_resumes_a_file_already_under_the_new_key(tmp_path, capsys):
+    """state=rotated on a file whose rename happened but whose sidecars were not rewritten finishes it."""
+    root = tmp_path / "backups"
+    make_root(root)
+    daily = root / "daily"
+    name = "backup_20261124_020000.sql.gz.enc"
+    temp, digests, size = dr_crypt._reencrypt_to_temp(str(daily / name), KEY, NEW_KEY, CHUNK, None)
+    os.rename(temp, str(daily / name))  # killed here: stale sidecars, new file
+    with pytest.raises(checksum.ChecksumError):
+        checksum.verify_sidecars(str(daily / name))
+    with patch_module_args(dict(state="rotated", src=str(daily / name), key=KEY, new_key=NEW_KEY)):
+        with pytest.raises(SystemExit):
+            dr_crypt.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["changed"] and not result.get("failed"), result
+    checksum.verify_sidecars(str(daily / name), required=True)
+    assert result["sha256"] == digests["sha256"]
+
+
+KILLABLE = textwrap.dedent("""
+    import sys
+    from ansible_collections.atlasia.dr.plugins.modules import dr_crypt
+    sets, repairs, failed = dr_crypt.rekey_root(sys.argv[1], sys.argv[2], sys.argv[3], 64 * 1024)
+    sys.exit(1 if failed else 0)
+""")
+
+
+def test_rekey_killed_at_random_points_then_rerun_completes(tmp_path):
+    root = tmp_path / "backups"
+    plaintexts = make_root(root, size=1024 * 1024)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    argv = [sys.executable, "-c", KILLABLE, str(root), KEY, NEW_KEY]
+    rng = random.Random(int(os.environ.get("REKEY_KILL_SEED", "20261202")))
+    started = time.monotonic()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    full = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    # start again from the old key: the timed run above tells how long a whole rekey takes
+    for tier in backupset.TIERS:
+        for name in os.listdir(str(root / tier)):
+            os.unlink(str(root / tier / name))
+    plaintexts = make_root(root, size=1024 * 1024)
+    kills = 0
+    for attempt in range(5):  # bounded: at most 5 kills, each within one full run's time
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.05, full))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.communicate(timeout=60)
+        # whatever the moment of the kill, a final-named artifact either verifies against its sidecars or is a
+        # complete file under the new key whose sidecars are stale ("resume needed"), never anything else
+        for tier in backupset.TIERS:
+            for name in os.listdir(str(root / tier)):
+                path = str(root / tier / name)
+                if not name.endswith(crypto.EXTENSION):
+                    continue
+                try:
+                    checksum.verify_sidecars(path, required=True)
+                except checksum.ChecksumError:
+                    crypto.check_key(path, NEW_KEY)
+                    with open(path, "rb") as handle:
+                        crypto.decrypt_stream(handle, lambda block: None, NEW_KEY)
+    assert kills >= 1, "no run was interrupted: the test proves nothing"
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert_all_sets_restore_under_new_key_only(root, plaintexts, tmp_path)
+
+
+def test_rekey_leaves_an_unsigned_set_unsigned_and_says_so(tmp_path, capsys):
+    """Re-keying must not make a set authentic that never was: it is re-encrypted, not signed."""
+    root = tmp_path / "backups"
+    make_root(root, size=4096)
+    manifest = root / "daily" / backupset.set_manifest_name("20261124_020000")
+    data = json.loads(manifest.read_text())
+    del data["auth"]
+    manifest.write_text(json.dumps(data))
+    result = run_rekey(root, capsys)
+    assert not result.get("failed") and "20261124_020000" in result["rekeyed"], result
+    assert "carried no MAC" in json.dumps(result["warnings"])
+    assert "auth" not in backupset.load(str(manifest))
+    for entry in data["artifacts"]:
+        crypto.check_key(str(root / "daily" / entry["name"]), NEW_KEY)
+
+
+def test_rekey_refuses_a_file_under_a_third_key(tmp_path, capsys):
+    root = tmp_path / "backups"
+    make_root(root, size=4096)
+    daily = root / "daily"
+    name = "vault_20261124_020000.snap.enc"
+    temp, digests, size = dr_crypt._reencrypt_to_temp(str(daily / name), KEY, "a third key", CHUNK, None)
+    os.rename(temp, str(daily / name))
+    result = run_rekey(root, capsys)
+    assert result["failed"] and result["failed_sets"] == ["20261124_020000"], result
+    assert "third key" in result["msg"]

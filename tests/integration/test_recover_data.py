@@ -118,6 +118,9 @@ def test_deleted_rows_come_back_without_overwriting_newer_rows(env, backup):
     assert (table["selected"], table["copied"], table["already_present"], table["missing_after"]) == (111, 100, 11, 0)
     assert [p["name"] for p in report["phases"]] == ["assessment", "preparation", "restoration", "verification"]
     assert report["backup"]["set_id"] == backup["set_id"]
+    assert report["backup"]["source"] == str(env.root / "backups" / "daily" / ("set_%s.json" % backup["set_id"]))
+    assert report["backup"]["passed_over"] == []
+    assert "skipped" not in report["backup"]
     assert report["safety_backup"].endswith(".sql.gz")
     assert "100 copied, 11 already present" in result.stdout
 
@@ -179,6 +182,36 @@ def test_a_bad_where_changes_nothing(env, backup):
     assert "no_such_column" in result.stdout
     assert md5_rows(env, "workflow_runs", "true") == before
     assert recover_databases(env) == []
+
+
+def test_an_unknown_backup_value_is_refused_with_the_accepted_forms_and_touches_nothing(env, backup):
+    before = md5_rows(env, "workflow_runs", "true")
+    env.pg.psql("DELETE FROM workflow_runs WHERE id BETWEEN 400 AND 404", db=DB_NAME)
+    deleted = md5_rows(env, "workflow_runs", "true")
+    safety = sorted((env.root / "backups" / "safety").glob("prerecover_*"))
+    staging = sorted((env.root / "backups" / "restore-staging").rglob("*"))
+
+    result = playbook("recover_data.yml", backup["vars_file"], "-e", rows("workflow_runs", "id BETWEEN 400 AND 404"),
+                      "-e", "backup=nosuchthing")
+    assert result.returncode != 0
+    assert "backup='nosuchthing' is not understood" in result.stdout
+    assert "Accepted forms: latest" in result.stdout and "a set id YYYYMMDD_HHMMSS" in result.stdout
+    assert "an s3://bucket/key URL" in result.stdout
+    assert backup["set_id"] in result.stdout  # the sets it can see
+    assert md5_rows(env, "workflow_runs", "true") == deleted != before
+    assert recover_databases(env) == []
+    assert sorted((env.root / "backups" / "safety").glob("prerecover_*")) == safety
+    assert sorted((env.root / "backups" / "restore-staging").rglob("*")) == staging
+    report = latest_report(env)
+    assert report["status"] == "failed"
+    assert report["phases"][-1]["name"] == "preparation" and report["phases"][-1]["status"] == "failed"
+    assert report["safety_backup"] is None
+    assert "No safety backup was written." in report["next_steps"]
+    assert "No temporary database was created." in report["next_steps"]
+
+    result = playbook("recover_data.yml", backup["vars_file"], "-e", rows("workflow_runs", "id BETWEEN 400 AND 404"))
+    assert result.returncode == 0, output(result)
+    assert md5_rows(env, "workflow_runs", "true") == before
 
 
 def test_from_s3_when_the_local_backups_are_gone(env, backup):

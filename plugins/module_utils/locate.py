@@ -324,12 +324,18 @@ class Locator(object):
     def _staging_for(self, set_id):
         return os.path.join(self.staging_dir, set_id or "adhoc")
 
+    def _private_staging(self):
+        """Create the staging folder (mode 0700) when it is missing; an existing one is left as it is."""
+        if not os.path.isdir(self.staging_dir):
+            os.makedirs(self.staging_dir, 0o700)
+
     def fetch_remote(self, bucket, key, data):
         """Download the wanted artifacts of a checked manifest (each verified by the engine), then the manifest."""
         directory = self._staging_for(data["set_id"])
         folder = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
         if self.check_mode:
             return os.path.join(directory, key.rsplit("/", 1)[-1])
+        self._private_staging()
         if not os.path.isdir(directory):
             os.makedirs(directory, 0o700)
         for entry in data["artifacts"]:
@@ -448,6 +454,7 @@ class Locator(object):
             directory = self._staging_for(_set_id_of_name(name))
             path = os.path.join(directory, name)
             if not self.check_mode:
+                self._private_staging()
                 if not os.path.isdir(directory):
                     os.makedirs(directory, 0o700)
                 result = self.transfer("download", bucket=spec.bucket, key=spec.key, dest=directory + "/")
@@ -508,6 +515,7 @@ class Locator(object):
             if entry in encrypted:
                 out = os.path.join(plain_dir, entry["name"][: -len(crypto.EXTENSION)])
                 if not self.check_mode:
+                    self._private_staging()
                     if not os.path.isdir(plain_dir):
                         os.makedirs(plain_dir, 0o700)
                     own = naming.manifest_path_for(src)

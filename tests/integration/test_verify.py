@@ -180,7 +180,7 @@ def test_the_verified_backup_must_be_younger_than_the_rpo(site, backup_set):
 
 def test_restore_test_on_a_staging_server_reads_the_set_from_s3(site, backup_set):
     staging = site["staging"]
-    result = playbook("verify.yml", site["inventory"], "-v", "-e", "verify_host=staging", *extra({
+    result = playbook("verify.yml", site["inventory"], "-e", "verify_host=staging", *extra({
         "dr_verify_vault": False, "dr_verify_db_port": staging.port, "dr_verify_db_password": staging.password}))
     assert result.returncode == 0, tail(result)
     report = newest_report(site["reports"], "verify")

@@ -16,8 +16,8 @@ import subprocess
 
 import pytest
 
-from tests.support import REPO_ROOT, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
-from tests.support.localenv import BUCKET, DB_NAME, LocalEnvironment
+from tests.support import REPO_ROOT, TMP_ROOT, VENV_PYTHON
+from tests.support.localenv import BUCKET, DB_NAME, LocalEnvironment, run_playbook
 from tests.support.postgres import table_digests
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -27,10 +27,7 @@ PWNED = "/tmp/atlasia-dr-planted-set-ran"
 
 
 def playbook(name, vars_file, *args):
-    argv = [str(VENV_BIN / "ansible-playbook"), "playbooks/%s" % name, "-e", "env=local", "-e", "@%s" % vars_file,
-            "-e", "ansible_python_interpreter=%s" % VENV_PYTHON] + list(args)
-    return subprocess.run(argv, cwd=str(REPO_ROOT), env=venv_env(), capture_output=True, text=True, timeout=900,
-                          stdin=subprocess.DEVNULL, check=False)
+    return run_playbook(name, vars_file, *args, check=False, capture=True, timeout=900)
 
 
 def out(result):

@@ -160,8 +160,14 @@ class LocalEnvironment(object):
         shutil.rmtree(self.app_dir / "uploads")
 
 
-def run_playbook(name, extra_vars_file, *args, env=None, check=True):
-    """Run ``playbooks/<name>`` like an operator would, streaming its output; returns the CompletedProcess."""
+def run_playbook(name, extra_vars_file, *args, env=None, check=True, capture=False, timeout=None):
+    """Run ``playbooks/<name>`` like an operator would; returns the CompletedProcess.
+
+    The output is streamed, or kept as text with ``capture`` (stdin closed, as under a scheduler).
+    """
     argv = [str(VENV_BIN / "ansible-playbook"), "playbooks/%s" % name, "-e", "env=local",
             "-e", "@%s" % extra_vars_file, "-e", "ansible_python_interpreter=%s" % VENV_PYTHON] + list(args)
-    return subprocess.run(argv, cwd=str(REPO_ROOT), env=venv_env(env), check=check)
+    if capture:
+        return subprocess.run(argv, cwd=str(REPO_ROOT), env=venv_env(env), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL, check=check)
+    return subprocess.run(argv, cwd=str(REPO_ROOT), env=venv_env(env), timeout=timeout, check=check)

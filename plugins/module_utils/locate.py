@@ -414,7 +414,7 @@ class Locator(object):
                 raise LocateError("no backup set %s under %s; %s" % (spec.value, where, self.describe_newest(self.seen)),
                                   "not_found")
             if not self.passed_over:
-                raise LocateError("no backup set under %s: take a backup first (playbooks/backup.yml)" % where,
+                raise LocateError("No backup set under %s: take a backup first (playbooks/backup.yml)" % where,
                                   "not_found")
             raise LocateError("no usable backup set under %s: %s" % (where, self.describe_passed_over()),
                               self.passed_over_kind)

@@ -42,11 +42,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.root, pyt
 ENC_HEADER = b"ATLASIA-DR-ENC1\n"
 DB = PROFILE["dr_db_name"]
 DAYS = 3
-#: Failing because of defects of the collection (roles/, plugins/), to be removed once they are fixed.
-SECRETS_LAYOUT_DEFECT = ("defect: inventories/prod/hosts.yml tells users to keep secrets in group_vars/prod/vault.yml; "
-                         "a group_vars/prod/ folder makes Ansible ignore the shipped group_vars/prod.yml")
-BAD_BACKUP_DEFECT = ("defect: an unrecognised backup= value falls back to the newest set instead of failing "
-                     "(backup=yesterday: 'Restoring set <newest> from s3: yesterday. It is the newest set.')")
 
 
 def output(proc, size=6000):

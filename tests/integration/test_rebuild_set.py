@@ -160,8 +160,8 @@ def forge_configuration(env, set_id):
     entry.update(size=size, sha256=digests["sha256"], md5=digests["md5"])
     manifest_path.write_text(json.dumps(data, indent=2))  # the old MAC stays: it no longer matches
     for args in (dict(srcs=[str(archive)]), dict(src=str(manifest_path))):
-        result = run_module("s3_backup_transfer", dict(mode="upload", prefix=PREFIX, overwrite="different",
-                                                        **args, **s3_args(env)))
+        options = dict(mode="upload", prefix=PREFIX, overwrite="different", **args, **s3_args(env))
+        result = run_module("s3_backup_transfer", options)
         assert not result.get("failed"), result.get("msg")
     return body
 

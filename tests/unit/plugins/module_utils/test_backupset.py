@@ -124,7 +124,8 @@ def test_killed_link_leaves_no_incomplete_manifest(tmp_path):
             for name in os.listdir(str(weekly)):
                 os.unlink(str(weekly / name))
         proc = subprocess.run([sys.executable, "-c", script, str(tmp_path), SUNDAY, str(kill_at)],
-                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)), capture_output=True, text=True, timeout=60, check=False)
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
+                              capture_output=True, text=True, timeout=60, check=False)
         assert proc.returncode == -signal.SIGKILL, proc.stderr
         held = set(os.listdir(str(weekly)))
         assert len(held) == kill_at

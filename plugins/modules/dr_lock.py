@@ -41,7 +41,7 @@ description:
     C(/proc/sys/kernel/random/boot_id), or when no process C(pid) runs on C(host) (C(ps -p PID)), or one runs
     whose start time (field 22 of C(/proc/PID/stat)) differs from C(pid_starttime). Then remove the file
     (C(rm PATH)); never remove it while the holder runs: the next run would overlap it."
-  - Acquiring a lock already held by the same O(owner) succeeds without change (RV(changed=false); only its
+  - Acquiring a lock already held by the same O(owner) succeeds without change (C(changed=false); only its
     heartbeat and holder process are refreshed). Releasing removes only a lock
     held by O(owner); a lock of another owner is left in place and reported. Releasing a missing lock succeeds
     without change.

@@ -55,8 +55,8 @@ def _run(argv, **kwargs):
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("text", True)
     kwargs.setdefault("timeout", COMMAND_TIMEOUT)
-    kwargs.setdefault("check", False)
-    return subprocess.run(argv, **kwargs)
+    check = kwargs.pop("check", False)
+    return subprocess.run(argv, check=check, **kwargs)
 
 
 def sshd_binary(cache_dir: Path = CACHE_DIR) -> tuple:

@@ -244,7 +244,9 @@ def test_backup_then_verify_jobs_as_the_workflow_runs_them(awx_site):
 
 def test_prod_restore_job_needs_the_survey_confirmation(awx_site):
     env = awx_site["env"]
-    inventory = local_inventory(env, group="prod", dr_env="prod")
+    # the set is the local environment's (plaintext), restored as prod on purpose: say so, as an operator must
+    inventory = local_inventory(env, group="prod", dr_env="prod", dr_encryption_enabled=False,
+                                dr_restore_allow_foreign_set=True)
     before = table_digests(env.pg, DB_NAME)
     refused = awx_job(awx_site, "playbooks/restore.yml", template("restore", "prod"), {}, inventory)
     # refused at once: no interactive prompt waits for the job timeout under ansible-runner

@@ -297,7 +297,7 @@ def test_pitr_refuses_a_target_no_backup_covers_and_leaves_the_cluster_alone(sta
     proc = playbook("playbooks/pitr.yml", stack["vars_file"], "-e", "target_time=2000-01-01T00:00:00+00")
     assert proc.returncode != 0
     assert "the oldest backup ended at" in proc.stdout and "after the target" in proc.stdout
-    assert "State: the live data directory was not touched" in proc.stdout
+    assert "The live data directory was not touched" in proc.stdout
     assert pg.pid() == pid and pg.scalar("SELECT pg_is_in_recovery()") == "f"
     assert not glob.glob(str(pg.data_dir) + ".pitr-*")
     report = json.loads(sorted((ROOT / "reports").glob("restore-*.json"))[-1].read_text())

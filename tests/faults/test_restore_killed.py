@@ -6,7 +6,7 @@ One restore run per kill point; each run is the rerun of the previous killed one
 Before each run the database is changed whenever it already equals the backup, so "old" and "restored"
 always differ and a swap cannot go unnoticed. Kill points, in order:
 
-- assessment (the database server check), preparation (the whole-set verification);
+- assessment (the database server check), preparation (backup_locate: the whole-set verification);
 - restoration: the safety backup (pg_dump of the current database), the middle of the restore into the
   scratch database (psql loading the dump), just before the swap (the scratch database is complete, the
   swap's first query runs), just after the swap (the ``*_previous_*`` database appeared), the Vault
@@ -77,8 +77,7 @@ def _reach_after_swap(env, proc):
 POINTS = [
     # (name, phase, how to reach it, random delay range, which state the database must be in after the kill)
     ("assessment", "assessment", _kill_point_plain(fl.module_matcher("pg_verify")), (0.0, 0.3), "old"),
-    ("preparation", "preparation", _kill_point_plain(fl.module_matcher("backup_set"), occurrence=2), (0.0, 0.3),
-     "old"),
+    ("preparation", "preparation", _kill_point_plain(fl.module_matcher("backup_locate")), (0.0, 0.3), "old"),
     ("safety backup", "restoration", _kill_point_plain(fl.program_matcher("pg_dump")), (0.0, 0.5), "old"),
     ("mid pg_restore", "restoration",
      _kill_point_plain(fl.program_matcher("psql", argv_contains=" -d %s_restore_" % DB_NAME)), (0.2, 1.0), "old"),

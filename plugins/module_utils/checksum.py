@@ -140,19 +140,27 @@ def write_with_sidecars(final_path, producer, mode=0o600, overwrite=True):
     return digests, hasher.size, result
 
 
-def _parse_sidecar(text):
+def parse_sidecar_text(text, hex_only=False):
+    """``[(hexdigest, name)]`` of a ``md5sum``/``sha256sum`` file; :class:`ChecksumError` when malformed.
+
+    ``hex_only`` also refuses a digest that is not hexadecimal (text read from a bucket, not written by us).
+    """
     entries = []
     for line in text.splitlines():
         line = line.strip()
         if not line:
             continue
         parts = line.split(None, 1)
-        if len(parts) != 2:
+        if len(parts) != 2 or (hex_only and not all(c in "0123456789abcdefABCDEF" for c in parts[0])):
             raise ChecksumError("malformed checksum line %r" % line)
         entries.append((parts[0].lower(), parts[1].lstrip("*")))
     if not entries:
         raise ChecksumError("empty checksum file")
     return entries
+
+
+def _parse_sidecar(text):
+    return parse_sidecar_text(text)
 
 
 def verify_sidecars(path, algorithms=ALGORITHMS, required=False):

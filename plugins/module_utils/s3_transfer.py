@@ -23,6 +23,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.checksum import (
     ChecksumError,
     MultiHasher,
     file_digests,
+    parse_sidecar_text,
     tree_listing,
 )
 from ansible_collections.atlasia.dr.plugins.module_utils.naming import manifest_name, parse_backup_name, sidecar_names
@@ -60,19 +61,8 @@ class TransferError(Exception):
 
 
 def parse_checksum_text(text):
-    """``[(hexdigest, name)]`` of a ``md5sum``/``sha256sum`` file; :class:`ChecksumError` when malformed."""
-    entries = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        parts = line.split(None, 1)
-        if len(parts) != 2 or not all(c in "0123456789abcdefABCDEF" for c in parts[0]):
-            raise ChecksumError("malformed checksum line %r" % line)
-        entries.append((parts[0].lower(), parts[1].lstrip("*")))
-    if not entries:
-        raise ChecksumError("empty checksum file")
-    return entries
+    """``[(hexdigest, name)]`` of a ``md5sum``/``sha256sum`` file from a bucket (hexadecimal digests only)."""
+    return parse_sidecar_text(text, hex_only=True)
 
 
 def listing_entries(text):

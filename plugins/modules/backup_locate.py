@@ -300,7 +300,7 @@ def s3_transfer_function(module):
     return transfer
 
 
-def _artifacts(located, directory, data, paths):
+def _artifacts(data, paths):
     rows = []
     for entry in data["artifacts"]:
         if entry["name"] in paths:
@@ -360,7 +360,7 @@ def run(module):
     else:
         plain_dir = None
         paths = dict((e["name"], os.path.join(directory, e["name"])) for e in data["artifacts"] if locator._wanted(e))
-    artifacts = _artifacts(locator, directory, data, paths)
+    artifacts = _artifacts(data, paths)
     by_component = {}
     for row in artifacts:
         by_component.setdefault(row["component"] or "other", []).append(row["path"])

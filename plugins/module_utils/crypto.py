@@ -84,24 +84,61 @@ def _aad(header, index, final):
     return header + struct.pack(">IB", index, 1 if final else 0)
 
 
+class Encryptor(object):
+    """Incremental encryption: :meth:`write` plaintext as it comes, :meth:`close` once; ciphertext goes to ``sink``.
+
+    Used where the plaintext is produced by a pipeline (a dump streamed straight into a ``.enc`` file, so no
+    plaintext ever reaches the disk). At least one chunk stays buffered until :meth:`close`, which seals the
+    final one: the output is byte-for-byte the format :func:`encrypt_stream` writes.
+    """
+
+    def __init__(self, passphrase, sink, chunk_size=DEFAULT_CHUNK):
+        salt = os.urandom(16)
+        self._prefix = os.urandom(8)
+        self._header = MAGIC + key_id(passphrase) + salt + self._prefix + struct.pack(">I", chunk_size)
+        self._aead = AESGCM(_derive(passphrase, salt))
+        self._sink = sink
+        self._chunk = chunk_size
+        self._buffer = bytearray()
+        self._index = 0
+        self.closed = False
+        sink(self._header)
+
+    def _seal(self, block, final):
+        sealed = self._aead.encrypt(self._prefix + struct.pack(">I", self._index), bytes(block),
+                                    _aad(self._header, self._index, final))
+        self._sink(struct.pack(">I", len(sealed)) + sealed)
+        self._index += 1
+
+    def write(self, data):
+        self._buffer += data
+        while len(self._buffer) > self._chunk:
+            self._seal(self._buffer[:self._chunk], False)
+            del self._buffer[:self._chunk]
+
+    def close(self):
+        if not self.closed:
+            self._seal(self._buffer, True)
+            self._buffer = bytearray()
+            self.closed = True
+
+
 def encrypt_stream(source, sink, passphrase, chunk_size=DEFAULT_CHUNK):
     """Read plaintext from file object ``source``, write ciphertext to callable ``sink``."""
-    salt = os.urandom(16)
-    prefix = os.urandom(8)
-    header = MAGIC + key_id(passphrase) + salt + prefix + struct.pack(">I", chunk_size)
-    aead = AESGCM(_derive(passphrase, salt))
-    sink(header)
-    index = 0
-    block = source.read(chunk_size)
+    encryptor = Encryptor(passphrase, sink, chunk_size)
     while True:
-        following = source.read(chunk_size) if block else b""
-        final = not following
-        sealed = aead.encrypt(prefix + struct.pack(">I", index), block, _aad(header, index, final))
-        sink(struct.pack(">I", len(sealed)) + sealed)
-        if final:
-            return
-        index += 1
-        block = following
+        block = source.read(chunk_size)
+        if not block:
+            break
+        encryptor.write(block)
+    encryptor.close()
+
+
+def manifest_entry(passphrase, plain_name, plain_size, plain_digests, chunk_size=DEFAULT_CHUNK):
+    """The ``encryption`` field of an encrypted artifact's manifest (what decrypting must give back)."""
+    return dict(algorithm=ALGORITHM, key_id=key_id(passphrase).hex(), chunk_size=chunk_size,
+                plaintext=dict(name=plain_name, size=plain_size, sha256=plain_digests["sha256"],
+                               md5=plain_digests["md5"]))
 
 
 def check_key(path, passphrase):

@@ -321,6 +321,13 @@ class Locator(object):
             raise backupset.SetError("s3://%s/%s is not a backup-set manifest" % (bucket, key))
         return data
 
+    def _staged(self, path):
+        """Whether ``path`` lies in the staging folder (a set downloaded there, possibly in part)."""
+        if not self.staging_dir:
+            return False
+        staging = os.path.realpath(self.staging_dir)
+        return os.path.realpath(path).startswith(staging + os.sep)
+
     def _staging_for(self, set_id):
         return os.path.join(self.staging_dir, set_id or "adhoc")
 
@@ -431,7 +438,8 @@ class Locator(object):
         if spec.kind == "manifest":
             try:
                 data = backupset.load(spec.value)
-                problems = self.check_local(spec.value, data)
+                # a set staged by an earlier download holds the components that run fetched, each verified then
+                problems = self.check_local(spec.value, data, every_artifact=not self._staged(spec.value))
             except (backupset.SetError, OSError) as exc:
                 problems = [Problem(str(exc), "unreadable")]
             if problems:

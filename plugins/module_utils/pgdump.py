@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, crypto, naming
 from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import (
     BackgroundSink,
     FeedPipeline,
@@ -70,6 +70,8 @@ def resolve(params):
     else:
         opts["moment"] = naming.utc_now()
     ext = compression.extension(opts["format"], opts["compression"])
+    if opts.get("encryption_key"):
+        ext += crypto.EXTENSION
     opts["name"] = naming.backup_name(opts["prefix"], opts["moment"], ext)
     opts["path"] = os.path.join(opts["dest"], opts["name"])
     _mode(opts.get("mode", "0600"))  # a malformed mode fails here (ValueError), before anything runs
@@ -86,6 +88,8 @@ def check_options(opts, client):
                     "use format=custom (or plain) instead")
         if opts["compression"] == "zstd":
             return "format=directory supports compression gzip or none (pg_dump 15 compresses each file with gzip)"
+    if opts.get("encryption_key") and opts["format"] == "directory":
+        return "an encrypted dump is a single file: use format=custom or plain with encryption"
     if opts["jobs"] > 1 and opts["format"] != "directory":
         return "jobs > 1 needs format=directory (pg_dump dumps in parallel only into a directory)"
     if not 0 <= opts["compression_level"] <= (19 if opts["compression"] == "zstd" else 9):
@@ -164,6 +168,8 @@ def write_dump(module, client, opts):
     if comp:
         stages.append((os.path.basename(comp[0]), comp))
     hasher = checksum.MultiHasher()
+    key = opts.get("encryption_key")
+    file_hasher = checksum.MultiHasher() if key else hasher
     check = None
     behind = None
     try:
@@ -171,22 +177,35 @@ def write_dump(module, client, opts):
             check = _StreamCheck(module, client, opts["format"], opts["compression"])
             # this thread reads and writes; checksums and the check follow in a worker, block by block
             behind = BackgroundSink([hasher.update, check.feed])
+            encryptor = None
+            if key:
+                # encrypted on the way: the plaintext never reaches the disk
+                def write_file(data):
+                    handle.write(data)
+                    file_hasher.update(data)
+                encryptor = crypto.Encryptor(key, write_file)
+            write = encryptor.write if encryptor else handle.write
 
             def sink(block):
-                handle.write(block)
+                write(block)
                 behind(block)
 
             client.pipeline(stages, sink=sink, env_extra=env_extra)
             behind.close()
+            if encryptor:
+                encryptor.close()
             handle.flush()
             if hasher.size == 0:
                 raise ArtifactError("pg_dump produced no output; nothing was written")
             uncompressed = check.finish(handle.name)
-            digests = hasher.hexdigests()
-            _read_back(handle.name, hasher.size, digests["sha256"])
+            digests = file_hasher.hexdigests()
+            _read_back(handle.name, file_hasher.size, digests["sha256"])
             finished = naming.utc_now()
-            manifest = _manifest(opts, client, server_version, tables, hasher.size, digests, started, finished, t0,
-                                 uncompressed)
+            manifest = _manifest(opts, client, server_version, tables, file_hasher.size, digests, started, finished,
+                                 t0, uncompressed)
+            if key:
+                manifest["encryption"] = crypto.manifest_entry(key, opts["name"][: -len(crypto.EXTENSION)],
+                                                               hasher.size, hasher.hexdigests())
             texts = dict((algo, checksum.sidecar_text(digests[algo], opts["name"])) for algo in digests)
             checksum.write_sidecars(os.path.join(dest, opts["name"]), texts)
             atomic.write_json(opts["manifest_path"], manifest, mode=0o644)

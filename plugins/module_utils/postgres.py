@@ -196,6 +196,38 @@ class PostgresClient(object):
         owner, encoding, collate, ctype = rows[0]
         return dict(owner=owner, encoding=encoding, collate=collate, ctype=ctype)
 
+    def database_size(self, name, maintenance_db):
+        return int(self.query("SELECT pg_database_size(%s)" % quote_literal(name), db=maintenance_db)[0][0])
+
+    def data_directory_space(self, maintenance_db):
+        """``(data_directory, free_bytes, device)`` of the server's data directory, or ``(None, None, reason)``.
+
+        Measured inside the container (``df``) or, for a server on this host, with ``statvfs``. A server on
+        another host, or a login that may not read ``data_directory`` (superuser or pg_read_all_settings),
+        gives no answer: the reason says why.
+        """
+        try:
+            datadir = self.query("SELECT current_setting('data_directory')", db=maintenance_db)[0][0]
+        except PostgresError as exc:
+            return None, None, "data_directory cannot be read by this login (%s)" % str(exc).splitlines()[0]
+        if self.container:
+            docker = self.params.get("docker_bin") or self.module.get_bin_path("docker", required=True)
+            rc, out, err = self.module.run_command([docker, "exec", self.container, "df", "-Pk", datadir])
+            fields = out.splitlines()[-1].split() if rc == 0 and out.strip() else []
+            if len(fields) < 4 or not fields[3].isdigit():
+                return None, None, "df in container %s gave no answer for %s: %s" % (
+                    self.container, datadir, (err or out).strip()[-200:])
+            return datadir, int(fields[3]) * 1024, "container:%s" % self.container
+        host = self.params.get("login_unix_socket") or self.params.get("login_host") or ""
+        if host and not host.startswith("/") and host not in ("localhost", "127.0.0.1", "::1"):
+            return None, None, "the server runs on %s, not on this host" % host
+        try:
+            stats = os.statvfs(datadir)
+            device = os.stat(datadir).st_dev
+        except OSError as exc:
+            return None, None, "the data directory %s is not visible from this host (%s)" % (datadir, exc.strerror)
+        return datadir, stats.f_bavail * stats.f_frsize, device
+
     def table_estimates(self, db):
         """User tables with planner row estimates (cheap; used in manifests)."""
         rows = self.query(

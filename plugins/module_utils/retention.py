@@ -79,6 +79,18 @@ def select(items, keep_last=0, keep_daily=7, keep_weekly=4, keep_monthly=-1):
     return keep, forget
 
 
+def keep_newest(items, count):
+    """``(keep, forget)`` keeping the ``count`` newest of ``items`` (``(key, aware_datetime)``); -1 keeps all.
+
+    The count-only policy of the copies a restore leaves (safety dumps, replaced databases); ``0`` forgets all,
+    for callers that set aside what they always keep before asking.
+    """
+    items = list(items)
+    if count == 0:
+        return {}, [key for key, moment in sorted(items, key=lambda item: (item[1], item[0]), reverse=True)]
+    return select(items, keep_last=count, keep_daily=0, keep_weekly=0, keep_monthly=0)
+
+
 def group_names(names):
     """Group object/file names into backups.
 

@@ -235,9 +235,7 @@ def encrypt(module, src, dest_dir, key, chunk):
     kid = crypto.key_id(key).hex()
     if manifest is not None:
         manifest.update(artifact=os.path.basename(out), size=size, md5=digests["md5"], sha256=digests["sha256"],
-                        encryption=dict(algorithm=crypto.ALGORITHM, key_id=kid, chunk_size=chunk,
-                                        plaintext=dict(name=os.path.basename(src), size=plain_size,
-                                                       sha256=plain_digests["sha256"], md5=plain_digests["md5"])))
+                        encryption=crypto.manifest_entry(key, os.path.basename(src), plain_size, plain_digests, chunk))
         atomic.write_json(manifest_path, manifest, mode=0o644)
     if not module.params["keep_plaintext"]:
         _remove_with_sidecars(src)

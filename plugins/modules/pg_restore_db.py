@@ -16,8 +16,15 @@ description:
   - Before touching anything it checks the C(.md5)/C(.sha256) sidecars when present, decompresses the whole
     file (and checks pg_dump's completion trailer of plain dumps) or reads the whole archive. A missing or
     damaged backup fails the task and the server is untouched.
+  - Before anything is changed it checks that the safety backup's disk and the server's data directory have
+    room for the safety backup and for a second copy of the database (O(space_check)); otherwise it refuses.
   - With O(safety_backup=true) the current database is first dumped to
-    C(prerestore_<YYYYMMDD>_<HHMMSS>.sql.gz), through the same code as M(atlasia.dr.pg_dump_backup).
+    C(prerestore_<YYYYMMDD>_<HHMMSS>.sql.gz), through the same code as M(atlasia.dr.pg_dump_backup); with
+    O(encryption_key) it is encrypted while it is written (C(.sql.gz.enc)), so no plaintext copy reaches the
+    disk.
+  - After a successful restore the older safety backups of O(db) and the older C(<db>_previous_*) databases
+    beyond O(safety_backup_retention) and O(previous_retention) are removed, newest kept first; the ones this
+    restore made are always kept.
   - O(mode=replace) restores into a scratch database with C(ON_ERROR_STOP) / C(--exit-on-error); only when
     that fully succeeded are the target's sessions terminated and the databases swapped by renames in one
     transaction, the old one kept under C(<db>_previous_<YYYYMMDD>_<HHMMSS>). Any failure before the swap
@@ -66,6 +73,35 @@ options:
     description:
       - Directory of the safety backup. Defaults to the directory of O(src).
     type: path
+  encryption_key:
+    description:
+      - Passphrase the safety backup is encrypted with (AES-256-GCM, the C(.enc) format of
+        M(atlasia.dr.dr_crypt)), while it is written. Give it whenever the backups are encrypted.
+      - Leave it out for a plain C(.sql.gz) safety backup (private to its owner, mode 0600).
+    type: str
+  safety_backup_retention:
+    description:
+      - How many safety backups of O(db) to keep in the safety backup directory after a successful restore,
+        newest first, the one just written included (always kept). V(-1) keeps them all.
+      - Only files whose manifest names O(db) are counted and removed, with their sidecars and manifest.
+    type: int
+    default: 3
+  previous_retention:
+    description:
+      - How many C(<db>_previous_<YYYYMMDD>_<HHMMSS>) databases to keep after a successful restore, newest
+        first, the one just made included (always kept with O(keep_previous=true)). V(-1) keeps them all.
+    type: int
+    default: 2
+  space_check:
+    description:
+      - Before anything is changed, check the free space the restore needs and refuse when it is missing
+        (error_kind C(space)): the safety backup's directory needs 1.25 times the size of O(src) (plus 16 MiB),
+        the server's data directory 1.1 times the current size of O(db) (or the dump's uncompressed size when
+        O(db) does not exist) plus 64 MiB for the scratch copy; both together when they share a filesystem.
+      - The server side is measured inside O(container), or on this host for a local server; a server on
+        another host is reported as not checked.
+    type: bool
+    default: true
   keep_previous:
     description:
       - Keep the replaced database under C(<db>_previous_<YYYYMMDD>_<HHMMSS>). When V(false) it is dropped
@@ -108,7 +144,8 @@ options:
     default: 5
 notes:
   - Stop the application services using O(db) before a restore; the swap terminates their sessions.
-  - The restore needs free disk space for a second copy of the database until the previous one is dropped.
+  - The restore needs free disk space for a second copy of the database until the previous one is dropped
+    (see O(space_check)).
 seealso:
   - module: atlasia.dr.pg_dump_backup
 """
@@ -156,6 +193,33 @@ previous_db:
   returned: always
   type: str
   sample: aiteam_prod_previous_20261126_031500
+safety_backup_encrypted:
+  description: Whether the safety backup is encrypted with O(encryption_key).
+  returned: always
+  type: bool
+  sample: true
+removed_safety_backups:
+  description: Older safety backups of O(db) removed by O(safety_backup_retention) (artifact names).
+  returned: success
+  type: list
+  elements: str
+  sample: [prerestore_20261120_031500.sql.gz.enc]
+dropped_previous:
+  description: Older C(<db>_previous_*) databases dropped by O(previous_retention).
+  returned: success
+  type: list
+  elements: str
+  sample: [aiteam_prod_previous_20261120_031500]
+space:
+  description:
+    - The free-space check (O(space_check)) made before anything changed, in bytes. C(local) is the safety
+      backup's directory (null without a safety backup), C(server) the server's data directory; an entry
+      with C(checked=false) says in C(reason) why it could not be measured.
+  returned: always
+  type: dict
+  sample: {"checked": true, "local": {"path": "/srv/atlasia/backups/safety", "free": 52000000000,
+           "needed": 310000000, "checked": true}, "server": {"path": "/var/lib/postgresql/data",
+           "free": 52000000000, "needed": 1650000000, "checked": true}, "shared_filesystem": true}
 rows:
   description: Exact row count of every table after the restore.
   returned: success and not check mode
@@ -192,7 +256,8 @@ timings:
     - Seconds spent in each phase, for RTO reports; phases that did not run are absent.
     - C(check) (sidecars and full read of the backup), C(prepare) (stale scratch databases, creating the one
       restored into), C(safety_backup), C(load) (psql or pg_restore), C(count) (exact row counts), C(swap)
-      (renames, and dropping the previous database with O(keep_previous=false)).
+      (renames, and dropping the previous database with O(keep_previous=false)), C(retention) (older safety
+      backups and previous databases removed).
   returned: always
   type: dict
   sample: {"check": 2.1, "prepare": 0.4, "safety_backup": 21.7, "load": 48.3, "count": 1.2, "swap": 0.2}
@@ -202,7 +267,9 @@ import datetime
 import os
 import time
 
-from ansible_collections.atlasia.dr.plugins.module_utils import compression, naming, pgdump
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.atlasia.dr.plugins.module_utils import backupset, compression, crypto, naming, pgdump, safety
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import (
     PostgresClient,
@@ -212,6 +279,27 @@ from ansible_collections.atlasia.dr.plugins.module_utils.postgres import (
     quote_ident,
     quote_literal,
 )
+
+
+MIB = 1024 * 1024
+SAFETY_PREFIX = "prerestore"
+
+
+def _tree_size(path):
+    if not os.path.isdir(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(top, name)) for top, dirs, files in os.walk(path) for name in files)
+
+
+def _device(path):
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    return os.stat(probe).st_dev
+
+
+def _gib(value):
+    return "%.2f GiB" % (value / 1024.0 ** 3)
 
 
 def _pgoptions(settings):
@@ -226,7 +314,8 @@ class Restorer(object):
         self.maint = self.params["maintenance_db"]
         self.db = self.params["db"]
         self.moment = naming.utc_now()
-        self.result = dict(db=self.db, safety_backup=None, previous_db=None, dropped_stale=[], changed=False)
+        self.result = dict(db=self.db, safety_backup=None, safety_backup_encrypted=False, previous_db=None,
+                           dropped_stale=[], changed=False)
 
     def sql(self, statement):
         return self.client.query(statement, db=self.maint)
@@ -328,6 +417,8 @@ class Restorer(object):
             self.module.fail_json(msg="database %s already exists; mode=new restores only into a database that "
                                       "does not exist (drop it or choose another name)" % self.db,
                                   error_kind="exists", **self.result)
+        self.result["space"] = self.check_space(src, info, target_exists)
+        mark = lap("check", mark)
         if self.module.check_mode:
             self.result.update(changed=True, duration=round(time.time() - t0, 3),
                                would=("replace %s" % self.db) if target_exists else ("create %s" % self.db))
@@ -377,19 +468,99 @@ class Restorer(object):
         if p["mode"] == "replace" and self.result["previous_db"] and not p["keep_previous"]:
             self.drop(self.result["previous_db"])
             self.result["previous_db"] = None
-            lap("swap", mark)
+            mark = lap("swap", mark)
+        self.apply_retention()
+        lap("retention", mark)
         self.result.update(rows=rows, tables=len(rows), duration=round(time.time() - t0, 3))
         return self.result
 
+    def safety_dir(self, src):
+        return self.params["safety_backup_dir"] or os.path.dirname(os.path.abspath(src))
+
+    def check_space(self, src, info, target_exists):
+        """Free space for the safety backup and the scratch copy, measured before anything is changed."""
+        p = self.params
+        report = dict(checked=p["space_check"], local=None, server=None, shared_filesystem=False)
+        if not p["space_check"]:
+            return report
+        src_size = _tree_size(src)
+        if p["safety_backup"] and target_exists and p["mode"] == "replace":
+            where = self.safety_dir(src)
+            free = backupset.disk_space(where)[0]
+            report["local"] = dict(path=where, free=free, needed=int(src_size * 1.25) + 16 * MIB, checked=True)
+        estimate, why = None, None
+        if target_exists:
+            try:
+                estimate = self.client.database_size(self.db, self.maint)
+            except PostgresError as exc:
+                why = "the size of %s cannot be read (%s)" % (self.db, str(exc).splitlines()[0])
+        else:
+            estimate = info.get("uncompressed_size")
+            why = None if estimate else "the restored size is not known in advance for a %s-format dump" % info["format"]
+        datadir, free, device = self.client.data_directory_space(self.maint)
+        if datadir is None:
+            report["server"] = dict(path=None, free=None, needed=None, checked=False, reason=device)
+        elif estimate is None:
+            report["server"] = dict(path=datadir, free=free, needed=None, checked=False, reason=why)
+        else:
+            report["server"] = dict(path=datadir, free=free, needed=int(estimate * 1.1) + 64 * MIB, checked=True)
+        local, server = report["local"], report["server"]
+        if local and server["checked"] and isinstance(device, int) and device == _device(local["path"]):
+            report["shared_filesystem"] = True
+        short = []
+        if report["shared_filesystem"]:
+            needed = local["needed"] + server["needed"]
+            if needed > server["free"]:
+                short.append("%s (holding both the safety backup directory %s and the data directory %s) has %s free "
+                             "and needs %s" % ("this filesystem", local["path"], datadir, _gib(server["free"]),
+                                               _gib(needed)))
+        else:
+            if local and local["needed"] > local["free"]:
+                short.append("the safety backup directory %s has %s free and needs %s (the size of the backup "
+                             "restored, with room to spare)" % (local["path"], _gib(local["free"]), _gib(local["needed"])))
+            if server["checked"] and server["needed"] > server["free"]:
+                short.append("the server's data directory %s has %s free and needs %s for the scratch copy of %s "
+                             "(the previous database stays until it is rotated out)" % (
+                                 datadir, _gib(server["free"]), _gib(server["needed"]), self.db))
+        if not server["checked"]:
+            self.module.warn("the free space of the database server was not checked: %s" % server["reason"])
+        if short:
+            self.module.fail_json(
+                msg="not enough free space for the restore of %s, nothing was changed: %s. Free space (older "
+                    "%s_previous_* databases and safety backups can go once you no longer need them), or set "
+                    "space_check=false to restore anyway." % (self.db, "; ".join(short), self.db),
+                error_kind="space", **self.result)
+        return report
+
+    def apply_retention(self):
+        """Older safety backups and replaced databases beyond their counts; a failure here only warns."""
+        p = self.params
+        self.result.update(removed_safety_backups=[], dropped_previous=[])
+        try:
+            if p["mode"] == "replace":
+                names = self.client.databases(self.maint)
+                for name in safety.previous_to_drop(names, self.db, p["previous_retention"],
+                                                    protect=self.result["previous_db"]):
+                    self.drop(name)
+                    self.result["dropped_previous"].append(name)
+            if self.result["safety_backup"]:
+                made = naming.parse_backup_name(os.path.basename(self.result["safety_backup"]))
+                self.result["removed_safety_backups"] = safety.prune_files(
+                    os.path.dirname(self.result["safety_backup"]), SAFETY_PREFIX, p["safety_backup_retention"],
+                    protect=made.stem if made else None, database=self.db)
+        except (PostgresError, OSError) as exc:
+            self.module.warn("the restore succeeded, but removing older safety copies failed: %s" % exc)
+
     def safety_backup(self, src):
         params = dict(self.params)
-        params.update(dest=self.params["safety_backup_dir"] or os.path.dirname(os.path.abspath(src)),
-                      prefix="prerestore", kind="full", format="plain", compression="gzip", compression_level=None,
+        params.update(dest=self.safety_dir(src), prefix=SAFETY_PREFIX, kind="full", format="plain", compression="gzip", compression_level=None,
                       compression_threads=0, jobs=1, timestamp=naming.format_timestamp(self.moment),
                       dump_options=[], mode="0600", db=self.db)
         opts = pgdump.resolve(params)
         try:
-            return pgdump.write_dump(self.module, self.client, opts)["path"]
+            path = pgdump.write_dump(self.module, self.client, opts)["path"]
+            self.result["safety_backup_encrypted"] = bool(self.params["encryption_key"])
+            return path
         except (PostgresError, pgdump.ArtifactError, OSError) as exc:
             self.module.fail_json(msg="the safety backup of %s failed, so the restore did not start and nothing "
                                       "was changed: %s" % (self.db, exc), error_kind="safety_backup", **self.result)
@@ -404,6 +575,10 @@ def main():
         safety_backup=dict(type="bool", default=True),
         safety_backup_dir=dict(type="path"),
         keep_previous=dict(type="bool", default=True),
+        encryption_key=dict(type="str", no_log=True),
+        safety_backup_retention=dict(type="int", default=3),
+        previous_retention=dict(type="int", default=2),
+        space_check=dict(type="bool", default=True),
         maintenance_db=dict(type="str", default="postgres"),
         require_checksum=dict(type="bool", default=False),
         no_owner=dict(type="bool", default=False),
@@ -412,6 +587,17 @@ def main():
         swap_attempts=dict(type="int", default=5),
     )
     module = DRModule(argument_spec=argument_spec, supports_check_mode=True)
+    for name in ("safety_backup_retention", "previous_retention"):
+        if module.params[name] == 0 or module.params[name] < -1:
+            module.fail_json(msg="%s must be -1 (keep all) or at least 1 (the copy this restore makes is always "
+                                 "kept), got %d" % (name, module.params[name]), error_kind="invalid_argument")
+    if module.params["encryption_key"] is not None:
+        if not module.params["encryption_key"]:
+            module.fail_json(msg="encryption_key is empty: give the key the backups are encrypted with, or leave "
+                                 "the option out for a plain safety backup", error_kind="invalid_argument")
+        if not crypto.HAS_CRYPTOGRAPHY:
+            module.fail_json(msg=missing_required_lib("cryptography"), exception=str(crypto.CRYPTOGRAPHY_IMPORT_ERROR),
+                             error_kind="invalid_argument")
     restorer = Restorer(module)
     try:
         result = restorer.run()

@@ -149,6 +149,13 @@ options:
       - Not accepted with O(state=saved); encrypt saved snapshots with M(atlasia.dr.dr_crypt).
     type: str
     version_added: 0.2.0
+  safety_retention:
+    description:
+      - With O(state=restored), how many safety snapshots to keep in O(safety_dir) once the restore succeeded,
+        newest first, the one just taken included (always kept). V(-1) keeps them all.
+      - Only C(vault-prerestore_*) files (with their sidecars and manifest) are removed.
+    type: int
+    default: 3
 notes:
   - The token needs C(read) on C(sys/storage/raft/snapshot) to save, and C(update) on
     C(sys/storage/raft/snapshot) or C(sys/storage/raft/snapshot-force) to restore (HashiCorp Vault may also
@@ -337,6 +344,12 @@ safety_snapshot:
   type: str
   sample: /srv/atlasia/backups/safety/vault-prerestore_20261126_031500.snap.enc
   version_added: 0.2.0
+removed_safety_snapshots:
+  description: Older safety snapshots removed from O(safety_dir) by O(safety_retention) (file names).
+  returned: O(state=restored), success
+  type: list
+  elements: str
+  sample: [vault-prerestore_20261120_031500.snap.enc]
 safety_snapshot_reason:
   description:
     - Why the safety snapshot was, would be, or was not taken (Vault sealed, O(safety_snapshot=false), failure).
@@ -401,7 +414,7 @@ import time
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, crypto, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic, crypto, naming, safety
 from ansible_collections.atlasia.dr.plugins.module_utils.checksum import (
     ChecksumError,
     sidecar_text,
@@ -504,10 +517,8 @@ def _write_artifact(client, status, path, manifest_path, mode, t0, passphrase=No
             raft = client.raft_state()
             manifest = _manifest(client, status, raft, info, written, name, started, naming.utc_now(), t0)
             if passphrase:
-                manifest["encryption"] = dict(
-                    algorithm=crypto.ALGORITHM, key_id=crypto.key_id(passphrase).hex(), chunk_size=crypto.DEFAULT_CHUNK,
-                    plaintext=dict(name=name[: -len(crypto.EXTENSION)], size=info["size"],
-                                   sha256=info["digests"]["sha256"], md5=info["digests"]["md5"]))
+                manifest["encryption"] = crypto.manifest_entry(passphrase, name[: -len(crypto.EXTENSION)], info["size"],
+                                                               info["digests"])
             manifest.update(extra or {})
             texts = dict((algo, sidecar_text(digest, name)) for algo, digest in written["digests"].items())
             write_sidecars(path, texts)
@@ -738,6 +749,9 @@ def restore(module, client, t0):
     params = module.params
     src = params["src"]
     endpoint = SNAPSHOT_FORCE_PATH if params["force"] else SNAPSHOT_PATH
+    if params["safety_retention"] == 0 or params["safety_retention"] < -1:
+        _fail(module, "safety_retention must be -1 (keep all) or at least 1 (the snapshot this restore takes is always "
+                      "kept), got %d" % params["safety_retention"], INVALID_ARGUMENT)
     if params["encryption_key"] is not None:
         if not params["encryption_key"]:
             _fail(module, "encryption_key is empty: give the key, or leave the option out for a plain safety snapshot",
@@ -808,6 +822,14 @@ def restore(module, client, t0):
         result["path"] = src
         _fail_vault(module, exc, "the snapshot was sent and accepted, but: ", **result)
     sealed = bool(after.get("sealed"))
+    result["removed_safety_snapshots"] = []
+    if plan.path:
+        try:
+            made = naming.parse_backup_name(os.path.basename(plan.path))
+            result["removed_safety_snapshots"] = safety.prune_files(
+                os.path.dirname(plan.path), SAFETY_PREFIX, params["safety_retention"], protect=made.stem)
+        except OSError as exc:
+            module.warn("the restore succeeded, but removing older safety snapshots failed: %s" % exc)
     if sealed:
         module.warn("Vault is sealed after the restore: unseal it with the unseal keys of the cluster the snapshot "
                     "was taken from (the keys of a freshly initialised cluster no longer apply)")
@@ -829,6 +851,7 @@ def main():
         safety_snapshot=dict(type="bool", default=True),
         safety_dir=dict(type="path"),
         encryption_key=dict(type="str", no_log=True),
+        safety_retention=dict(type="int", default=3),
     )
     module = DRModule(
         argument_spec=argument_spec,

@@ -369,3 +369,58 @@ def test_database_names_with_quotes_spaces_and_unicode(pg_server, tmp_path):
     finally:
         h.drop_databases(pg_server, [odd, odd_new] + h.previous_databases(pg_server, odd)
                          + h.scratch_databases(pg_server, odd))
+
+
+# --- what a restore leaves behind: encrypted safety dumps, bounded copies, room checked first ------------------
+def test_encrypted_safety_dump_and_retention_of_the_copies(pg_server, backups, source, source_state, target,
+                                                           tmp_path):
+    """With the environment's key the safety dump never exists in plaintext, decrypts to the replaced database,
+    and repeated restores leave at most the configured number of safety dumps and previous databases."""
+    from ansible_collections.atlasia.dr.plugins.module_utils import crypto
+
+    key = "safety-dump-test-key"
+    safety_dir = tmp_path / "safety"
+    old = table_digests(pg_server, target)
+    results = []
+    for attempt in range(3):
+        result = h.restore(pg_server, target, backups.get(PLAIN_GZ)["path"], safety_backup_dir=str(safety_dir),
+                           encryption_key=key, safety_backup_retention=2, previous_retention=2)
+        assert not result.get("failed"), result.get("msg")
+        assert result["safety_backup"].endswith(".sql.gz.enc") and result["safety_backup_encrypted"] is True
+        assert result["space"]["server"]["checked"] is True and result["space"]["local"]["checked"] is True
+        results.append(result)
+        second = int(time.time())
+        h.wait_for(lambda: int(time.time()) > second, timeout=5)  # copies are named by the second
+    assert not [n for n in os.listdir(safety_dir) if n.endswith(".sql.gz") or n.startswith(".")]
+    assert results[2]["removed_safety_backups"] == [os.path.basename(results[0]["safety_backup"])]
+    assert results[2]["dropped_previous"] == [results[0]["previous_db"]]
+    assert sorted(h.previous_databases(pg_server, target)) == sorted(r["previous_db"] for r in results[1:])
+    assert sorted(n for n in os.listdir(safety_dir) if n.endswith(".enc")) == sorted(
+        os.path.basename(r["safety_backup"]) for r in results[1:])
+
+    # the first safety dump kept (made before the second restore) holds the source's content; the one removed
+    # held the original target: check the oldest kept one decrypts into a restorable dump of the source
+    plain = tmp_path / "plain.sql.gz"
+    with open(results[1]["safety_backup"], "rb") as handle, open(plain, "wb") as out:
+        crypto.decrypt_stream(handle, out.write, key)
+    rolled_back = h.unique("rs_rollback")
+    try:
+        back = h.restore(pg_server, rolled_back, str(plain), mode="new", space_check=False)
+        assert not back.get("failed"), back.get("msg")
+        h.assert_same_database(pg_server, source, rolled_back, *source_state)
+    finally:
+        pg_server.dropdb(rolled_back)
+    assert old != table_digests(pg_server, target)
+
+
+def test_free_space_is_measured_on_the_server_before_anything(pg_server, backups, target, tmp_path):
+    """The server's data directory is measured on this host (check mode: nothing is written)."""
+    free = os.statvfs(str(pg_server.data_dir))
+    result = h.restore(pg_server, target, backups.get(PLAIN_GZ)["path"], safety_backup_dir=str(tmp_path / "s"),
+                       check=True)
+    assert not result.get("failed"), result.get("msg")
+    server = result["space"]["server"]
+    assert server["checked"] is True and server["path"] == str(pg_server.data_dir)
+    assert server["needed"] > 64 * 1024 * 1024
+    assert abs(server["free"] - free.f_bavail * free.f_frsize) < 512 * 1024 * 1024
+    assert result["space"]["local"]["path"] == str(tmp_path / "s") and not (tmp_path / "s").exists()

@@ -532,3 +532,29 @@ def test_tls_failures_are_reported(tls_endpoint, bao, tmp_path):
     result = run_module(MODULE, conn(bao, url=bao.addr.replace("http://", "https://"), dest=dest))
     assert result.get("failed") and result["error_kind"] == "tls", result
     assert not os.path.exists(dest)
+
+
+def test_older_safety_snapshots_follow_the_retention(bao, saved, tmp_path):
+    """Safety snapshots do not pile up: the newest ones are kept (the one just taken always), others removed."""
+    safety = tmp_path / "safety"
+    safety.mkdir(mode=0o700)
+    old = []
+    for day in (1, 2, 3):
+        stem = "vault-prerestore_2026110%d_031500" % day
+        name = stem + ".snap"
+        (safety / name).write_bytes(b"older snapshot %d" % day)
+        for algo in ("md5", "sha256"):
+            (safety / (name + "." + algo)).write_text("%s  %s\n" % (hashlib.new(algo, b"x").hexdigest(), name))
+        (safety / (stem + ".json")).write_text("{}")
+        old.append(name)
+    (safety / "notes.txt").write_text("not ours")
+    bad = run_module(MODULE, conn(bao, state="restored", src=saved["path"], safety_dir=str(safety), safety_retention=0))
+    assert bad.get("failed") and "safety_retention" in bad["msg"]
+    result = _ok(run_module(MODULE, conn(bao, state="restored", src=saved["path"], safety_dir=str(safety),
+                                         safety_retention=2)))
+    assert result["removed_safety_snapshots"] == [old[1], old[0]]
+    made = os.path.basename(result["safety_snapshot"])
+    assert _files(safety) == sorted([made, made + ".md5", made + ".sha256", made.split(".", 1)[0] + ".json",
+                                     old[2], old[2] + ".md5", old[2] + ".sha256", "vault-prerestore_20261103_031500.json",
+                                     "notes.txt"])
+    assert bao.read_secret("app/db") == ORIGINAL

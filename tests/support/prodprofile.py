@@ -96,6 +96,10 @@ class ContainerDatabase:
     def rows(self, sql, db="postgres"):
         return [line.split("\x1f") for line in self.psql(sql, db).splitlines() if line]
 
+    def databases(self):
+        """Names of the non-template databases, sorted."""
+        return [row[0] for row in self.rows("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")]
+
 
 class ProdWorld:
     """Everything the shipped prod profile needs, on 127.0.0.1; see the module docstring."""

@@ -95,7 +95,7 @@ options:
   space_check:
     description:
       - Before anything is changed, check the free space the restore needs and refuse when it is missing
-        (error_kind C(space)): the safety backup's directory needs 1.25 times the size of O(src) (plus 16 MiB),
+        (error_kind C(space)). The safety backup's directory needs 1.25 times the size of O(src) (plus 16 MiB),
         the server's data directory 1.1 times the current size of O(db) (or the dump's uncompressed size when
         O(db) does not exist) plus 64 MiB for the scratch copy; both together when they share a filesystem.
       - The server side is measured inside O(container), or on this host for a local server; a server on

@@ -404,23 +404,8 @@ def newest_report(reports_dir, kind="restore"):
 
 # --- servers ----------------------------------------------------------------------------------------------
 def authenticating_s3_server_class():
-    """A :class:`SeaweedS3Server` that checks credentials (``-s3.config`` with one identity).
-
-    The plain test server accepts any key; this one answers ``SignatureDoesNotMatch`` to a wrong secret key,
-    so the "wrong S3 credentials" case is real.
-    """
-    from tests.support.seaweedfs import SeaweedS3Server
-
-    class AuthenticatingS3Server(SeaweedS3Server):
-        def command(self):
-            config = os.path.join(self.dir, "s3-identities.json")
-            fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"identities": [{
-                    "name": "atlasia-dr",
-                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-                    "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}, handle)
-            return super().command() + ["-s3.config=%s" % config]
+    """The S3 test server that checks credentials (see :class:`tests.support.seaweedfs.AuthenticatingS3Server`)."""
+    from tests.support.seaweedfs import AuthenticatingS3Server
 
     return AuthenticatingS3Server
 

@@ -315,7 +315,7 @@ def test_restores_leave_encrypted_bounded_copies_and_one_undoes_another(world):
     assert_restored(world, latest, proc)
     previous = [name for name in world.db.databases() if name.startswith(DB + "_previous_")]
     assert len(previous) == 2, previous  # dr_restore_previous_retention, the newest ones
-    kept_dumps = [p for p in safety_dir.glob("prerestore_*.sql.gz.enc")]
+    kept_dumps = list(safety_dir.glob("prerestore_*.sql.gz.enc"))
     assert 1 <= len(kept_dumps) <= 3 and undo in kept_dumps, kept_dumps  # dr_safety_retention
     assert table_digests(world.db, sorted(previous)[-1]) == live  # the database the last restore replaced
 

@@ -290,3 +290,21 @@ def _cli(argv=None):
 
 if __name__ == "__main__":
     sys.exit(_cli())
+
+
+class AuthenticatingS3Server(SeaweedS3Server):
+    """A :class:`SeaweedS3Server` that checks credentials (``-s3.config`` with one identity).
+
+    The plain test server accepts any key; this one answers ``SignatureDoesNotMatch`` to a wrong secret key,
+    so the "wrong S3 credentials" cases are real.
+    """
+
+    def command(self):
+        config = os.path.join(self.dir, "s3-identities.json")
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"identities": [{
+                "name": "atlasia-dr",
+                "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}, handle)
+        return super().command() + ["-s3.config=%s" % config]

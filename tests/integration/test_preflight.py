@@ -1,0 +1,93 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, atlasia DevOps team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/preflight.yml against real PostgreSQL, OpenBao and S3 (SeaweedFS) on 127.0.0.1.
+
+Everything ready gives one table and exit 0; several missing dependencies are all named in one run, each with its
+fix; a key that is not the newest set's is named before any work starts. Nothing is changed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import TMP_ROOT
+from tests.support.localenv import BUCKET, LocalEnvironment, run_playbook
+from tests.support.seaweedfs import AuthenticatingS3Server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def env():
+    local = LocalEnvironment(root=TMP_ROOT / "it-preflight", with_s3=False)
+    local.start()
+    try:
+        # an S3 server that checks credentials, so a wrong secret key is really refused
+        local.s3 = AuthenticatingS3Server(directory=str(local.root / "s3")).start(bucket=BUCKET)
+        yield local
+    finally:
+        local.stop()
+
+
+def preflight(env, name, **overrides):
+    overrides.setdefault("dr_preflight_min_free_bytes", 1024)
+    vars_file = env.write_vars(path=env.root / ("%s.json" % name), **overrides)
+    proc = run_playbook("preflight.yml", vars_file, check=False, capture=True, timeout=600)
+    # the output callback folds long lines: compare on the words
+    return proc, " ".join((proc.stdout + proc.stderr).split())
+
+
+def bucket_keys(env):
+    listed = env.s3.client().list_objects_v2(Bucket=BUCKET)
+    return [obj["Key"] for obj in listed.get("Contents", [])]
+
+
+def test_everything_ready_is_one_table_and_changes_nothing(env):
+    before = bucket_keys(env)
+    proc, out = preflight(env, "ready")
+    assert proc.returncode == 0, out[-4000:]
+    for row in ("| python | cryptography |", "| python | boto3 |", "| tool | pg_dump |", "| postgres | database ",
+                "| vault | %s |" % env.bao.addr, "| s3 | s3://%s/" % BUCKET, "| space | "):
+        assert row in out, (row, out[-3000:])
+    assert "**NO**" not in out
+    assert "a probe object was written" in out and "and deleted" in out
+    assert "Everything" in out and "is ready" in out
+    assert bucket_keys(env) == before  # the probe object is gone
+    assert not (env.root / "backups" / "daily").exists() or not list((env.root / "backups" / "daily").iterdir())
+
+
+def test_every_missing_dependency_is_named_at_once_with_its_fix(env):
+    proc, out = preflight(env, "broken", dr_db_password="not-the-password", dr_vault_token="not-a-token",
+                          dr_s3_secret_key="not-the-secret", dr_encryption_enabled=True, dr_encryption_key="",
+                          dr_preflight_min_free_bytes=1 << 62)
+    assert proc.returncode != 0, out[-3000:]
+    failure = out[out.index("checks are not ready"):] if "checks are not ready" in out else out
+    assert "5 of " in out, out[-4000:]
+    for expected in ("postgres database", "check dr_db_user and dr_db_password",
+                     "vault %s" % env.bao.addr,
+                     "s3 s3://%s/" % BUCKET,
+                     "key dr_encryption_key", "set dr_encryption_key",
+                     "space %s" % (env.root / "backups"), "GiB needed"):
+        assert expected in failure, (expected, failure[-4000:])
+    assert "cryptography: importable" not in failure  # what is ready is not in the failure message
+
+
+def test_a_key_other_than_the_newest_sets_is_named(env):
+    from ansible_collections.atlasia.dr.plugins.module_utils import backupset, checksum
+
+    daily = env.root / "keyed" / "daily"
+    daily.mkdir(parents=True, exist_ok=True)
+    dump = daily / "backup_20261201_020000.sql.gz"
+    dump.write_bytes(b"x")
+    checksum.write_sidecars(str(dump), checksum.artifact_digests(str(dump))[2])
+    backupset.build(str(daily), "20261201_020000", [dict(name="backup_20261201_020000.sql.gz", component="database")],
+                    environment="local", auth_key="sets-passphrase-91c2")
+    proc, out = preflight(env, "wrongkey", dr_backup_root=str(env.root / "keyed"),
+                          dr_encryption_key="wrong-passphrase-7f3a")
+    assert proc.returncode != 0
+    assert "made with another key" in out and "give the key the sets were made with" in out, out[-3000:]
+    proc, out = preflight(env, "rightkey", dr_backup_root=str(env.root / "keyed"),
+                          dr_encryption_key="sets-passphrase-91c2")
+    assert proc.returncode == 0, out[-3000:]
+    assert "the newest authenticated set (20261201_020000) was made with it" in out

@@ -169,6 +169,20 @@ def test_backups_on_several_days_are_encrypted_uploaded_and_recorded(world):
 
 
 # -- the weekly restore test and the monitoring ------------------------------------------------------------------
+def test_the_preflight_finds_everything_ready_over_ssh(world):
+    """The shipped profile's dependencies, checked at once on the host reached over SSH: all ready, nothing changed."""
+    before = snapshot(world)
+    proc = world.playbook("preflight.yml")
+    assert proc.returncode == 0, output(proc)
+    text = " ".join(proc.stdout.split())
+    for row in ("| postgres | database %s in container %s | yes |" % (DB, PROFILE["dr_db_container"]),
+                "| vault |", "| s3 |", "| key | dr_encryption_key | yes | key id", "| space |"):
+        assert row in text, (row, output(proc))
+    assert "the newest authenticated set (%s) was made with it" % newest(world) in text
+    assert "**NO**" not in text
+    assert snapshot(world) == before
+
+
 def test_the_weekly_restore_test_passes_on_the_newest_encrypted_set(world):
     assert world.states, "no backup was taken"
     proc = world.playbook("verify.yml")

@@ -246,14 +246,14 @@ def test_alert_rules_structure():
     assert len(names) == len(set(names)) == 9
     for rule in alerts:
         assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}
-        assert rule["labels"]["severity"] in ("high", "warning")
+        assert rule["labels"]["severity"] in ("critical", "warning")
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
         assert re.match(r"^\d+[mh]$", rule["for"])
         assert "atlasia_dr_" in rule["expr"]
     by_name = dict((r["alert"], r) for r in alerts)
     assert by_name["AtlasiaDRDiskSpaceLow"]["expr"] == "atlasia_dr_disk_free_ratio < 0.10"
     assert by_name["AtlasiaDRDiskSpaceLow"]["labels"]["severity"] == "warning"
-    assert by_name["AtlasiaDRBackupFailed"]["labels"]["severity"] == "high"
+    assert by_name["AtlasiaDRBackupFailed"]["labels"]["severity"] == "critical"
 
 
 def test_dashboard_structure():

@@ -463,12 +463,9 @@ def _fail_vault(module, exc, prefix="", **extra):
 
 def _file_mode(module, value):
     try:
-        mode = value if isinstance(value, int) else int(str(value), 8)
-    except ValueError:
-        mode = -1
-    if not 0 <= mode <= 0o7777:
-        _fail(module, "mode %r is not an octal file mode such as '0600'" % (value,), INVALID_ARGUMENT)
-    return mode
+        return atomic.parse_mode(value)
+    except ValueError as exc:
+        return _fail(module, str(exc), INVALID_ARGUMENT)
 
 
 def _snapshot_summary(info):

@@ -17,7 +17,9 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
+from tests.support import fakes3
 from tests.support.modules import run_module
+from ansible_collections.atlasia.dr.plugins.module_utils import checksum
 from ansible_collections.atlasia.dr.plugins.module_utils.checksum import ChecksumError
 from ansible_collections.atlasia.dr.plugins.module_utils.s3 import ClientError, MiB
 from ansible_collections.atlasia.dr.plugins.module_utils import s3_transfer as engine
@@ -350,3 +352,59 @@ def test_upload_needs_src_or_srcs(monkeypatch, capsys):
     result = run_upload(monkeypatch, capsys, FakeS3(), dict(prefix="dr"))
     assert result["failed"] is True
     assert "src, srcs" in result["msg"]
+
+
+# -- what a download returns (the module's own facts, not the stat of dest) -----------------------------------
+
+
+def run_download(monkeypatch, capsys, client, args, check=False):
+    return run_upload(monkeypatch, capsys, client, dict(args, mode="download"), check=check)
+
+
+def stored(data):
+    """An object and its metadata as the module uploads it."""
+    return data, dict(sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest())
+
+
+def test_download_returns_its_mode_and_the_object_size(monkeypatch, capsys, tmp_path):
+    name = "backup_20261125_020000.sql.gz"
+    data = b"dump" * 1000
+    client = fakes3.FakeS3({"dr/" + name: stored(data),
+                            "dr/" + name + ".sha256": stored(("%s  %s\n" % (hashlib.sha256(data).hexdigest(), name))
+                                                             .encode())})
+    result = run_download(monkeypatch, capsys, client, dict(key="dr/" + name, dest=str(tmp_path) + "/"))
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["mode"] == "download"  # not the file's permissions ("0600")
+    assert result["dest"] == str(tmp_path / name) and (tmp_path / name).read_bytes() == data
+    assert result["size"] == len(data) and result["sha256"] == hashlib.sha256(data).hexdigest()
+    assert not set(result) & {"owner", "group", "uid", "gid", "state"}  # no stat facts of dest
+    assert result["verified"] == ["metadata", "sidecar"]
+    assert sorted(result["transferred"]) == ["dr/" + name, "dr/" + name + ".sha256"]
+
+
+def test_download_of_a_directory_artifact_returns_the_size_of_its_files(monkeypatch, capsys, tmp_path):
+    name = "backup_20261125_020000.dir"
+    files = {"toc.dat": b"toc" * 7, "3001.dat.gz": b"rows" * 3000, "blobs/1.dat": b"b"}
+    listing = "".join("%s  %s/%s\n" % (hashlib.sha256(files[rel]).hexdigest(), name, rel) for rel in sorted(files))
+    objects = dict(("dr/%s/%s" % (name, rel), stored(data)) for rel, data in files.items())
+    objects["dr/%s.sha256" % name] = stored(listing.encode())
+    client = fakes3.FakeS3(objects)
+    result = run_download(monkeypatch, capsys, client, dict(key="dr/" + name, dest=str(tmp_path) + "/"))
+    assert result.get("failed") is not True, result.get("msg")
+    final = tmp_path / name
+    assert result["mode"] == "download" and result["dest"] == str(final)
+    assert result["size"] == sum(len(data) for data in files.values()) != final.stat().st_size
+    digests, size = checksum.artifact_digests(str(final))[:2]
+    assert (result["sha256"], result["md5"], result["size"]) == (digests["sha256"], digests["md5"], size)
+    assert result["bytes_transferred"] == size + len(listing)
+    assert (final / "blobs" / "1.dat").read_bytes() == b"b"
+
+
+def test_upload_verify_full_reads_the_object_back_without_counting_it(monkeypatch, capsys, tmp_path):
+    src = make_artifact(tmp_path, "backup_20261125_020000.sql.gz", b"dump" * 10)
+    client = fakes3.FakeS3()
+    result = run_upload(monkeypatch, capsys, client, dict(src=src, prefix="dr", verify="full", with_sidecars=False))
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["verified"] == ["metadata", "download"]
+    assert ("get_object", "dr/backup_20261125_020000.sql.gz") in client.calls
+    assert result["bytes_transferred"] == 40

@@ -509,6 +509,24 @@ class BackupTransfer(object):
                                 "(overwrite=different replaces it)" % final)
         return False
 
+    def _start_download(self, final, keys, matches):
+        """A temporary path next to ``final`` to download ``keys`` into, or ``None`` when nothing is to be written.
+
+        Nothing is written when ``final`` already holds the artifact (``matches()``, per ``overwrite``: the keys
+        are skipped) or in check mode (the keys would be transferred). Creates the parent directory.
+        """
+        if self._check_existing(final, matches):
+            self.result["skipped_keys"].extend(keys)
+            return None
+        if self.module.check_mode:
+            self.result["transferred"].extend(keys)
+            self.result["changed"] = True
+            return None
+        parent = os.path.dirname(final)
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+        return temp_path_for(final)
+
     def _compare_file(self, digests, size, refs, texts, expected_size):
         """Raise :class:`ChecksumError` unless ``digests`` match every reference; returns the sources checked."""
         checked = []
@@ -548,17 +566,9 @@ class BackupTransfer(object):
             result.update(sha256=digests["sha256"], md5=digests["md5"])
             return True
 
-        if self._check_existing(final, matches):
-            result["skipped_keys"].append(key)
+        temp = self._start_download(final, [key], matches)
+        if temp is None:
             return
-        if self.module.check_mode:
-            result["transferred"].append(key)
-            result["changed"] = True
-            return
-        parent = os.path.dirname(final)
-        if not os.path.isdir(parent):
-            os.makedirs(parent)
-        temp = temp_path_for(final)
         try:
             answer, hasher = self._fetch(key, temp)
             digests = hasher.hexdigests()
@@ -604,17 +614,9 @@ class BackupTransfer(object):
             result["verified"] = ["metadata"]
             return local == remote
 
-        if self._check_existing(final, matches):
-            result["skipped_keys"].extend(result["keys"])
+        temp = self._start_download(final, result["keys"], matches)
+        if temp is None:
             return
-        if self.module.check_mode:
-            result["transferred"].extend(result["keys"])
-            result["changed"] = True
-            return
-        parent = os.path.dirname(final)
-        if not os.path.isdir(parent):
-            os.makedirs(parent)
-        temp = temp_path_for(final)
         old = None
         try:
             os.mkdir(temp, 0o700)

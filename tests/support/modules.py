@@ -23,3 +23,13 @@ def run_module(main, params, capsys, check_mode=False, output=False):
     result = json.loads(out)
     assert (exc.value.code != 0) == bool(result.get("failed")), result
     return (result, out) if output else result
+
+
+def warning_texts(result):
+    """Warning texts of a result (ansible-core 2.19 returns structured warning summaries)."""
+    texts = []
+    for warning in result.get("warnings", []):
+        if isinstance(warning, dict):
+            warning = (warning.get("event") or {}).get("msg") or warning.get("msg") or json.dumps(warning)
+        texts.append(warning)
+    return texts

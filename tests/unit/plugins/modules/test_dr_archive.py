@@ -24,7 +24,7 @@ import time
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
 
-from tests.support.modules import run_module
+from tests.support.modules import run_module, warning_texts as warnings
 from ansible_collections.atlasia.dr.plugins.module_utils import archive
 from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import PipelineError
 from ansible_collections.atlasia.dr.plugins.modules import dr_archive
@@ -41,16 +41,6 @@ def fresh_warnings(monkeypatch):
 
 def run_main(args, capsys, check_mode=False):
     return run_module(dr_archive.main, args, capsys, check_mode=check_mode)
-
-
-def warnings(result):
-    """Warning texts of a result (ansible-core 2.19 returns structured warning summaries)."""
-    texts = []
-    for warning in result.get("warnings", []):
-        if isinstance(warning, dict):
-            warning = (warning.get("event") or {}).get("msg") or warning.get("msg") or json.dumps(warning)
-        texts.append(warning)
-    return texts
 
 
 def listing(directory):

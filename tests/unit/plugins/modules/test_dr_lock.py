@@ -22,7 +22,7 @@ import time
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
 
-from tests.support.modules import run_module
+from tests.support.modules import run_module, warning_texts as warnings
 from ansible_collections.atlasia.dr.plugins.modules import dr_lock
 
 HOST = platform.node()
@@ -36,15 +36,6 @@ def fresh_warnings(monkeypatch):
 
 def run_main(args, capsys, check_mode=False):
     return run_module(dr_lock.main, args, capsys, check_mode=check_mode)
-
-
-def warnings(result):
-    texts = []
-    for warning in result.get("warnings", []):
-        if isinstance(warning, dict):
-            warning = (warning.get("event") or {}).get("msg") or warning.get("msg") or json.dumps(warning)
-        texts.append(warning)
-    return texts
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ import time
 from collections import namedtuple
 
 from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, naming
+from ansible_collections.atlasia.dr.plugins.module_utils.atomic import parse_mode
 from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import PipelineError, run_pipeline
 
 EXTENSIONS = {"gzip": "tar.gz", "zstd": "tar.zst", "none": "tar"}
@@ -94,20 +95,6 @@ def archive_argument_spec():
         overwrite=dict(type="str", default="always", choices=list(OVERWRITE_CHOICES)),
         require_checksum=dict(type="bool", default=False),
     )
-
-
-def parse_mode(value):
-    """File mode from an int or an octal string (``'0600'``, ``'600'``); ``ValueError`` otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        mode = value
-    else:
-        text = str(value).strip()
-        if not re.match(r"^0?[0-7]{3,4}$", text):
-            raise ValueError("mode %r is not an octal file mode such as '0600'" % (value,))
-        mode = int(text, 8)
-    if not 0 <= mode <= 0o7777:
-        raise ValueError("mode %r is out of range" % (value,))
-    return mode
 
 
 def resolve(params):

@@ -14,9 +14,28 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 
 from ansible_collections.atlasia.dr.plugins.module_utils.naming import temp_name, temp_owner_pid
+
+
+def parse_mode(value):
+    """File mode from an int or an octal string (``'0600'``, ``'600'``); ``ValueError`` otherwise.
+
+    The one parser of the ``mode`` option of the modules that write an artifact (declared ``type: raw``, so a
+    YAML ``0600`` arrives as the int 384 and a quoted ``'0600'`` as a string).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        text = str(value).strip()
+        if not re.match(r"^0?[0-7]{3,4}$", text):
+            raise ValueError("mode %r is not an octal file mode such as '0600'" % (value,))
+        mode = int(text, 8)
+    if not 0 <= mode <= 0o7777:
+        raise ValueError("mode %r is out of range" % (value,))
+    return mode
 
 
 def fsync_dir(path):

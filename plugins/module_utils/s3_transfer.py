@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import time
 
 from ansible.module_utils.common.text.converters import to_native
 
@@ -22,6 +23,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.atomic import commit, r
 from ansible_collections.atlasia.dr.plugins.module_utils.checksum import (
     ChecksumError,
     MultiHasher,
+    artifact_digests,
     file_digests,
     parse_sidecar_text,
     tree_listing,
@@ -33,6 +35,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
     BotoCoreError,
     ClientError,
     MiB,
+    STORAGE_CLASSES,
     delete_batch,
     drop_empty_folders,
     head_object,
@@ -40,6 +43,8 @@ from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
     list_level,
     list_tree,
     normalize_prefix,
+    s3_argument_spec,
+    s3_module_kwargs,
     s3_url,
 )
 
@@ -55,6 +60,44 @@ RESERVED_METADATA = ("sha256", "md5")
 
 class TransferError(Exception):
     """A refusal or a verification failure, with a message for the user."""
+
+
+def transfer_argument_spec():
+    """The options of ``s3_backup_transfer``: the S3 connection plus what to move and how."""
+    spec = s3_argument_spec()
+    spec.update(
+        mode=dict(type="str", required=True, choices=["upload", "download", "list", "exists"]),
+        src=dict(type="path"),
+        srcs=dict(type="list", elements="path"),
+        dest=dict(type="path"),
+        key=dict(type="str", no_log=False),
+        prefix=dict(type="str"),
+        series=dict(type="list", elements="str"),
+        with_sidecars=dict(type="bool", default=True),
+        storage_class=dict(type="str", default="STANDARD_IA", choices=STORAGE_CLASSES),
+        encryption=dict(type="str", default="AES256", choices=["AES256", "aws:kms", "none"]),
+        kms_key_id=dict(type="str", no_log=False),
+        metadata=dict(type="dict"),
+        part_size_mb=dict(type="int", default=64),
+        concurrency=dict(type="int", default=4),
+        verify=dict(type="str", default="metadata", choices=["metadata", "full"]),
+        overwrite=dict(type="str", default="never", choices=["never", "different", "always"]),
+        require_checksum=dict(type="bool", default=True),
+    )
+    return spec
+
+
+def transfer_module_kwargs():
+    """Constraints of ``s3_backup_transfer``'s options, to merge into the module's constructor."""
+    kwargs = s3_module_kwargs()
+    kwargs["mutually_exclusive"] = kwargs["mutually_exclusive"] + [["key", "prefix"], ["src", "srcs"]]
+    kwargs["required_if"] = [
+        ["mode", "upload", ["src", "srcs"], True],
+        ["mode", "upload", ["key", "prefix"], True],
+        ["mode", "download", ["key", "dest"]],
+        ["mode", "exists", ["key"]],
+    ]
+    return kwargs
 
 
 # -- pure helpers (unit tested) -----------------------------------------------------------------------
@@ -146,16 +189,44 @@ class BackupTransfer(object):
         self.bucket = self.params["bucket"]
         self.result = dict(changed=False, mode=self.params["mode"])
 
+    def run(self):
+        """Do what ``params['mode']`` says; the outcome is in :attr:`result`."""
+        dict(upload=self.upload, download=self.download, list=self.listing, exists=self.exists)[self.params["mode"]]()
+
+    def what(self):
+        """``'<mode> of s3://bucket/key-or-prefix'``, for error messages."""
+        where = self.params["key"] or normalize_prefix(self.params["prefix"])
+        return "%s of %s" % (self.params["mode"], s3_url(self.bucket, where))
+
+    def finish(self, started):
+        """:attr:`result` with ``duration``, the seconds since ``started`` (a ``time.monotonic()`` value)."""
+        self.result["duration"] = round(time.monotonic() - started, 3)
+        return self.result
+
     # S3 helpers -----------------------------------------------------------------------------------------
-    def _stream_digest(self, key):
-        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+    def _fetch(self, key, path=None):
+        """Stream ``key`` into a new file ``path`` (private, created exclusively) while hashing it.
+
+        Without ``path`` the content is only hashed. Returns ``(GetObject answer, MultiHasher)``; the bytes
+        received are added to the result's ``bytes_transferred`` when they are written.
+        """
+        answer = self.client.get_object(Bucket=self.bucket, Key=key)
         hasher = MultiHasher()
+        body = answer["Body"]
         try:
-            for chunk in body.iter_chunks(CHUNK):
-                hasher.update(chunk)
+            if path is None:
+                for chunk in body.iter_chunks(CHUNK):
+                    hasher.update(chunk)
+                return answer, hasher
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in body.iter_chunks(CHUNK):
+                    handle.write(chunk)
+                    hasher.update(chunk)
         finally:
             body.close()
-        return hasher.hexdigests(), hasher.size
+        self.result["bytes_transferred"] += hasher.size
+        return answer, hasher
 
     def get_small(self, key):
         """Content of a small object (sidecar, manifest) or ``None``; verified against its sha256 metadata."""
@@ -197,9 +268,8 @@ class BackupTransfer(object):
         name = os.path.basename(src.rstrip("/"))
         directory = os.path.dirname(src)
         items = []
+        digests, size, texts = artifact_digests(src)
         if os.path.isdir(src):
-            texts, size = tree_listing(src)
-            digests = dict((algo, hashlib.new(algo, texts[algo].encode("utf-8")).hexdigest()) for algo in texts)
             per_file = dict((algo, listing_entries(texts[algo])) for algo in texts)
             for rel in sorted(per_file["sha256"]):
                 path = os.path.join(src, *rel.split("/"))
@@ -207,7 +277,6 @@ class BackupTransfer(object):
                               os.path.getsize(path)))
             self._check_local_sidecars(src, name, texts=texts)
         else:
-            digests, size = file_digests(src)
             items.append((src, key, digests, size))
             self._check_local_sidecars(src, name, digests=digests)
         if self.params["with_sidecars"]:
@@ -369,10 +438,10 @@ class BackupTransfer(object):
         elif (head.get("Metadata") or {}).get("sha256") != digests["sha256"]:
             problem = "sha256 metadata %r, expected %s" % ((head.get("Metadata") or {}).get("sha256"), digests["sha256"])
         elif self.params["verify"] == "full":
-            remote, remote_size = self._stream_digest(key)
-            if remote["sha256"] != digests["sha256"] or remote_size != size:
+            remote = self._fetch(key)[1]
+            if remote.hexdigests()["sha256"] != digests["sha256"] or remote.size != size:
                 problem = "downloaded content has SHA-256 %s (%d bytes), expected %s (%d bytes)" % (
-                    remote["sha256"], remote_size, digests["sha256"], size)
+                    remote.hexdigests()["sha256"], remote.size, digests["sha256"], size)
         if problem:
             try:
                 self.client.delete_object(Bucket=self.bucket, Key=key)
@@ -440,6 +509,24 @@ class BackupTransfer(object):
                                 "(overwrite=different replaces it)" % final)
         return False
 
+    def _start_download(self, final, keys, matches):
+        """A temporary path next to ``final`` to download ``keys`` into, or ``None`` when nothing is to be written.
+
+        Nothing is written when ``final`` already holds the artifact (``matches()``, per ``overwrite``: the keys
+        are skipped) or in check mode (the keys would be transferred). Creates the parent directory.
+        """
+        if self._check_existing(final, matches):
+            self.result["skipped_keys"].extend(keys)
+            return None
+        if self.module.check_mode:
+            self.result["transferred"].extend(keys)
+            self.result["changed"] = True
+            return None
+        parent = os.path.dirname(final)
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+        return temp_path_for(final)
+
     def _compare_file(self, digests, size, refs, texts, expected_size):
         """Raise :class:`ChecksumError` unless ``digests`` match every reference; returns the sources checked."""
         checked = []
@@ -479,30 +566,11 @@ class BackupTransfer(object):
             result.update(sha256=digests["sha256"], md5=digests["md5"])
             return True
 
-        if self._check_existing(final, matches):
-            result["skipped_keys"].append(key)
+        temp = self._start_download(final, [key], matches)
+        if temp is None:
             return
-        if self.module.check_mode:
-            result["transferred"].append(key)
-            result["changed"] = True
-            return
-        parent = os.path.dirname(final)
-        if not os.path.isdir(parent):
-            os.makedirs(parent)
-        temp = temp_path_for(final)
         try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=key)
-            hasher = MultiHasher()
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                body = answer["Body"]
-                try:
-                    for chunk in body.iter_chunks(CHUNK):
-                        handle.write(chunk)
-                        hasher.update(chunk)
-                finally:
-                    body.close()
-            result["bytes_transferred"] += hasher.size
+            answer, hasher = self._fetch(key, temp)
             digests = hasher.hexdigests()
             refs = dict(refs)
             meta = dict((k, v) for k, v in (answer.get("Metadata") or {}).items() if k in RESERVED_METADATA)
@@ -546,56 +614,14 @@ class BackupTransfer(object):
             result["verified"] = ["metadata"]
             return local == remote
 
-        if self._check_existing(final, matches):
-            result["skipped_keys"].extend(result["keys"])
+        temp = self._start_download(final, result["keys"], matches)
+        if temp is None:
             return
-        if self.module.check_mode:
-            result["transferred"].extend(result["keys"])
-            result["changed"] = True
-            return
-        parent = os.path.dirname(final)
-        if not os.path.isdir(parent):
-            os.makedirs(parent)
-        temp = temp_path_for(final)
         old = None
         try:
             os.mkdir(temp, 0o700)
             for rel, obj in entries:
-                path = os.path.join(temp, rel)
-                if not os.path.isdir(os.path.dirname(path)):
-                    os.makedirs(os.path.dirname(path), 0o700)
-                answer = self.client.get_object(Bucket=self.bucket, Key=obj["key"])
-                hasher = MultiHasher()
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as handle:
-                    body = answer["Body"]
-                    try:
-                        for chunk in body.iter_chunks(CHUNK):
-                            handle.write(chunk)
-                            hasher.update(chunk)
-                    finally:
-                        body.close()
-                result["bytes_transferred"] += hasher.size
-                digests = hasher.hexdigests()
-                meta = answer.get("Metadata") or {}
-                rel_key = rel.replace(os.sep, "/")
-                refs = {}
-                if meta.get("sha256"):
-                    refs["metadata"] = dict((k, v) for k, v in meta.items() if k in RESERVED_METADATA)
-                for algo, listing in listings.items():
-                    if rel_key not in listing:
-                        raise ChecksumError("%s is not listed in the %s sidecar" % (obj["key"], algo))
-                    refs.setdefault("sidecar", {})[algo] = listing[rel_key]
-                if not refs and self.params["require_checksum"]:
-                    raise TransferError("%s has no sha256 metadata and the artifact has no sidecar: nothing to verify "
-                                        "it against (require_checksum=false accepts it unverified)" % obj["key"])
-                try:
-                    checked = self._compare_file(digests, hasher.size, refs, {}, answer.get("ContentLength"))
-                except ChecksumError as exc:
-                    raise ChecksumError("%s: %s" % (obj["key"], exc))
-                for source in checked:
-                    if source not in result["verified"]:
-                        result["verified"].append(source)
+                self._fetch_tree_file(obj["key"], rel, temp, listings)
             for algo, listing in listings.items():
                 missing = set(listing) - set(rel.replace(os.sep, "/") for rel, obj in entries)
                 if missing:
@@ -621,9 +647,38 @@ class BackupTransfer(object):
         result["changed"] = True
         if old:
             remove_path(old)
-        texts_final, size = tree_listing(final)
-        result.update(sha256=hashlib.sha256(texts_final["sha256"].encode("utf-8")).hexdigest(),
-                      md5=hashlib.md5(texts_final["md5"].encode("utf-8")).hexdigest(), size=size)
+        digests, size = artifact_digests(final)[:2]
+        result.update(sha256=digests["sha256"], md5=digests["md5"], size=size)
+
+    def _fetch_tree_file(self, key, rel, temp, listings):
+        """Download one file of a directory artifact into ``temp`` and check it against its references.
+
+        ``listings``: ``{algo: {relative path: hexdigest}}`` of the artifact's sidecars. Raises
+        :class:`ChecksumError` (named after ``key``) on a mismatch.
+        """
+        path = os.path.join(temp, rel)
+        if not os.path.isdir(os.path.dirname(path)):
+            os.makedirs(os.path.dirname(path), 0o700)
+        answer, hasher = self._fetch(key, path)
+        meta = answer.get("Metadata") or {}
+        rel_key = rel.replace(os.sep, "/")
+        refs = {}
+        if meta.get("sha256"):
+            refs["metadata"] = dict((k, v) for k, v in meta.items() if k in RESERVED_METADATA)
+        for algo, listing in listings.items():
+            if rel_key not in listing:
+                raise ChecksumError("%s is not listed in the %s sidecar" % (key, algo))
+            refs.setdefault("sidecar", {})[algo] = listing[rel_key]
+        if not refs and self.params["require_checksum"]:
+            raise TransferError("%s has no sha256 metadata and the artifact has no sidecar: nothing to verify "
+                                "it against (require_checksum=false accepts it unverified)" % key)
+        try:
+            checked = self._compare_file(hasher.hexdigests(), hasher.size, refs, {}, answer.get("ContentLength"))
+        except ChecksumError as exc:
+            raise ChecksumError("%s: %s" % (key, exc))
+        for source in checked:
+            if source not in self.result["verified"]:
+                self.result["verified"].append(source)
 
     def _download_sidecars(self, key, final, texts):
         result = self.result

@@ -163,10 +163,10 @@ duration:
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.atlasia.dr.plugins.module_utils.atomic import remove_path
+from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.naming import parse_backup_name
 from ansible_collections.atlasia.dr.plugins.module_utils.retention import (
     PolicyError,
@@ -246,8 +246,8 @@ def plan_directory(directory, policy, series, recurse, drop_orphans=False):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           mutually_exclusive=[["tiers", "recurse"]])
+    module = DRModule(argument_spec=argument_spec(), supports_check_mode=True,
+                      mutually_exclusive=[["tiers", "recurse"]])
     started = time.monotonic()
     params = module.params
     root = os.path.abspath(params["path"])

@@ -236,12 +236,9 @@ class BundleError(Exception):
 
 def _mode(value):
     try:
-        mode = value if isinstance(value, int) else int(str(value), 8)
-    except ValueError:
-        raise BundleError("mode %r is not an octal file mode such as '0600'" % (value,))
-    if not 0 <= mode <= 0o7777:
-        raise BundleError("mode %r is not an octal file mode such as '0600'" % (value,))
-    return mode
+        return atomic.parse_mode(value)
+    except ValueError as exc:
+        raise BundleError(str(exc))
 
 
 def repository_of(ref):

@@ -388,83 +388,40 @@ duration:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.atlasia.dr.plugins.module_utils.checksum import ChecksumError
+from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
     Boto3Error,
     BotoCoreError,
     ClientError,
-    STORAGE_CLASSES,
     ensure_boto3,
     fail_json_aws,
     get_s3_client,
-    normalize_prefix,
-    s3_argument_spec,
-    s3_module_kwargs,
-    s3_url,
 )
-from ansible_collections.atlasia.dr.plugins.module_utils.s3_transfer import BackupTransfer, TransferError
-
-
-def argument_spec():
-    spec = s3_argument_spec()
-    spec.update(
-        mode=dict(type="str", required=True, choices=["upload", "download", "list", "exists"]),
-        src=dict(type="path"),
-        srcs=dict(type="list", elements="path"),
-        dest=dict(type="path"),
-        key=dict(type="str", no_log=False),
-        prefix=dict(type="str"),
-        series=dict(type="list", elements="str"),
-        with_sidecars=dict(type="bool", default=True),
-        storage_class=dict(type="str", default="STANDARD_IA", choices=STORAGE_CLASSES),
-        encryption=dict(type="str", default="AES256", choices=["AES256", "aws:kms", "none"]),
-        kms_key_id=dict(type="str", no_log=False),
-        metadata=dict(type="dict"),
-        part_size_mb=dict(type="int", default=64),
-        concurrency=dict(type="int", default=4),
-        verify=dict(type="str", default="metadata", choices=["metadata", "full"]),
-        overwrite=dict(type="str", default="never", choices=["never", "different", "always"]),
-        require_checksum=dict(type="bool", default=True),
-    )
-    return spec
-
-
-def module_kwargs():
-    kwargs = s3_module_kwargs()
-    kwargs["mutually_exclusive"] = kwargs["mutually_exclusive"] + [["key", "prefix"], ["src", "srcs"]]
-    kwargs["required_if"] = [
-        ["mode", "upload", ["src", "srcs"], True],
-        ["mode", "upload", ["key", "prefix"], True],
-        ["mode", "download", ["key", "dest"]],
-        ["mode", "exists", ["key"]],
-    ]
-    return kwargs
+from ansible_collections.atlasia.dr.plugins.module_utils.s3_transfer import (
+    BackupTransfer,
+    TransferError,
+    transfer_argument_spec,
+    transfer_module_kwargs,
+)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **module_kwargs())
+    module = DRModule(argument_spec=transfer_argument_spec(), supports_check_mode=True, **transfer_module_kwargs())
     started = time.monotonic()
     ensure_boto3(module)
-    client = get_s3_client(module)
-    transfer = BackupTransfer(module, client)
-    mode = module.params["mode"]
-    where = s3_url(module.params["bucket"], module.params["key"] or normalize_prefix(module.params["prefix"]))
+    transfer = BackupTransfer(module, get_s3_client(module))
     try:
-        dict(upload=transfer.upload, download=transfer.download, list=transfer.listing, exists=transfer.exists)[mode]()
+        transfer.run()
     except TransferError as exc:
-        transfer.result["duration"] = round(time.monotonic() - started, 3)
-        module.fail_json(msg=str(exc), **transfer.result)
+        module.fail_json(msg=str(exc), **transfer.finish(started))
     except (ClientError, BotoCoreError, Boto3Error) as exc:
-        transfer.result["duration"] = round(time.monotonic() - started, 3)
-        fail_json_aws(module, exc, msg="%s of %s failed" % (mode, where), **transfer.result)
+        fail_json_aws(module, exc, msg="%s failed" % transfer.what(), **transfer.finish(started))
     except (OSError, ChecksumError) as exc:
-        transfer.result["duration"] = round(time.monotonic() - started, 3)
-        module.fail_json(msg="%s of %s failed: %s" % (mode, where, to_native(exc)), **transfer.result)
-    transfer.result["duration"] = round(time.monotonic() - started, 3)
-    module.exit_json(**transfer.result)
+        module.fail_json(msg="%s failed: %s" % (transfer.what(), to_native(exc)), **transfer.finish(started))
+    module.exit_json(**transfer.finish(started))
 
 
 if __name__ == "__main__":

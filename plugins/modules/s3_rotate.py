@@ -148,8 +148,7 @@ duration:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.naming import parse_backup_name
 from ansible_collections.atlasia.dr.plugins.module_utils.retention import (
     PolicyError,
@@ -253,7 +252,7 @@ def run(module, client, result):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **s3_module_kwargs())
+    module = DRModule(argument_spec=argument_spec(), supports_check_mode=True, **s3_module_kwargs())
     started = time.monotonic()
     result = dict(changed=False, prefix=normalize_prefix(module.params["prefix"]))
     try:

@@ -66,10 +66,15 @@ attributes:
   bypass_host_loop:
     support: none
   action_group:
-    description: Use C(group/atlasia.dr.dr) in C(module_defaults) to set the connection options once.
+    description:
+      - Use C(group/atlasia.dr.vault) in C(module_defaults) to set the Vault connection options once for this
+        module, M(atlasia.dr.vault_init) and M(atlasia.dr.vault_unseal). O(token) and O(token_file) are options
+        of this module only, since the other two take no token; set them in the defaults of
+        C(atlasia.dr.vault_snapshot) itself.
     support: full
     membership:
       - atlasia.dr.dr
+      - atlasia.dr.vault
 options:
   state:
     description:
@@ -193,10 +198,12 @@ EXAMPLES = r"""
     timestamp: "{{ backup_timestamp }}"
   register: vault_backup
 
-- name: Connection settings once for every atlasia.dr module
+- name: Connection settings once for the Vault modules
   module_defaults:
-    group/atlasia.dr.dr:
+    group/atlasia.dr.vault:
       url: https://vault.internal.example:8200
+      ca_cert: /etc/atlasia/tls/ca.pem
+    atlasia.dr.vault_snapshot:
       token: "{{ vault_operator_token }}"
   block:
     - name: Restore the snapshot into the same cluster, saving the current content first
@@ -463,12 +470,9 @@ def _fail_vault(module, exc, prefix="", **extra):
 
 def _file_mode(module, value):
     try:
-        mode = value if isinstance(value, int) else int(str(value), 8)
-    except ValueError:
-        mode = -1
-    if not 0 <= mode <= 0o7777:
-        _fail(module, "mode %r is not an octal file mode such as '0600'" % (value,), INVALID_ARGUMENT)
-    return mode
+        return atomic.parse_mode(value)
+    except ValueError as exc:
+        return _fail(module, str(exc), INVALID_ARGUMENT)
 
 
 def _snapshot_summary(info):

@@ -225,3 +225,48 @@ def test_cleanup_stale_temps_treats_zombie_owner_as_dead(tmp_path):
         assert atomic.cleanup_stale_temps(str(tmp_path)) == [str(stale)]
     finally:
         zombie.wait()
+
+
+# --- parse_mode: the one parser of the modules' ``mode`` option -----------------------------------------
+
+@pytest.mark.parametrize("value, expected", [("0600", 0o600), ("600", 0o600), (" 0644 ", 0o644), ("2750", 0o2750),
+                                             ("07777", 0o7777), (0o640, 0o640), (384, 0o600), (0, 0)])
+def test_parse_mode(value, expected):
+    assert atomic.parse_mode(value) == expected
+
+
+@pytest.mark.parametrize("value", ["rw", "rw-all", "0800", "u+rw", "", "12", "0o600", "-600", None, True, False,
+                                   -1, 0o17777])
+def test_parse_mode_rejects(value):
+    with pytest.raises(ValueError, match="mode"):
+        atomic.parse_mode(value)
+
+
+def test_archive_uses_the_one_parser():
+    from ansible_collections.atlasia.dr.plugins.module_utils import archive
+
+    assert archive.parse_mode is atomic.parse_mode
+
+
+def test_image_bundle_uses_the_one_parser():
+    from ansible_collections.atlasia.dr.plugins.modules import image_bundle
+
+    assert image_bundle._mode("0640") == 0o640
+    with pytest.raises(image_bundle.BundleError, match="octal file mode"):
+        image_bundle._mode("0o640")
+
+
+def test_vault_snapshot_uses_the_one_parser():
+    from ansible_collections.atlasia.dr.plugins.modules import vault_snapshot
+
+    failures = []
+
+    class Module(object):
+        def fail_json(self, **kwargs):
+            failures.append(kwargs)
+            raise SystemExit(1)
+
+    assert vault_snapshot._file_mode(Module(), "0640") == 0o640
+    with pytest.raises(SystemExit):
+        vault_snapshot._file_mode(Module(), "7")
+    assert failures[0]["error_kind"] == "invalid_argument" and "octal file mode" in failures[0]["msg"]

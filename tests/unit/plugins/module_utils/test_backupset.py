@@ -20,8 +20,8 @@ import textwrap
 
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
-from ansible.module_utils.testing import patch_module_args
 
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.module_utils import backupset, checksum, naming, setauth
 from ansible_collections.atlasia.dr.plugins.modules import backup_set
 
@@ -65,12 +65,7 @@ def run_present(root, ts, capsys, check_mode=False, **extra):
                 artifacts=[dict(name="backup_%s.sql.gz" % ts, component="database"),
                            dict(name="vault_%s.snap" % ts, component="vault")], repair_tiers=True)
     args.update(extra)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            backup_set.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(backup_set.main, args, capsys, check_mode=check_mode)
 
 
 def test_link_order_is_artifacts_first_set_manifest_last(tmp_path, monkeypatch):

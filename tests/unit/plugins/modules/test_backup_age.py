@@ -13,8 +13,8 @@ import datetime
 import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.modules import backup_age
 
 NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -26,14 +26,7 @@ def fixed_clock(monkeypatch):
 
 
 def run_main(args, capsys, check_mode=False):
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            backup_age.main()
-    result = json.loads(capsys.readouterr().out)
-    assert (exc.value.code != 0) == bool(result.get("failed")), result
-    return result
+    return run_module(backup_age.main, args, capsys, check_mode=check_mode)
 
 
 def stamp(hours_ago):

@@ -23,8 +23,8 @@ import time
 
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
-from ansible.module_utils.testing import patch_module_args
 
+from tests.support.modules import run_module, warning_texts as warnings
 from ansible_collections.atlasia.dr.plugins.module_utils import archive
 from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import PipelineError
 from ansible_collections.atlasia.dr.plugins.modules import dr_archive
@@ -40,24 +40,7 @@ def fresh_warnings(monkeypatch):
 
 
 def run_main(args, capsys, check_mode=False):
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            dr_archive.main()
-    result = json.loads(capsys.readouterr().out)
-    assert (exc.value.code != 0) == bool(result.get("failed")), result
-    return result
-
-
-def warnings(result):
-    """Warning texts of a result (ansible-core 2.19 returns structured warning summaries)."""
-    texts = []
-    for warning in result.get("warnings", []):
-        if isinstance(warning, dict):
-            warning = (warning.get("event") or {}).get("msg") or warning.get("msg") or json.dumps(warning)
-        texts.append(warning)
-    return texts
+    return run_module(dr_archive.main, args, capsys, check_mode=check_mode)
 
 
 def listing(directory):

@@ -21,8 +21,8 @@ import time
 
 import pytest
 from ansible.module_utils.common import warnings as ansible_warnings
-from ansible.module_utils.testing import patch_module_args
 
+from tests.support.modules import run_module, warning_texts as warnings
 from ansible_collections.atlasia.dr.plugins.modules import dr_lock
 
 HOST = platform.node()
@@ -35,23 +35,7 @@ def fresh_warnings(monkeypatch):
 
 
 def run_main(args, capsys, check_mode=False):
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            dr_lock.main()
-    result = json.loads(capsys.readouterr().out)
-    assert (exc.value.code != 0) == bool(result.get("failed")), result
-    return result
-
-
-def warnings(result):
-    texts = []
-    for warning in result.get("warnings", []):
-        if isinstance(warning, dict):
-            warning = (warning.get("event") or {}).get("msg") or warning.get("msg") or json.dumps(warning)
-        texts.append(warning)
-    return texts
+    return run_module(dr_lock.main, args, capsys, check_mode=check_mode)
 
 
 @pytest.fixture

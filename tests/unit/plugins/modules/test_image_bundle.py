@@ -20,8 +20,8 @@ import subprocess
 import tarfile
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.module_utils import pipeline
 from ansible_collections.atlasia.dr.plugins.modules import image_bundle
 
@@ -110,14 +110,7 @@ def saver(monkeypatch, tmp_path):
 
 
 def run(args, capsys, check_mode=False):
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            image_bundle.main()
-    result = json.loads(capsys.readouterr().out)
-    assert (exc.value.code != 0) == bool(result.get("failed")), result
-    return result
+    return run_module(image_bundle.main, args, capsys, check_mode=check_mode)
 
 
 def save(tmp_path, capsys, **extra):

@@ -10,11 +10,9 @@ tests/integration/test_recover_data.py.
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import FIELD_SEP, PostgresError
 from ansible_collections.atlasia.dr.plugins.modules import pg_copy_rows
 
@@ -78,14 +76,7 @@ def fake(monkeypatch):
 def run(args, capsys, check_mode=False):
     base = dict(db="aiteam", source_db="aiteam_recover_20261126_030000", table="workflow_runs")
     base.update(args)
-    if check_mode:
-        base["_ansible_check_mode"] = True
-    with patch_module_args(base):
-        with pytest.raises(SystemExit) as exc:
-            pg_copy_rows.main()
-    result = json.loads(capsys.readouterr().out)
-    assert (exc.value.code != 0) == bool(result.get("failed")), result
-    return result
+    return run_module(pg_copy_rows.main, base, capsys, check_mode=check_mode)
 
 
 def test_rows_are_copied_with_on_conflict_on_the_primary_key(fake, capsys):

@@ -22,10 +22,10 @@ import subprocess
 import sys
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import PostgresClient, PostgresError
 from ansible_collections.atlasia.dr.plugins.modules import pg_dump_backup
+from tests.support.modules import run_module
 
 PASSWORD = "unit-test-secret-Pw"
 TS = "20261126_020005"
@@ -156,15 +156,7 @@ def dest(tmp_path):
 
 
 def run_main(args, capsys, check_mode=False):
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            pg_dump_backup.main()
-    out = capsys.readouterr().out
-    result = json.loads(out)
-    assert (exc.value.code != 0) == bool(result.get("failed")), result
-    return result
+    return run_module(pg_dump_backup.main, args, capsys, check_mode=check_mode)
 
 
 def base_args(fake_pg, dest, **extra):

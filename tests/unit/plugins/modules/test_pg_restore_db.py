@@ -21,8 +21,8 @@ import subprocess
 import sys
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.module_utils import checksum, naming
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import FIELD_SEP, PostgresClient, PostgresError
 from ansible_collections.atlasia.dr.plugins.modules import pg_restore_db
@@ -210,14 +210,7 @@ def make_backup(directory, name="backup_20261126_020005.sql.gz", data=None, side
 
 
 def run_main(args, capsys, check_mode=False):
-    if check_mode:
-        args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            pg_restore_db.main()
-    result = json.loads(capsys.readouterr().out)
-    assert (exc.value.code != 0) == bool(result.get("failed")), result
-    return result
+    return run_module(pg_restore_db.main, args, capsys, check_mode=check_mode)
 
 
 def args_for(fake, src, **extra):

@@ -8,12 +8,11 @@ The real server is exercised by the restore tests (tests/integration/test_verify
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import PostgresClient, PostgresError
 from ansible_collections.atlasia.dr.plugins.modules import pg_scratch_db
 
@@ -44,14 +43,7 @@ def catalogue(monkeypatch):
 
 def run_main(args, capsys, check_mode=False):
     args = dict(dict(login_host="127.0.0.1", login_password="unit-test-pw"), **args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            pg_scratch_db.main()
-    result = json.loads(capsys.readouterr().out)
-    assert (exc.value.code != 0) == bool(result.get("failed")), result
-    return result
+    return run_module(pg_scratch_db.main, args, capsys, check_mode=check_mode)
 
 
 def test_drops_the_scratch_database(catalogue, capsys):

@@ -8,22 +8,18 @@ in-memory S3 (order, all-or-nothing decisions, check mode)."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import json
 import os
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
+from tests.support.fakes3 import FakeS3
 from tests.support.modules import run_module
+from ansible_collections.atlasia.dr.plugins.module_utils import checksum
 from ansible_collections.atlasia.dr.plugins.module_utils.checksum import ChecksumError
-from ansible_collections.atlasia.dr.plugins.module_utils.s3 import ClientError, MiB
+from ansible_collections.atlasia.dr.plugins.module_utils.s3 import MiB
 from ansible_collections.atlasia.dr.plugins.module_utils import s3_transfer as engine
 from ansible_collections.atlasia.dr.plugins.modules import s3_backup_transfer as transfer
-
-UTC = datetime.timezone.utc
 
 
 def obj(key, size=10):
@@ -124,10 +120,7 @@ def run_main(monkeypatch, capsys, args):
     params = dict(bucket="b", endpoint_url="http://127.0.0.1:9", access_key="test-access", secret_key="test-secret")
     params.update(args)
     params = dict((k, v) for k, v in params.items() if v is not None)
-    with patch_module_args(params):
-        with pytest.raises(SystemExit):
-            transfer.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module(transfer.main, params, capsys)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -160,33 +153,6 @@ def test_main_validates_upload_settings(monkeypatch, capsys, tmp_path, args, mes
 
 
 # -- upload of several sources (srcs) against an in-memory S3 ---------------------------------------------------
-
-
-class FakeS3(object):
-    """Just enough of a boto3 S3 client for uploads: objects with their metadata, every call recorded."""
-
-    def __init__(self, objects=None):
-        self.objects = dict(objects or {})  # key -> (bytes, metadata)
-        self.calls = []
-
-    def head_object(self, Bucket, Key):
-        self.calls.append(("head_object", Key))
-        if Key not in self.objects:
-            raise ClientError(dict(Error=dict(Code="404", Message="Not Found")), "HeadObject")
-        data, meta = self.objects[Key]
-        return dict(ContentLength=len(data), Metadata=dict(meta))
-
-    def upload_file(self, Filename, Bucket, Key, ExtraArgs=None, Config=None):
-        self.calls.append(("upload_file", Key))
-        with open(Filename, "rb") as handle:
-            self.objects[Key] = (handle.read(), dict((ExtraArgs or {}).get("Metadata", {})))
-
-    def delete_object(self, Bucket, Key):
-        self.calls.append(("delete_object", Key))
-        self.objects.pop(Key, None)
-
-    def uploads(self):
-        return [key for call, key in self.calls if call == "upload_file"]
 
 
 def run_upload(monkeypatch, capsys, client, args, check=False):
@@ -350,3 +316,58 @@ def test_upload_needs_src_or_srcs(monkeypatch, capsys):
     result = run_upload(monkeypatch, capsys, FakeS3(), dict(prefix="dr"))
     assert result["failed"] is True
     assert "src, srcs" in result["msg"]
+
+
+# -- what a download returns (the module's own facts, not the stat of dest) -----------------------------------
+
+
+def run_download(monkeypatch, capsys, client, args, check=False):
+    return run_upload(monkeypatch, capsys, client, dict(args, mode="download"), check=check)
+
+
+def stored(data):
+    """An object and its metadata as the module uploads it."""
+    return data, dict(sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest())
+
+
+def test_download_returns_its_mode_and_the_object_size(monkeypatch, capsys, tmp_path):
+    name = "backup_20261125_020000.sql.gz"
+    data = b"dump" * 1000
+    sidecar = "%s  %s\n" % (hashlib.sha256(data).hexdigest(), name)
+    client = FakeS3({"dr/" + name: stored(data), "dr/" + name + ".sha256": stored(sidecar.encode())})
+    result = run_download(monkeypatch, capsys, client, dict(key="dr/" + name, dest=str(tmp_path) + "/"))
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["mode"] == "download"  # not the file's permissions ("0600")
+    assert result["dest"] == str(tmp_path / name) and (tmp_path / name).read_bytes() == data
+    assert result["size"] == len(data) and result["sha256"] == hashlib.sha256(data).hexdigest()
+    assert not set(result) & {"owner", "group", "uid", "gid", "state"}  # no stat facts of dest
+    assert result["verified"] == ["metadata", "sidecar"]
+    assert sorted(result["transferred"]) == ["dr/" + name, "dr/" + name + ".sha256"]
+
+
+def test_download_of_a_directory_artifact_returns_the_size_of_its_files(monkeypatch, capsys, tmp_path):
+    name = "backup_20261125_020000.dir"
+    files = {"toc.dat": b"toc" * 7, "3001.dat.gz": b"rows" * 3000, "blobs/1.dat": b"b"}
+    listing = "".join("%s  %s/%s\n" % (hashlib.sha256(files[rel]).hexdigest(), name, rel) for rel in sorted(files))
+    objects = dict(("dr/%s/%s" % (name, rel), stored(data)) for rel, data in files.items())
+    objects["dr/%s.sha256" % name] = stored(listing.encode())
+    client = FakeS3(objects)
+    result = run_download(monkeypatch, capsys, client, dict(key="dr/" + name, dest=str(tmp_path) + "/"))
+    assert result.get("failed") is not True, result.get("msg")
+    final = tmp_path / name
+    assert result["mode"] == "download" and result["dest"] == str(final)
+    assert result["size"] == sum(len(data) for data in files.values()) != final.stat().st_size
+    digests, size = checksum.artifact_digests(str(final))[:2]
+    assert (result["sha256"], result["md5"], result["size"]) == (digests["sha256"], digests["md5"], size)
+    assert result["bytes_transferred"] == size + len(listing)
+    assert (final / "blobs" / "1.dat").read_bytes() == b"b"
+
+
+def test_upload_verify_full_reads_the_object_back_without_counting_it(monkeypatch, capsys, tmp_path):
+    src = make_artifact(tmp_path, "backup_20261125_020000.sql.gz", b"dump" * 10)
+    client = FakeS3()
+    result = run_upload(monkeypatch, capsys, client, dict(src=src, prefix="dr", verify="full", with_sidecars=False))
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["verified"] == ["metadata", "download"]
+    assert ("get_object", "dr/backup_20261125_020000.sql.gz") in client.calls
+    assert result["bytes_transferred"] == 40

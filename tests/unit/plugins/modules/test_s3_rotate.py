@@ -11,74 +11,9 @@ import datetime
 
 import pytest
 
+from tests.support.fakes3 import FakeS3
 from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.modules import s3_rotate
-
-UTC = datetime.timezone.utc
-
-
-class FakePaginator(object):
-    def __init__(self, client, operation):
-        self.client = client
-        self.operation = operation
-
-    def paginate(self, Bucket, Prefix="", Delimiter=None):
-        self.client.calls.append((self.operation, Prefix, Delimiter))
-        keys = sorted(k for k in self.client.objects if k.startswith(Prefix))
-        if self.operation == "list_object_versions":
-            yield dict(Versions=[dict(Key=k, VersionId="v1", IsLatest=True) for k in keys], DeleteMarkers=[])
-            return
-        entries, seen = [], set()
-        for key in keys:
-            rest = key[len(Prefix):]
-            if Delimiter and Delimiter in rest:
-                common = Prefix + rest.split(Delimiter, 1)[0] + Delimiter
-                if common not in seen:
-                    seen.add(common)
-                    entries.append(("prefix", common))
-            else:
-                entries.append(("key", key))
-        for ghost in self.client.ghosts:  # emptied folders a filer-backed server still lists
-            if ghost.startswith(Prefix) and ghost not in seen and Delimiter:
-                entries.append(("prefix", ghost))
-        page_size = self.client.page_size
-        for start in range(0, max(len(entries), 1), page_size):
-            chunk = entries[start:start + page_size]
-            yield dict(
-                Contents=[dict(Key=k, Size=len(self.client.objects[k]), StorageClass="STANDARD",
-                               LastModified=datetime.datetime(2026, 11, 25, tzinfo=UTC), ETag='"x"')
-                          for kind, k in chunk if kind == "key"],
-                CommonPrefixes=[dict(Prefix=k) for kind, k in chunk if kind == "prefix"])
-
-
-class FakeS3(object):
-    """Just enough of a boto3 S3 client for s3_rotate."""
-
-    def __init__(self, keys, page_size=1000, refuse=(), ghosts=()):
-        self.objects = dict((k, b"data") for k in keys)
-        self.ghosts = list(ghosts)
-        self.page_size = page_size
-        self.refuse = set(refuse)
-        self.calls = []
-        self.delete_calls = []
-
-    def list_objects_v2(self, Bucket, Prefix, MaxKeys):
-        count = min(MaxKeys, sum(1 for k in self.objects if k.startswith(Prefix)))
-        return dict(KeyCount=count)
-
-    def get_paginator(self, operation):
-        return FakePaginator(self, operation)
-
-    def delete_objects(self, Bucket, Delete):
-        assert len(Delete["Objects"]) <= 1000
-        self.delete_calls.append([o["Key"] for o in Delete["Objects"]])
-        errors = []
-        for obj in Delete["Objects"]:
-            if obj["Key"] in self.refuse:
-                errors.append(dict(Key=obj["Key"], Code="AccessDenied", Message="Access Denied"))
-            else:
-                self.objects.pop(obj["Key"], None)
-        return dict(Errors=errors) if errors else {}
 
 
 def run_main(monkeypatch, capsys, client, args, check=False):

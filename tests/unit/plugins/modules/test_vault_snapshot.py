@@ -24,8 +24,7 @@ import urllib.error
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.module_utils import vault
 from ansible_collections.atlasia.dr.plugins.module_utils.naming import parse_backup_name
 from ansible_collections.atlasia.dr.plugins.modules import vault_snapshot
@@ -440,14 +439,7 @@ def fake(monkeypatch):
 
 
 def run_main(capsys, args, check=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit):
-            vault_snapshot.main()
-    out = capsys.readouterr().out
-    return json.loads(out)
+    return run_module(vault_snapshot.main, args, capsys, check_mode=check)
 
 
 def save_args(dest, **extra):

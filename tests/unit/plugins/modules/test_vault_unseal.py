@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
+from tests.support.modules import run_module
 from ansible_collections.atlasia.dr.plugins.module_utils import vault
 from ansible_collections.atlasia.dr.plugins.modules import vault_init, vault_unseal
 
@@ -97,16 +97,7 @@ def fake(monkeypatch):
 
 
 def run(module, args, capsys, check_mode=False):
-    args = dict(args, url=URL)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            module.main()
-    out = capsys.readouterr().out
-    result = json.loads(out)
-    assert (exc.value.code != 0) == bool(result.get("failed")), result
-    return result, out
+    return run_module(module.main, dict(args, url=URL), capsys, check_mode=check_mode, output=True)
 
 
 def unseal_keys(fake):

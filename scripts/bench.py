@@ -564,17 +564,27 @@ class Bench(object):
         return self.artifacts[key]
 
     def restore_runner(self, key, src_key, how=None, module_args=None, script=None, target="restored",
-                       rows_from="bench"):
+                       rows_from="bench", replaces=False):
+        """``replaces``: the script replaces a database holding the source's content (as a restore in place
+        does), instead of loading into an empty one."""
         def run(round_no):
             src = self.ensure_artifact(src_key, rows_from)
             if script is not None:
                 self.pg.dropdb(target)
-                self.pg.createdb(target)
+                if replaces:
+                    self.sql("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY"
+                             % (quote_ident(target), quote_ident(rows_from)))
+                else:
+                    self.pg.createdb(target)
+                safety = self.work / "safety"
+                safety.mkdir(exist_ok=True)
                 self.checkpoint()
-                measure = self.check(self.execute(self.shell(script.format(src=shlex.quote(str(src)), db=target), None),
-                                                  env=self.pg_env()), self.cases[key]["label"])
+                command = script.format(src=shlex.quote(str(src)), db=target, safety=shlex.quote(str(safety)))
+                measure = self.check(self.execute(self.shell(command, None), env=self.pg_env()),
+                                     self.cases[key]["label"])
                 entry = self.record(key, round_no, measure)
                 self.pg.dropdb(target)
+                shutil.rmtree(str(safety), ignore_errors=True)
                 return entry
             # every restore replaces the same thing: a vacuumed copy of the source (the safety backup dumps it)
             self.drop_restored(target)
@@ -612,6 +622,12 @@ class Bench(object):
              "backup.baseline", None, "gunzip -c {src} | %s -d {db} > /dev/null" % psql),
             ("restore.default", "pg_restore_db defaults (safety backup on)", "ours", "ansible", "backup.default", {},
              None),
+            ("restore.plan", "the plan's restore script: pg_dump | gzip -6 safety dump, dropdb, createdb, gunzip | psql",
+             "baseline", "shell", "backup.baseline", None,
+             "%s -d {db} | gzip -6 > {safety}/plan_safety.sql.gz && %s {db} && %s {db} && gunzip -c {src} | "
+             "%s -d {db} > /dev/null" % (PG_BINDIR / "pg_dump", PG_BINDIR / "dropdb", PG_BINDIR / "createdb", psql)),
+            ("restore.default.plan", "pg_restore_db defaults, beside the plan's script", "ours", "ansible",
+             "backup.default", {}, None),
             ("restore.nosafety", "pg_restore_db, safety_backup=false", "ours", "ansible", "backup.default",
              dict(safety_backup=False), None),
             ("restore.fastest", "pg_restore_db directory dump, jobs=%d, no safety backup" % n, "ours", "ansible",
@@ -638,7 +654,8 @@ class Bench(object):
         for key, label, kind, how, src_key, module_args, script in specs:
             self.case(key, label, "restore", kind, how)
             runners[key] = self.restore_runner(key, src_key, how, module_args, script,
-                                               target="restore_base" if script else "restored")
+                                               target="restore_base" if script else "restored",
+                                               replaces=key == "restore.plan")
         families = [
             (runners["restore.baseline"],
              [runners[k] for k in ("restore.default", "restore.nosafety", "restore.fastest", "restore.fastest.hand")],
@@ -646,6 +663,9 @@ class Bench(object):
               self.pair("restore", "restore.nosafety", "restore.baseline", "no safety backup vs the plan"),
               self.pair("restore", "restore.fastest", "restore.baseline", "fastest vs the plan", target=0.75),
               self.pair("restore", "restore.fastest.hand", "restore.baseline", "pg_restore -j by hand vs the plan")]),
+            (runners["restore.plan"], [runners["restore.default.plan"]],
+             [self.pair("restore", "restore.default.plan", "restore.plan",
+                        "default vs the plan's whole restore script (its safety dump included)", target=0.5)]),
             (runners["restore.hand"], [runners["restore.nosafety.direct"], runners["restore.pipe"]],
              [self.pair("overhead", "restore.nosafety.direct", "restore.hand", "module vs by hand (restore)",
                         target=1.05),

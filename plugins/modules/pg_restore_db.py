@@ -265,6 +265,7 @@ timings:
 
 import datetime
 import os
+import threading
 import time
 
 from ansible.module_utils.basic import missing_required_lib
@@ -300,6 +301,34 @@ def _device(path):
 
 def _gib(value):
     return "%.2f GiB" % (value / 1024.0 ** 3)
+
+
+class _SafetyFailed(Exception):
+    def __init__(self, cause):
+        super(_SafetyFailed, self).__init__(str(cause))
+        self.cause = cause
+
+
+class _Beside(object):
+    """Run ``task`` in a thread; :meth:`wait` gives ``(result, exception, seconds)``, the exception caught."""
+
+    def __init__(self, task):
+        self._box = {}
+        self._started = time.time()
+        self._thread = threading.Thread(target=self._run, args=(task,))
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self, task):
+        try:
+            self._box["result"] = task()
+        except BaseException as exc:  # handed to the module's thread by wait()
+            self._box["error"] = exc
+        self._box["seconds"] = round(time.time() - self._started, 3)
+
+    def wait(self):
+        self._thread.join()
+        return self._box.get("result"), self._box.get("error"), self._box.get("seconds")
 
 
 def _pgoptions(settings):
@@ -429,10 +458,11 @@ class Restorer(object):
             self.result["dropped_stale"].append(stale)
 
         like = self.client.database_info(self.db, self.maint) if target_exists else None
+        safety = None
         if p["safety_backup"] and target_exists and p["mode"] == "replace":
-            mark = lap("prepare", mark)
-            self.result["safety_backup"] = self.safety_backup(src)
-            mark = lap("safety_backup", mark)
+            # the safety dump of the current database runs while the scratch database loads (it never touches
+            # the database being saved); the swap waits for it, so nothing is replaced before it is complete
+            safety = _Beside(self.safety_backup_task(src))
 
         target = self.db if p["mode"] == "new" else naming.scratch_db_name(self.db, self.moment, kind="restore")
         self.create_db(target, like)
@@ -446,15 +476,31 @@ class Restorer(object):
             mark = lap("load", mark)
             rows = self.client.exact_counts(target)
             mark = lap("count", mark)
+            if safety is not None:
+                path, failure, seconds = safety.wait()
+                timings["safety_backup"] = seconds
+                mark = lap("safety_wait", mark)
+                if failure is not None:
+                    raise _SafetyFailed(failure)
+                self.result["safety_backup"] = path
+                self.result["safety_backup_encrypted"] = bool(p["encryption_key"])
             if p["mode"] == "replace":
                 self.result["previous_db"] = self.swap(target, target_exists)
                 mark = lap("swap", mark)
         except BaseException as exc:
+            if safety is not None:
+                path, failure, seconds = safety.wait()  # never leave it writing; a complete one is kept
+                self.result["safety_backup"] = path
             try:
                 self.drop(target)
                 cleanup = "the scratch database %s was dropped" % target
             except PostgresError as drop_exc:
                 cleanup = "dropping the scratch database %s also failed (%s); drop it by hand" % (target, drop_exc)
+            if isinstance(exc, _SafetyFailed):
+                self.result["changed"] = False
+                self.module.fail_json(
+                    msg="the safety backup of %s failed, so the database was not replaced and nothing was changed "
+                        "(%s): %s" % (self.db, cleanup, exc.cause), error_kind="safety_backup", **self.result)
             if not isinstance(exc, (PostgresError, OSError)):
                 raise
             state = ("database %s is unchanged" % self.db) if p["mode"] == "replace" else (
@@ -551,19 +597,27 @@ class Restorer(object):
         except (PostgresError, OSError) as exc:
             self.module.warn("the restore succeeded, but removing older safety copies failed: %s" % exc)
 
-    def safety_backup(self, src):
+    def safety_backup_task(self, src):
+        """The safety dump as a callable for another thread, everything that may fail the module resolved first.
+
+        The options, the destination and the programs (pg_dump, the compressor) are checked here, in the module's
+        thread: a missing program or an existing file fails the task before anything is started.
+        """
         params = dict(self.params)
         params.update(dest=self.safety_dir(src), prefix=SAFETY_PREFIX, kind="full", format="plain", compression="gzip", compression_level=None,
                       compression_threads=0, jobs=1, timestamp=naming.format_timestamp(self.moment),
                       dump_options=[], mode="0600", db=self.db)
         opts = pgdump.resolve(params)
-        try:
-            path = pgdump.write_dump(self.module, self.client, opts)["path"]
-            self.result["safety_backup_encrypted"] = bool(self.params["encryption_key"])
-            return path
-        except (PostgresError, pgdump.ArtifactError, OSError) as exc:
-            self.module.fail_json(msg="the safety backup of %s failed, so the restore did not start and nothing "
-                                      "was changed: %s" % (self.db, exc), error_kind="safety_backup", **self.result)
+        if os.path.lexists(opts["path"]):
+            self.module.fail_json(msg="the safety backup %s already exists (a backup is never overwritten); nothing "
+                                      "was changed: retry in a second" % opts["path"], error_kind="safety_backup",
+                                  **self.result)
+        self.client.tool("pg_dump")
+        compression.compressor_argv(self.module, opts["compression"], opts["compression_level"], 0)
+
+        def task():
+            return pgdump.write_dump(self.module, self.client, opts)["path"]
+        return task
 
 
 def main():

@@ -459,14 +459,38 @@ def test_check_mode_still_refuses_bad_backup(fake, backups, capsys):
     assert result["failed"] and result["error_kind"] == "bad_backup"
 
 
-def test_safety_backup_failure_stops_before_anything(fake, backups, capsys, tmp_path):
+def test_safety_backup_failure_replaces_nothing(fake, backups, capsys, tmp_path):
+    """The safety dump runs beside the load into the scratch database; when it fails, the scratch database is
+    dropped and the target is never swapped: nothing was changed."""
     fake.configure(dump_fail=True)
     result = run_main(args_for(fake, make_backup(backups), safety_backup_dir=str(tmp_path / "safety")), capsys)
     assert result["failed"] and result["error_kind"] == "safety_backup"
-    assert "permission denied" in result["msg"]
-    assert fake.statements("CREATE") == []
-    assert fake.calls("psql") == []
+    assert "permission denied" in result["msg"] and "was not replaced and nothing was changed" in result["msg"]
+    assert result["changed"] is False and result["safety_backup"] is None and result["previous_db"] is None
+    assert not [sql for sql in fake.sql if "RENAME TO" in sql]  # never swapped
+    assert user_dbs(fake) == ["appdb"]  # the scratch database was dropped
     assert os.listdir(str(tmp_path / "safety")) == []
+
+
+def test_safety_backup_runs_beside_the_load_and_the_swap_waits_for_it(fake, backups, capsys, tmp_path):
+    result = run_main(args_for(fake, make_backup(backups), safety_backup_dir=str(tmp_path / "safety")), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert os.path.exists(result["safety_backup"]) and result["previous_db"]
+    assert "safety_backup" in result["timings"] and "load" in result["timings"]
+    calls = [c["tool"] for c in fake.calls() if c["tool"] in ("pg_dump", "psql")]
+    assert sorted(calls) == ["pg_dump", "psql"]  # both ran; the swap came after both (fake.script asserts order)
+
+
+def test_an_existing_safety_backup_name_fails_before_anything(fake, backups, capsys, tmp_path, monkeypatch):
+    moment = datetime.datetime(2026, 12, 2, 3, 15, 0, tzinfo=datetime.timezone.utc)
+    monkeypatch.setattr(naming, "utc_now", lambda: moment)
+    safety_dir = tmp_path / "safety"
+    safety_dir.mkdir()
+    (safety_dir / "prerestore_20261202_031500.sql.gz").write_bytes(b"someone else's")
+    result = run_main(args_for(fake, make_backup(backups), safety_backup_dir=str(safety_dir)), capsys)
+    assert result["failed"] and result["error_kind"] == "safety_backup" and "already exists" in result["msg"]
+    assert fake.statements("CREATE") == [] and fake.calls("pg_dump") == []
+    assert (safety_dir / "prerestore_20261202_031500.sql.gz").read_bytes() == b"someone else's"
 
 
 def test_safety_backup_dir(fake, backups, capsys, tmp_path):

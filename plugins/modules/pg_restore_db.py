@@ -18,8 +18,9 @@ description:
     damaged backup fails the task and the server is untouched.
   - Before anything is changed it checks that the safety backup's disk and the server's data directory have
     room for the safety backup and for a second copy of the database (O(space_check)); otherwise it refuses.
-  - With O(safety_backup=true) the current database is first dumped to
-    C(prerestore_<YYYYMMDD>_<HHMMSS>.sql.gz), through the same code as M(atlasia.dr.pg_dump_backup); with
+  - With O(safety_backup=true) the current database is dumped to C(prerestore_<YYYYMMDD>_<HHMMSS>.sql.gz),
+    through the same code as M(atlasia.dr.pg_dump_backup), while the scratch database loads (the two never touch
+    the same database); the swap waits for it, and a safety dump that fails leaves the target as it was. With
     O(encryption_key) it is encrypted while it is written (C(.sql.gz.enc)), so no plaintext copy reaches the
     disk.
   - After a successful restore the older safety backups of O(db) and the older C(<db>_previous_*) databases

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, dbprops, naming
 from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import (
     BackgroundSink,
     FeedPipeline,
@@ -132,6 +132,7 @@ def write_dump(module, client, opts):
     db = opts["db"]
     server_version = client.server_version_text(db=db)
     tables = client.table_estimates(db) if opts["kind"] == "full" else []
+    properties = dbprops.capture(client, db)
     mode = _mode(opts.get("mode", "0600"))
     env_extra = {"PGDATABASE": db}
     dump_stage, env = client.stage("pg_dump", _dump_args(opts), env_extra)
@@ -147,7 +148,7 @@ def write_dump(module, client, opts):
                 lambda: _verify(module, client, temp_dir, opts["format"], opts["compression"]))
             uncompressed = None
             finished = naming.utc_now()
-            manifest = _manifest(opts, client, server_version, tables, size, digests, started, finished, t0,
+            manifest = _manifest(opts, client, server_version, tables, properties, size, digests, started, finished, t0,
                                  uncompressed)
             checksum.write_sidecars(temp_dir, texts, final_name=opts["name"])
             atomic.write_json(opts["manifest_path"], manifest, mode=0o644)
@@ -185,7 +186,7 @@ def write_dump(module, client, opts):
             digests = hasher.hexdigests()
             _read_back(handle.name, hasher.size, digests["sha256"])
             finished = naming.utc_now()
-            manifest = _manifest(opts, client, server_version, tables, hasher.size, digests, started, finished, t0,
+            manifest = _manifest(opts, client, server_version, tables, properties, hasher.size, digests, started, finished, t0,
                                  uncompressed)
             texts = dict((algo, checksum.sidecar_text(digests[algo], opts["name"])) for algo in digests)
             checksum.write_sidecars(os.path.join(dest, opts["name"]), texts)
@@ -205,7 +206,7 @@ def write_dump(module, client, opts):
     return naming.artifact_result(opts, manifest)
 
 
-def _manifest(opts, client, server_version, tables, size, digests, started, finished, t0, uncompressed):
+def _manifest(opts, client, server_version, tables, properties, size, digests, started, finished, t0, uncompressed):
     return dict(
         artifact=opts["name"],
         type="postgresql",
@@ -223,6 +224,7 @@ def _manifest(opts, client, server_version, tables, size, digests, started, fini
         finished=finished.isoformat(),
         duration=round(time.time() - t0, 3),
         tables=tables,
+        database_properties=properties,
         container=client.container,
         host=platform.node(),
         tool="atlasia.dr.pg_dump_backup",

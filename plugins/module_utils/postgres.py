@@ -188,13 +188,13 @@ class PostgresClient(object):
         return [row[0] for row in self.query("SELECT datname FROM pg_database ORDER BY datname", db=maintenance_db)]
 
     def database_info(self, name, maintenance_db):
-        rows = self.query(
-            "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
-            "FROM pg_database WHERE datname = %s" % quote_literal(name), db=maintenance_db)
-        if not rows:
+        """Owner, encoding and locales of database ``name`` (a subset of :func:`dbprops.capture`), or ``None``."""
+        from ansible_collections.atlasia.dr.plugins.module_utils import dbprops  # dbprops builds on this module
+
+        props = dbprops.capture(self, name, db=maintenance_db)
+        if props is None:
             return None
-        owner, encoding, collate, ctype = rows[0]
-        return dict(owner=owner, encoding=encoding, collate=collate, ctype=ctype)
+        return dict((key, props[key]) for key in ("owner", "encoding", "collate", "ctype"))
 
     def table_estimates(self, db):
         """User tables with planner row estimates (cheap; used in manifests)."""

@@ -25,6 +25,17 @@ description:
   - O(mode=new) restores into O(db), which must not exist (a temporary database from which lost rows are
     copied back, the plan's Scenario 4).
   - Scratch databases left by an interrupted earlier run for the same O(db) are dropped first.
+  - The database restored into gets the database-level properties of the backup, which C(pg_dump) leaves out
+    (owner, encoding, locale provider and ICU locale, LC_COLLATE/LC_CTYPE, tablespace, connection limit,
+    comment, grants on the database including C(REVOKE CONNECT ... FROM PUBLIC), C(ALTER DATABASE ... SET)
+    and C(ALTER ROLE ... IN DATABASE ... SET) settings). They are created with the database or applied after
+    the load, after every setting the load left (extension scripts such as PostGIS topology change the
+    database's C(search_path)) was reset. They come from O(database_properties), else from the manifest
+    M(atlasia.dr.pg_dump_backup) wrote beside O(src); for a backup without them (taken by an older version)
+    they are copied from the database being replaced; with none of these the database gets the server's
+    defaults and O(owner) (or O(login_user)) as owner.
+  - When those properties name roles the server does not have, the restore fails before changing anything
+    and lists them (replay the set's cluster globals with M(atlasia.dr.pg_globals) first).
 author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
@@ -89,9 +100,15 @@ options:
     default: false
   owner:
     description:
-      - Owner of the restored database. Defaults to the owner of the database being replaced, else
-        O(login_user).
+      - Owner of the restored database, also in its grants. Defaults to the owner recorded in the backup,
+        else the owner of the database being replaced, else O(login_user).
     type: str
+  database_properties:
+    description:
+      - Database-level properties to restore, as recorded by M(atlasia.dr.pg_dump_backup) under
+        C(database_properties) in its manifest (M(atlasia.dr.backup_locate) returns those of the set).
+      - Defaults to the manifest beside O(src), when there is one.
+    type: dict
   session_settings:
     description:
       - Server settings applied to the restoring sessions only (through C(PGOPTIONS)). They speed up a
@@ -181,6 +198,13 @@ checksums:
   returned: always
   type: dict
   sample: {"md5": "ok", "sha256": "ok"}
+properties_source:
+  description:
+    - Where the database-level properties came from; V(backup) (the backup's manifest), V(existing database)
+      (a backup without them, replacing a database) or V(none) (server defaults).
+  returned: when the server was reached
+  type: str
+  sample: backup
 dropped_stale:
   description: Scratch databases of interrupted earlier runs that were dropped.
   returned: always
@@ -199,10 +223,11 @@ timings:
 """
 
 import datetime
+import json
 import os
 import time
 
-from ansible_collections.atlasia.dr.plugins.module_utils import compression, naming, pgdump
+from ansible_collections.atlasia.dr.plugins.module_utils import compression, dbprops, naming, pgdump
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import (
     PostgresClient,
@@ -262,15 +287,62 @@ class Restorer(object):
             return [("zstd -d", compression.decompressor_argv(self.module, "zstd", src)), stage], None
         return [stage], (src if from_stdin else None)
 
-    def create_db(self, name, like):
-        owner = self.params["owner"] or (like or {}).get("owner") or self.params["login_user"]
-        statement = "CREATE DATABASE %s TEMPLATE template0" % quote_ident(name)
-        if owner:
-            statement += " OWNER %s" % quote_ident(owner)
-        if like:
-            statement += " ENCODING %s LC_COLLATE %s LC_CTYPE %s" % (
-                quote_literal(like["encoding"]), quote_literal(like["collate"]), quote_literal(like["ctype"]))
+    def properties(self, target_exists):
+        """Database-level properties to give the restored database, and where they come from.
+
+        The backup's own record (O(database_properties), else the manifest beside O(src)) wins; a backup taken
+        before manifests recorded them falls back to the database being replaced.
+        """
+        props, source = self.params["database_properties"], "backup"
+        if not props:
+            own = naming.manifest_path_for(self.params["src"])
+            if own:
+                try:
+                    with open(own) as handle:
+                        props = json.load(handle).get("database_properties")
+                except (OSError, ValueError) as exc:
+                    self.module.fail_json(msg="the manifest %s beside the backup is unreadable: %s" % (own, exc),
+                                          error_kind="bad_backup", **self.result)
+        if not props and target_exists:
+            props, source = dbprops.capture(self.client, self.db, db=self.maint), "existing database"
+        if not props:
+            return None, "none"
+        props = dict(props)
+        owner = self.params["owner"]
+        if owner and owner != props.get("owner"):
+            # the chosen owner takes the original owner's place, in the grants too
+            old = props.get("owner")
+            props["acl"] = None if props.get("acl") is None else [
+                dict(item, grantor=owner if item.get("grantor") == old else item.get("grantor"),
+                     grantee=owner if item.get("grantee") == old else item.get("grantee")) for item in props["acl"]]
+            props["owner"] = owner
+        return props, source
+
+    def check_roles(self, props):
+        """Fail before anything changes when the properties name roles this server does not have."""
+        if not props:
+            return
+        names = dbprops.roles_named(dict(props, acl=None) if self.params.get("no_acl") else props)
+        missing = dbprops.missing_roles(self.client, names, self.maint)
+        if missing:
+            self.module.fail_json(
+                msg="the backed-up database names roles this server does not have: %s. Replay the set's cluster "
+                    "globals first (atlasia.dr.pg_globals state=restored, or psql -f globals_<timestamp>.sql), "
+                    "or restore on purpose into a foreign cluster with owner=<an existing role> and no_acl=true. "
+                    "Nothing was changed." % ", ".join(missing), error_kind="missing_role", missing_roles=missing,
+                **self.result)
+
+    def create_db(self, name, props):
+        if props:
+            statement = dbprops.create_statement(name, props, server_version=self.client.server_version(db=self.maint))
+        else:
+            statement = dbprops.create_statement(name, None, owner=self.params["owner"] or self.params["login_user"])
         self.sql(statement)
+
+    def apply_properties(self, name, props):
+        """After the load: connection limit, comment, settings and grants of the backup (none left by the load)."""
+        if props:
+            dbprops.apply(self.client, name, props, self.maint, no_acl=self.params.get("no_acl"))
 
     def swap(self, scratch, target_exists):
         previous = naming.scratch_db_name(self.db, self.moment, kind="previous")
@@ -337,7 +409,8 @@ class Restorer(object):
             self.drop(stale)
             self.result["dropped_stale"].append(stale)
 
-        like = self.client.database_info(self.db, self.maint) if target_exists else None
+        like, self.result["properties_source"] = self.properties(target_exists)
+        self.check_roles(like)
         if p["safety_backup"] and target_exists and p["mode"] == "replace":
             mark = lap("prepare", mark)
             self.result["safety_backup"] = self.safety_backup(src)
@@ -352,6 +425,7 @@ class Restorer(object):
             stages, stdin_path = self.restore_stages(src, info["format"], info["compression"], target, env_extra)
             mark = lap("prepare", mark)
             self.client.pipeline(stages, stdin_path=stdin_path, env_extra=env_extra)
+            self.apply_properties(target, like)
             mark = lap("load", mark)
             rows = self.client.exact_counts(target)
             mark = lap("count", mark)
@@ -408,6 +482,7 @@ def main():
         require_checksum=dict(type="bool", default=False),
         no_owner=dict(type="bool", default=False),
         owner=dict(type="str"),
+        database_properties=dict(type="dict"),
         session_settings=dict(type="dict", default={"synchronous_commit": "off", "maintenance_work_mem": "512MB"}),
         swap_attempts=dict(type="int", default=5),
     )

@@ -103,6 +103,7 @@ class Fake(object):
                                     collate="C.UTF-8", ctype="C.UTF-8")) for name in databases)
         self.sql = []           # every statement run through query()/script(), in order
         self.swap_failures = []  # stderr of the next script() calls that must fail
+        self.missing_roles = set()  # roles the fake server lacks
 
     def configure(self, **cfg):
         (self.path / "config.json").write_text(json.dumps(cfg))
@@ -122,10 +123,19 @@ class Fake(object):
         self.sql.append(sql)
         if sql.startswith("SELECT datname FROM pg_database"):
             return [[name] for name in sorted(self.dbs)]
-        if "pg_get_userbyid(datdba)" in sql:
+        if "pg_get_userbyid(d.datdba)" in sql:
             name = re.search(r"datname = '((?:[^']|'')*)'", sql).group(1).replace("''", "'")
             info = self.dbs.get(name)
-            return [[info["owner"], info["encoding"], info["collate"], info["ctype"]]] if info else []
+            if not info:
+                return []
+            props = dict(locale_provider="libc", icu_locale=None, tablespace="pg_default", connection_limit=-1,
+                         comment=None, acl=None, settings=[], role_settings={})
+            props.update(info)
+            return [[json.dumps(props)]]
+        if sql.startswith("SELECT r.rolname FROM pg_db_role_setting"):
+            return []
+        if sql.startswith("SELECT rolname FROM pg_roles WHERE rolname IN"):
+            return [[name] for name in re.findall(r"'([^']*)'", sql) if name not in self.missing_roles]
         if sql == "SHOW server_version_num":
             return [["150018"]]
         if sql == "SHOW server_version":
@@ -153,6 +163,9 @@ class Fake(object):
         text = sql.decode("utf-8")
         self.sql.append(text)
         assert db == "postgres"
+        if "pg_terminate_backend" not in text:  # the database-level properties applied after the load
+            assert text.startswith("BEGIN;") and text.rstrip().endswith("COMMIT;")
+            return 0, "", ""
         if self.swap_failures:
             stderr = self.swap_failures.pop(0)
             raise PostgresError("psql failed (exit status 3): %s" % stderr, stderr=stderr)
@@ -240,7 +253,7 @@ def test_replace_existing_database(fake, backups, capsys):
     scratch = re.match(r'CREATE DATABASE "([^"]+)"', creates[0]).group(1)
     assert re.match(r"^appdb_restore_\d{8}_\d{6}$", scratch)
     assert scratch[-15:] == previous[-15:]
-    assert "OWNER \"app_owner\" ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'" in creates[0]
+    assert "OWNER \"app_owner\" ENCODING 'UTF8' LOCALE_PROVIDER libc LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'" in creates[0]
     psql = fake.calls("psql")
     assert len(psql) == 1
     argv = psql[0]["argv"]
@@ -592,3 +605,53 @@ def test_two_replace_restores_in_one_second_keep_both_previous_copies(fake, back
     assert first["previous_db"] == "appdb_previous_20261126_104100"
     assert second["previous_db"] == "appdb_previous_20261126_104101"  # the next free name, still parseable
     assert user_dbs(fake) == ["appdb", first["previous_db"], second["previous_db"]]
+
+
+# --- database-level properties -----------------------------------------------------------------------------
+BACKED_UP = dict(owner="gis_owner", encoding="UTF8", locale_provider="icu", collate="C.UTF-8", ctype="C.UTF-8",
+                 icu_locale="de-DE", tablespace="pg_default", connection_limit=25, comment="gis",
+                 acl=[dict(grantor="gis_owner", grantee="gis_reader", privilege="CONNECT", grantable=False)],
+                 settings=["search_path=app, public"], role_settings={"gis_reader": ["work_mem=8MB"]})
+
+
+def _applied(fake):
+    return [s for s in fake.sql if s.startswith("BEGIN;") and "pg_terminate_backend" not in s]
+
+
+def test_properties_come_from_the_manifest_beside_the_backup(fake, backups, capsys):
+    src = make_backup(backups)
+    (backups / "backup_20261126_020005.json").write_text(json.dumps(dict(database_properties=BACKED_UP)))
+    result = run_main(args_for(fake, src, mode="new", db="newdb"), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["properties_source"] == "backup"
+    create = fake.statements("CREATE DATABASE")[0]
+    assert "OWNER \"gis_owner\"" in create and "LOCALE_PROVIDER icu ICU_LOCALE 'de-DE'" in create
+    applied = _applied(fake)
+    assert len(applied) == 1 and 'ALTER DATABASE "newdb" CONNECTION LIMIT 25;' in applied[0]
+    assert 'GRANT CONNECT ON DATABASE "newdb" TO "gis_reader";' in applied[0]
+    # applied after the load, before the row counts
+    assert fake.sql.index(applied[0]) < fake.sql.index([s for s in fake.sql if "count(*)" in s][0])
+
+
+def test_properties_option_wins_and_owner_replaces_the_original(fake, backups, capsys):
+    src = make_backup(backups)
+    result = run_main(args_for(fake, src, database_properties=BACKED_UP, owner="other", safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert "OWNER \"other\"" in fake.statements("CREATE DATABASE")[0]
+    applied = _applied(fake)[0]
+    assert 'REVOKE ALL ON DATABASE' in applied and "SET ROLE" not in applied and "gis_owner" not in applied
+
+
+def test_old_backup_takes_the_properties_of_the_replaced_database(fake, backups, capsys):
+    result = run_main(args_for(fake, make_backup(backups), safety_backup=False), capsys)
+    assert result["properties_source"] == "existing database"
+    assert "OWNER \"app_owner\"" in fake.statements("CREATE DATABASE")[0]
+
+
+def test_missing_roles_fail_before_anything_changes(fake, backups, capsys):
+    fake.missing_roles = {"gis_owner", "gis_reader"}
+    before = dict(fake.dbs)
+    result = run_main(args_for(fake, make_backup(backups), database_properties=BACKED_UP), capsys)
+    assert result["failed"] and result["error_kind"] == "missing_role"
+    assert result["missing_roles"] == ["gis_owner", "gis_reader"] and "globals" in result["msg"]
+    assert fake.dbs == before and fake.calls("pg_dump") == [] and not fake.statements("CREATE DATABASE")

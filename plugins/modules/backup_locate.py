@@ -88,12 +88,12 @@ options:
       - Components wanted (fetched, verified and decrypted); by default every component of the set.
     type: list
     elements: str
-    choices: [database, schema, vault, config, files, images]
+    choices: [database, globals, schema, vault, config, files, images]
   required_components:
     description: Components the set must hold; a set without one of them is an error (naming what it holds).
     type: list
     elements: str
-    choices: [database, schema, vault, config, files, images]
+    choices: [database, globals, schema, vault, config, files, images]
     default: []
   fall_back:
     description:
@@ -254,7 +254,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
 )
 from ansible_collections.atlasia.dr.plugins.module_utils.s3_transfer import BackupTransfer, TransferError
 
-COMPONENTS = ["database", "schema", "vault", "config", "files", "images"]
+COMPONENTS = ["database", "globals", "schema", "vault", "config", "files", "images"]
 
 
 def argument_spec():

@@ -265,3 +265,72 @@ def test_mode_new_keeps_everything(source, original, backups):
         app_queries_work(source, name)
     finally:
         source.dropdb(name)
+
+
+# --- cluster globals and a fresh cluster -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def globals_artifact(source, original, tmp_path_factory):
+    dest = str(tmp_path_factory.mktemp("globals"))
+    result = h.run_module("pg_globals", h.conn_args(source, DB, state="dumped", dest=dest))
+    assert not result.get("failed"), result.get("msg")
+    return result
+
+
+def test_globals_artifact_holds_the_roles_the_database_uses(globals_artifact):
+    assert sorted(globals_artifact["roles"]) == sorted(ROLES) and globals_artifact["passwords"] is True
+    manifest = globals_artifact["manifest_data"]
+    assert manifest["type"] == "postgresql_globals" and ["fid_reader", "fid_login"] in manifest["memberships"]
+    for suffix in (".md5", ".sha256"):
+        assert os.path.exists(globals_artifact["path"] + suffix)
+    assert oct(os.stat(globals_artifact["path"]).st_mode & 0o777) == "0o600"
+
+
+def test_replay_changes_no_existing_role(source, globals_artifact):
+    """On the cluster that has them all: nothing created, an existing role's password and attributes untouched."""
+    source.psql("ALTER ROLE fid_login PASSWORD 'changed-Pw-91'; ALTER ROLE fid_reader CONNECTION LIMIT 3")
+    before = source.rows("SELECT rolname, rolpassword, rolconnlimit FROM pg_authid ORDER BY 1")
+    try:
+        result = h.run_module("pg_globals", h.conn_args(source, DB, state="restored", src=globals_artifact["path"]))
+        assert not result.get("failed"), result.get("msg")
+        assert result["changed"] is False and result["created"] == dict(roles=[], memberships=[], tablespaces=[])
+        assert sorted(result["existing"]["roles"]) == sorted(ROLES)
+        assert source.rows("SELECT rolname, rolpassword, rolconnlimit FROM pg_authid ORDER BY 1") == before
+    finally:
+        source.psql("ALTER ROLE fid_login PASSWORD '%s'; ALTER ROLE fid_reader CONNECTION LIMIT 30" % APP_PASSWORD)
+
+
+def test_fresh_cluster_takes_globals_then_the_database(original, backups, globals_artifact):
+    fresh = PostgresServer()
+    try:
+        fresh.start()
+        superuser = fresh.rows("SELECT rolname, rolpassword, rolsuper FROM pg_authid WHERE rolname = 'postgres'")
+        check = h.run_module("pg_globals", h.conn_args(fresh, DB, state="restored", src=globals_artifact["path"]),
+                             check=True)
+        assert sorted(check["created"]["roles"]) == sorted(ROLES) and fresh.scalar(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'fid%'") == "0"
+        replayed = h.run_module("pg_globals", h.conn_args(fresh, DB, state="restored", src=globals_artifact["path"],
+                                                          require_checksum=True))
+        assert not replayed.get("failed"), replayed.get("msg")
+        assert sorted(replayed["created"]["roles"]) == sorted(ROLES) and replayed["changed"] is True
+        assert ["fid_reader", "fid_login"] in replayed["created"]["memberships"]
+        assert fresh.rows("SELECT rolname, rolpassword, rolsuper FROM pg_authid WHERE rolname = 'postgres'") == superuser
+        result = h.restore(fresh, DB, backups["custom"]["path"])
+        assert not result.get("failed"), result.get("msg")
+        assert result["properties_source"] == "backup" and result["previous_db"] is None
+        restored = fingerprint(fresh, DB)
+        assert compare("fresh cluster (globals replayed, then custom dump)", original, restored) == []
+        app_queries_work(fresh, DB)
+    finally:
+        fresh.stop()
+
+
+def test_fresh_cluster_without_globals_names_the_missing_roles(backups):
+    fresh = PostgresServer()
+    try:
+        fresh.start()
+        result = h.restore(fresh, DB, backups["plain"]["path"])
+        assert result.get("failed") and result["error_kind"] == "missing_role"
+        assert sorted(result["missing_roles"]) == ["fid_login", "fid_owner", "fid_reader", "fid_writer"]
+        assert DB not in fresh.databases()
+    finally:
+        fresh.stop()

@@ -95,7 +95,22 @@ options:
     default: false
   no_owner:
     description:
-      - Do not restore object ownership (C(pg_restore --no-owner)); for custom and directory formats only.
+      - Do not restore object ownership (C(pg_restore --no-owner)); the objects belong to O(login_user), and so
+        does the database unless O(owner) is given. For restoring into a foreign cluster on purpose.
+      - Custom and directory formats only; a plain SQL dump is replayed by C(psql) as written, C(ALTER ... OWNER
+        TO) included (take such backups with C(format=custom), or C(pg_dump --no-owner)).
+    type: bool
+    default: false
+  no_acl:
+    description:
+      - Do not restore privileges (C(pg_restore --no-acl)) - no C(GRANT)/C(REVOKE) on the objects, no default
+        privileges, no grants on the database (it keeps PostgreSQL's default grants). Row-level security
+        policies are not privileges and are restored. For restoring into a foreign cluster on purpose.
+      - With O(no_owner) or O(no_acl), C(ALTER ROLE ... IN DATABASE ... SET) settings of roles the server does not
+        have are left out (listed in RV(skipped_role_settings)) instead of failing the restore.
+      - Custom and directory formats only. A plain SQL dump is replayed by C(psql) exactly as written and its
+        C(GRANT)/C(REVOKE) lines cannot be told apart safely from data, so O(no_acl=true) with a plain dump
+        fails before anything changes (take such backups with C(format=custom), or C(pg_dump --no-acl)).
     type: bool
     default: false
   owner:
@@ -205,6 +220,13 @@ properties_source:
   returned: when the server was reached
   type: str
   sample: backup
+skipped_role_settings:
+  description:
+    - With O(no_owner) or O(no_acl), the C(ALTER ROLE ... IN DATABASE ... SET) settings of the backup left out
+      because their roles do not exist on the server, by role.
+  returned: when some were left out
+  type: dict
+  sample: {"gis_reader": ["statement_timeout=5s"]}
 dropped_stale:
   description: Scratch databases of interrupted earlier runs that were dropped.
   returned: always
@@ -277,6 +299,8 @@ class Restorer(object):
         args = ["--exit-on-error", "--dbname=%s" % target]
         if self.params["no_owner"]:
             args.append("--no-owner")
+        if self.params["no_acl"]:
+            args.append("--no-acl")
         from_stdin = self.client.container or comp == "zstd"
         if jobs > 1 and not from_stdin:
             args.append("--jobs=%d" % jobs)
@@ -308,7 +332,9 @@ class Restorer(object):
         if not props:
             return None, "none"
         props = dict(props)
-        owner = self.params["owner"]
+        owner = self.params["owner"] or (self.params["login_user"] if self.params["no_owner"] else None)
+        if self.params["no_acl"]:
+            props["acl"] = None  # the database keeps the default grants
         if owner and owner != props.get("owner"):
             # the chosen owner takes the original owner's place, in the grants too
             old = props.get("owner")
@@ -319,16 +345,30 @@ class Restorer(object):
         return props, source
 
     def check_roles(self, props):
-        """Fail before anything changes when the properties name roles this server does not have."""
+        """Fail before anything changes when the properties name roles this server does not have.
+
+        Also refuses O(no_acl) with a plain dump, which psql replays as written.
+        """
+        if self.params["no_acl"] and (self.result.get("format") or {}).get("format") == "plain":
+            self.module.fail_json(msg="no_acl needs a custom or directory-format backup: psql replays a plain SQL dump "
+                                      "as written, GRANT and REVOKE included. Restore a custom-format backup, or a "
+                                      "plain dump taken with pg_dump --no-acl (without no_acl). Nothing was changed.",
+                                  error_kind="request", **self.result)
         if not props:
             return
-        names = dbprops.roles_named(dict(props, acl=None) if self.params.get("no_acl") else props)
-        missing = dbprops.missing_roles(self.client, names, self.maint)
+        missing = dbprops.missing_roles(self.client, dbprops.roles_named(props), self.maint)
+        foreign = self.params["no_owner"] or self.params["no_acl"]
+        settings = props.get("role_settings") or {}
+        if foreign and missing and set(missing) <= set(settings) and props.get("owner") not in missing:
+            # a foreign cluster on purpose: settings of roles it does not have are left out
+            self.result["skipped_role_settings"] = dict((role, settings[role]) for role in missing)
+            props["role_settings"] = dict((role, value) for role, value in settings.items() if role not in missing)
+            missing = []
         if missing:
             self.module.fail_json(
                 msg="the backed-up database names roles this server does not have: %s. Replay the set's cluster "
                     "globals first (atlasia.dr.pg_globals state=restored, or psql -f globals_<timestamp>.sql), "
-                    "or restore on purpose into a foreign cluster with owner=<an existing role> and no_acl=true. "
+                    "or restore on purpose into a foreign cluster with no_owner=true and no_acl=true. "
                     "Nothing was changed." % ", ".join(missing), error_kind="missing_role", missing_roles=missing,
                 **self.result)
 
@@ -342,7 +382,7 @@ class Restorer(object):
     def apply_properties(self, name, props):
         """After the load: connection limit, comment, settings and grants of the backup (none left by the load)."""
         if props:
-            dbprops.apply(self.client, name, props, self.maint, no_acl=self.params.get("no_acl"))
+            dbprops.apply(self.client, name, props, self.maint, no_acl=self.params["no_acl"])
 
     def swap(self, scratch, target_exists):
         previous = naming.scratch_db_name(self.db, self.moment, kind="previous")
@@ -481,6 +521,7 @@ def main():
         maintenance_db=dict(type="str", default="postgres"),
         require_checksum=dict(type="bool", default=False),
         no_owner=dict(type="bool", default=False),
+        no_acl=dict(type="bool", default=False),
         owner=dict(type="str"),
         database_properties=dict(type="dict"),
         session_settings=dict(type="dict", default={"synchronous_commit": "off", "maintenance_work_mem": "512MB"}),

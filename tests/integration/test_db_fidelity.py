@@ -343,3 +343,23 @@ def test_fresh_cluster_without_globals_names_the_missing_roles(backups, tmp_path
         assert "authentication" not in result["msg"] and DB not in fresh.databases()
     finally:
         fresh.stop()
+
+
+def test_no_acl_and_no_owner_restore_without_privileges_or_owners(source, backups):
+    name = DB + "_noacl"
+    refused = h.restore(source, name, backups["plain"]["path"], mode="new", no_acl=True)
+    assert refused.get("failed") and refused["error_kind"] == "request" and name not in source.databases()
+    result = h.restore(source, name, backups["custom"]["path"], mode="new", no_acl=True, no_owner=True)
+    assert not result.get("failed"), result.get("msg")
+    try:
+        assert source.rows("SELECT pg_get_userbyid(datdba), datacl IS NULL, datconnlimit FROM pg_database "
+                           "WHERE datname = '%s'" % name) == [["postgres", "t", "25"]]
+        assert source.scalar("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                             "WHERE n.nspname IN ('app', 'audit') AND c.relacl IS NOT NULL", db=name) == "0"
+        assert source.scalar("SELECT count(*) FROM pg_default_acl", db=name) == "0"
+        assert source.scalar("SELECT count(DISTINCT tableowner) FROM pg_tables WHERE schemaname IN ('app', 'audit')",
+                             db=name) == "1"
+        # policies are not privileges: they stay
+        assert source.scalar("SELECT count(*) FROM pg_policies", db=name) == "2"
+    finally:
+        source.dropdb(name)

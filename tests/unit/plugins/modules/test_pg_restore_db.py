@@ -655,3 +655,35 @@ def test_missing_roles_fail_before_anything_changes(fake, backups, capsys):
     assert result["failed"] and result["error_kind"] == "missing_role"
     assert result["missing_roles"] == ["gis_owner", "gis_reader"] and "globals" in result["msg"]
     assert fake.dbs == before and fake.calls("pg_dump") == [] and not fake.statements("CREATE DATABASE")
+
+
+# --- no_acl / no_owner: a foreign cluster on purpose -------------------------------------------------------
+def test_no_acl_passes_to_pg_restore_and_keeps_default_database_grants(fake, backups, capsys):
+    src = _custom_archive(backups)
+    result = run_main(args_for(fake, src, no_acl=True, safety_backup=False, database_properties=BACKED_UP), capsys)
+    assert not result.get("failed"), result.get("msg")
+    argv = fake.calls("pg_restore")[1]["argv"]
+    assert "--no-acl" in argv and "--no-owner" not in argv
+    applied = _applied(fake)[0]
+    assert "GRANT" not in applied and "REVOKE" not in applied and "CONNECTION LIMIT 25" in applied
+
+
+def test_no_acl_with_a_plain_dump_is_refused_before_anything_changes(fake, backups, capsys):
+    before = dict(fake.dbs)
+    result = run_main(args_for(fake, make_backup(backups), no_acl=True), capsys)
+    assert result["failed"] and result["error_kind"] == "request" and "custom" in result["msg"]
+    assert fake.dbs == before and fake.calls("pg_dump") == [] and not fake.statements("CREATE DATABASE")
+
+
+def test_foreign_cluster_on_purpose_leaves_out_settings_of_missing_roles(fake, backups, capsys):
+    fake.missing_roles = {"gis_owner", "gis_reader"}
+    src = _custom_archive(backups)
+    result = run_main(args_for(fake, src, no_acl=True, no_owner=True, database_properties=BACKED_UP, db="newdb",
+                               mode="new", safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["skipped_role_settings"] == {"gis_reader": ["work_mem=8MB"]}
+    assert 'OWNER "postgres"' in fake.statements("CREATE DATABASE")[0]  # login_user
+    applied = _applied(fake)[0]
+    assert "gis_" not in applied and "search_path" in applied
+    argv = fake.calls("pg_restore")[1]["argv"]
+    assert "--no-acl" in argv and "--no-owner" in argv

@@ -273,3 +273,71 @@ def test_database_info():
                                                             ctype="C.UTF-8")
     assert "'it''s'" in module.calls[1]["argv"][-1]
     assert client.database_info("missing", "postgres") is None
+
+
+def test_table_estimates_and_exact_counts():
+    sep = postgres.FIELD_SEP
+    estimates = "public%susers%s60\nweird schema%sT\"x%s-1\n" % (sep, sep, sep, sep)
+    module = FakeModule(replies=[(0, estimates, ""), (0, estimates, ""),
+                                 (0, "public.users%s60\nweird schema.T\"x%s3\n" % (sep, sep), "")])
+    client = postgres.PostgresClient(module)
+    assert client.table_estimates("appdb") == [dict(schema="public", name="users", rows_estimate=60),
+                                               dict(schema="weird schema", name='T"x', rows_estimate=-1)]
+    assert client.exact_counts("appdb") == {"public.users": 60, 'weird schema.T"x': 3}
+    count_sql = module.calls[2]["argv"][-1]
+    assert 'FROM "public"."users"' in count_sql
+    assert 'FROM "weird schema"."T""x"' in count_sql
+    assert " UNION ALL " in count_sql
+
+
+def test_exact_counts_no_tables():
+    module = FakeModule(replies=[(0, "", "")])
+    assert postgres.PostgresClient(module).exact_counts("empty") == {}
+    assert len(module.calls) == 1
+
+
+@pytest.mark.parametrize("out, version", [
+    ("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n", (15, 18)),
+    ("pg_dump (PostgreSQL) 16\n", (16, 0)),
+    ("garbage", (0, 0)),
+])
+def test_client_version(out, version):
+    assert postgres.PostgresClient(FakeModule(replies=[(0, out, "")])).client_version() == version
+
+
+def test_pipeline_converts_errors(monkeypatch):
+    client = postgres.PostgresClient(FakeModule())
+    seen = {}
+
+    def fake_run_pipeline(stages, sink=None, stdin_path=None, env_update=None):
+        seen.update(env_update)
+        raise PipelineError([("pg_dump", 1, "pg_dump: error: connection to server at \"127.0.0.1\", port 5433 "
+                                            "failed: FATAL:  database \"x\" does not exist")])
+
+    monkeypatch.setattr(postgres, "run_pipeline", fake_run_pipeline)
+    with pytest.raises(postgres.PostgresError) as info:
+        client.pipeline([("pg_dump", ["pg_dump"])], env_extra={"PGDATABASE": "x"})
+    assert info.value.kind == "no_database"
+    assert "the database does not exist" in str(info.value)
+    assert seen["PGDATABASE"] == "x" and seen["PGPASSWORD"] == SECRET
+
+
+def test_pipeline_disk_full_cause(monkeypatch):
+    def fake_run_pipeline(stages, sink=None, stdin_path=None, env_update=None):
+        raise PipelineError([], cause=OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+
+    monkeypatch.setattr(postgres, "run_pipeline", fake_run_pipeline)
+    with pytest.raises(postgres.PostgresError) as info:
+        postgres.PostgresClient(FakeModule()).pipeline([("x", ["x"])])
+    assert info.value.kind == "disk_full"
+    assert "destination disk is full" in str(info.value)
+
+
+def test_fail_postgres():
+    error = postgres.PostgresError("boom", kind="auth", stderr="x" * 5000)
+    with pytest.raises(Failed) as info:
+        postgres.fail_postgres(FakeModule(), error, prefix="backup failed: ", path="/p")
+    assert info.value.kwargs["msg"] == "backup failed: boom"
+    assert info.value.kwargs["error_kind"] == "auth"
+    assert len(info.value.kwargs["stderr"]) == 4000
+    assert info.value.kwargs["path"] == "/p"

@@ -211,6 +211,12 @@ def missing_roles(client, names, db):
     return sorted(n for n in names if n not in present)
 
 
+def may_set_role_settings(client, db):
+    """Whether the connected user may run ``ALTER ROLE ... IN DATABASE ... SET`` (superuser or CREATEROLE)."""
+    rows = client.query("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user", db=db)
+    return bool(rows) and rows[0][0] == "t"
+
+
 def apply(client, name, props, db, no_acl=False):
     """Apply :func:`apply_script` for ``props`` to database ``name`` (connected to ``db``)."""
     script = apply_script(name, props, role_settings_on(client, name, db), no_acl=no_acl)

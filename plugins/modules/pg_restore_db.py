@@ -222,8 +222,9 @@ properties_source:
   sample: backup
 skipped_role_settings:
   description:
-    - With O(no_owner) or O(no_acl), the C(ALTER ROLE ... IN DATABASE ... SET) settings of the backup left out
-      because their roles do not exist on the server, by role.
+    - The C(ALTER ROLE ... IN DATABASE ... SET) settings of the backup left out, by role - with O(no_owner) or
+      O(no_acl) because their roles do not exist on the server, or because O(login_user) is neither superuser nor
+      C(CREATEROLE) (a warning says so).
   returned: when some were left out
   type: dict
   sample: {"gis_reader": ["statement_timeout=5s"]}
@@ -364,6 +365,13 @@ class Restorer(object):
             self.result["skipped_role_settings"] = dict((role, settings[role]) for role in missing)
             props["role_settings"] = dict((role, value) for role, value in settings.items() if role not in missing)
             missing = []
+        if props.get("role_settings") and not dbprops.may_set_role_settings(self.client, self.maint):
+            skipped = self.result.setdefault("skipped_role_settings", {})
+            skipped.update(props["role_settings"])
+            props["role_settings"] = {}
+            self.module.warn("%s may not set ALTER ROLE ... IN DATABASE settings (it is neither superuser nor "
+                             "CREATEROLE): the restored database goes without those of the backup (%s); set them as "
+                             "a superuser, see skipped_role_settings" % (self.params["login_user"], ", ".join(sorted(skipped))))
         if missing:
             self.module.fail_json(
                 msg="the backed-up database names roles this server does not have: %s. Replay the set's cluster "

@@ -104,6 +104,7 @@ class Fake(object):
         self.sql = []           # every statement run through query()/script(), in order
         self.swap_failures = []  # stderr of the next script() calls that must fail
         self.missing_roles = set()  # roles the fake server lacks
+        self.may_set_role_settings = True  # login_user is superuser or CREATEROLE
 
     def configure(self, **cfg):
         (self.path / "config.json").write_text(json.dumps(cfg))
@@ -134,6 +135,8 @@ class Fake(object):
             return [[json.dumps(props)]]
         if sql.startswith("SELECT r.rolname FROM pg_db_role_setting"):
             return []
+        if sql.startswith("SELECT rolsuper OR rolcreaterole"):
+            return [["t" if self.may_set_role_settings else "f"]]
         if sql.startswith("SELECT rolname FROM pg_roles WHERE rolname IN"):
             return [[name] for name in re.findall(r"'([^']*)'", sql) if name not in self.missing_roles]
         if sql == "SHOW server_version_num":
@@ -687,3 +690,15 @@ def test_foreign_cluster_on_purpose_leaves_out_settings_of_missing_roles(fake, b
     assert "gis_" not in applied and "search_path" in applied
     argv = fake.calls("pg_restore")[1]["argv"]
     assert "--no-acl" in argv and "--no-owner" in argv
+
+
+def test_role_settings_left_out_with_a_warning_when_the_login_may_not_set_them(fake, backups, capsys, monkeypatch):
+    from ansible.module_utils.common import warnings as ansible_warnings
+    monkeypatch.setattr(ansible_warnings, "_global_warnings", {})  # this test's warning stays in this test
+    fake.may_set_role_settings = False
+    result = run_main(args_for(fake, make_backup(backups), database_properties=BACKED_UP, safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["skipped_role_settings"] == {"gis_reader": ["work_mem=8MB"]}
+    assert "IN DATABASE" in json.dumps(result.get("warnings", []))
+    applied = _applied(fake)[0]
+    assert "ALTER ROLE" not in applied and "search_path" in applied

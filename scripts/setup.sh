@@ -30,7 +30,7 @@ WHEELS="${ROOT}/.cache/wheels"
 # itself (installing that package would start a system sshd).
 APT_PACKAGES=(
   docker.io debootstrap zstd pigz shellcheck
-  postgresql-15 postgresql-client-15 pgbackrest rsync curl prometheus
+  postgresql-15 postgresql-client-15 postgresql-15-postgis-3 pgbackrest rsync curl prometheus
   openssh-client sudo libwrap0
 )
 

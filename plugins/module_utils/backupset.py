@@ -88,7 +88,8 @@ def artifact_entry(directory, name, component=None):
                 with open(os.path.join(directory, own)) as handle:
                     data = json.load(handle)
                 entry["type"] = data.get("type")
-                for key in ("database", "format", "compression", "tables", "server_version", "files"):
+                for key in ("database", "format", "compression", "tables", "server_version", "database_properties",
+                            "files"):
                     if key in data and key != "files":
                         entry[key] = data[key]
                 if "files" in data and isinstance(data["files"], int):

@@ -98,6 +98,25 @@ def single_component(name):
     return "vault" if base.endswith(".snap") else "database"
 
 
+def database_properties(data, directory):
+    """Database-level properties recorded for the set's database dump (:mod:`dbprops`), or ``None``.
+
+    A set carries them in its (authenticated) manifest; a single dump has them in its own manifest.
+    """
+    for entry in data.get("artifacts") or []:
+        if entry.get("component") == "database":
+            if entry.get("database_properties"):
+                return entry["database_properties"]
+            own = naming.manifest_path_for(os.path.join(directory, entry["name"]))
+            if own and not data.get("set_id"):
+                try:
+                    with open(own) as handle:
+                        return json.load(handle).get("database_properties")
+                except (OSError, ValueError):
+                    return None
+    return None
+
+
 def parse(text):
     """The :class:`Spec` of ``text``; :class:`LocateError` naming the accepted forms for anything else."""
     raw = "" if text is None else str(text).strip()

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, crypto, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, crypto, dbprops, naming
 from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import (
     BackgroundSink,
     FeedPipeline,
@@ -74,7 +74,7 @@ def resolve(params):
         ext += crypto.EXTENSION
     opts["name"] = naming.backup_name(opts["prefix"], opts["moment"], ext)
     opts["path"] = os.path.join(opts["dest"], opts["name"])
-    _mode(opts.get("mode", "0600"))  # a malformed mode fails here (ValueError), before anything runs
+    atomic.parse_mode(opts.get("mode", "0600"))  # a malformed mode fails here (ValueError), before anything runs
     stem = naming.backup_stem(opts["prefix"], opts["moment"])
     opts["manifest_path"] = os.path.join(opts["dest"], naming.manifest_name(stem))
     return opts
@@ -95,12 +95,6 @@ def check_options(opts, client):
     if not 0 <= opts["compression_level"] <= (19 if opts["compression"] == "zstd" else 9):
         return "compression_level %s is out of range for %s" % (opts["compression_level"], opts["compression"])
     return None
-
-
-def _mode(value):
-    if isinstance(value, int):
-        return value
-    return int(str(value), 8)
 
 
 def _dump_args(opts):
@@ -136,7 +130,8 @@ def write_dump(module, client, opts):
     db = opts["db"]
     server_version = client.server_version_text(db=db)
     tables = client.table_estimates(db) if opts["kind"] == "full" else []
-    mode = _mode(opts.get("mode", "0600"))
+    properties = dbprops.capture(client, db)
+    mode = atomic.parse_mode(opts.get("mode", "0600"))
     env_extra = {"PGDATABASE": db}
     dump_stage, env = client.stage("pg_dump", _dump_args(opts), env_extra)
 
@@ -151,7 +146,7 @@ def write_dump(module, client, opts):
                 lambda: _verify(module, client, temp_dir, opts["format"], opts["compression"]))
             uncompressed = None
             finished = naming.utc_now()
-            manifest = _manifest(opts, client, server_version, tables, size, digests, started, finished, t0,
+            manifest = _manifest(opts, client, server_version, tables, properties, size, digests, started, finished, t0,
                                  uncompressed)
             checksum.write_sidecars(temp_dir, texts, final_name=opts["name"])
             atomic.write_json(opts["manifest_path"], manifest, mode=0o644)
@@ -201,8 +196,8 @@ def write_dump(module, client, opts):
             digests = file_hasher.hexdigests()
             _read_back(handle.name, file_hasher.size, digests["sha256"])
             finished = naming.utc_now()
-            manifest = _manifest(opts, client, server_version, tables, file_hasher.size, digests, started, finished,
-                                 t0, uncompressed)
+            manifest = _manifest(opts, client, server_version, tables, properties, file_hasher.size, digests, started,
+                                 finished, t0, uncompressed)
             if key:
                 manifest["encryption"] = crypto.manifest_entry(key, opts["name"][: -len(crypto.EXTENSION)],
                                                                hasher.size, hasher.hexdigests())
@@ -224,7 +219,7 @@ def write_dump(module, client, opts):
     return naming.artifact_result(opts, manifest)
 
 
-def _manifest(opts, client, server_version, tables, size, digests, started, finished, t0, uncompressed):
+def _manifest(opts, client, server_version, tables, properties, size, digests, started, finished, t0, uncompressed):
     return dict(
         artifact=opts["name"],
         type="postgresql",
@@ -242,6 +237,7 @@ def _manifest(opts, client, server_version, tables, size, digests, started, fini
         finished=finished.isoformat(),
         duration=round(time.time() - t0, 3),
         tables=tables,
+        database_properties=properties,
         container=client.container,
         host=platform.node(),
         tool="atlasia.dr.pg_dump_backup",

@@ -58,8 +58,63 @@ class PostgresError(Exception):
         super(PostgresError, self).__init__(message)
 
 
+# Debian packages of extensions that are not in postgresql-<major> itself (contrib is part of it). ``{major}`` is the
+# server's major version.
+EXTENSION_PACKAGES = (
+    (re.compile(r"^(postgis.*|address_standardizer.*)$"), "postgresql-{major}-postgis-3"),
+    (re.compile(r"^pgrouting$"), "postgresql-{major}-pgrouting"),
+    (re.compile(r"^vector$"), "postgresql-{major}-pgvector"),
+    (re.compile(r"^pg_cron$"), "postgresql-{major}-cron"),
+    (re.compile(r"^pg_partman$"), "postgresql-{major}-partman"),
+    (re.compile(r"^pgaudit$"), "postgresql-{major}-pgaudit"),
+    (re.compile(r"^hypopg$"), "postgresql-{major}-hypopg"),
+    (re.compile(r"^(h3|h3_postgis)$"), "postgresql-{major}-h3"),
+    (re.compile(r"^(ip4r)$"), "postgresql-{major}-ip4r"),
+    (re.compile(r"^(pg_repack)$"), "postgresql-{major}-repack"),
+    (re.compile(r"^(timescaledb)$"), "timescaledb-2-postgresql-{major} (Timescale's own repository)"),
+)
+
+
+def extension_package(name, major=None):
+    """Debian package providing extension ``name`` (``major``: the server's major version, when known)."""
+    major = str(major) if major else "<major>"
+    for pattern, package in EXTENSION_PACKAGES:
+        if pattern.match(name):
+            return package.format(major=major)
+    return "postgresql-%s (contrib) or the package named postgresql-%s-%s" % (major, major, name.replace("_", "-"))
+
+
+def _missing_extension(match):
+    name = match.group("name")
+    where = match.groupdict().get("dir") or ""
+    major = re.search(r"/postgresql/(\d+)/", where)
+    package = extension_package(name, major.group(1) if major else None)
+    return ("the extension \"%s\" the backup uses is not installed on the target server: install the Debian package "
+            "%s there (apt-get install %s) and run the restore again" % (name, package, package.split(" ")[0]))
+
+
+# (kind, pattern, hint): the first pattern found in the error output names the cause. A hint may be a function of
+# the match. Errors of SQL run inside a dump come before the connection failures they could be mistaken for.
 _CLASSIFY = (
-    ("auth", re.compile(r"password authentication failed|no password supplied|authentication failed|role \"[^\"]*\" does not exist", re.I),
+    ("version_mismatch", re.compile(r"server version mismatch|unsupported version \([\d.]+\) in file header|"
+                                    r"unrecognized configuration parameter \"transaction_timeout\"", re.I),
+     "the backup comes from a newer PostgreSQL major version than the programs or server restoring it: restore "
+     "with client programs and a server of at least the backup's major version (server_version in its manifest)"),
+    ("missing_extension", re.compile(r'could not open extension control file "(?P<dir>[^"]*/)(?P<name>[^"/]+)\.control"'
+                                     r'|extension "(?P<name2>[^"]+)" is not available', re.I),
+     None),
+    ("missing_locale", re.compile(r'invalid locale name:? "?(?P<name>[^"\s]+)|invalid (LC_COLLATE|LC_CTYPE) locale name|'
+                                  r'could not (create|open collator for) locale "(?P<name2>[^"]+)"|'
+                                  r'locale "[^"]*" (is not|does not exist)', re.I),
+     "a locale of the backed-up database is not available on the target server: generate it there (Debian: "
+     "add it to /etc/locale.gen, run locale-gen, restart PostgreSQL; ICU locales come with libicu) and run the "
+     "restore again"),
+    ("missing_role", re.compile(r'ERROR:\s+role "(?P<name>[^"]*)" does not exist', re.I),
+     lambda m: "the backup names role \"%s\", which this server does not have: replay the set's cluster globals "
+               "first (atlasia.dr.pg_globals state=restored, or psql -f globals_<timestamp>.sql), or restore into a "
+               "foreign cluster on purpose with no_owner and no_acl" % m.group("name")),
+    ("auth", re.compile(r"password authentication failed|no password supplied|authentication failed|"
+                        r'FATAL:\s+role "[^"]*" does not exist', re.I),
      "authentication failed for the database user: check login_user / login_password"),
     ("unreachable", re.compile(r"could not connect|connection refused|timeout expired|could not translate host|"
                                r"No such file or directory\s+Is the server running", re.I),
@@ -78,9 +133,25 @@ _CLASSIFY = (
 def classify(stderr):
     """``(kind, hint)`` for a client program's error output."""
     for kind, pattern, hint in _CLASSIFY:
-        if pattern.search(stderr or ""):
-            return kind, hint
+        match = pattern.search(stderr or "")
+        if match:
+            if kind == "missing_extension":
+                return kind, _missing_extension(_ExtensionMatch(match))
+            return kind, hint(match) if callable(hint) else hint
     return "error", None
+
+
+class _ExtensionMatch(object):
+    """The two spellings of a missing extension (PostgreSQL 15's control file, 16's "not available") as one."""
+
+    def __init__(self, match):
+        self.match = match
+
+    def group(self, name):
+        return self.match.group(name) or self.match.group(name + "2")
+
+    def groupdict(self):
+        return self.match.groupdict()
 
 
 class PostgresClient(object):
@@ -188,13 +259,13 @@ class PostgresClient(object):
         return [row[0] for row in self.query("SELECT datname FROM pg_database ORDER BY datname", db=maintenance_db)]
 
     def database_info(self, name, maintenance_db):
-        rows = self.query(
-            "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype "
-            "FROM pg_database WHERE datname = %s" % quote_literal(name), db=maintenance_db)
-        if not rows:
+        """Owner, encoding and locales of database ``name`` (a subset of :func:`dbprops.capture`), or ``None``."""
+        from ansible_collections.atlasia.dr.plugins.module_utils import dbprops  # dbprops builds on this module
+
+        props = dbprops.capture(self, name, db=maintenance_db)
+        if props is None:
             return None
-        owner, encoding, collate, ctype = rows[0]
-        return dict(owner=owner, encoding=encoding, collate=collate, ctype=ctype)
+        return dict((key, props[key]) for key in ("owner", "encoding", "collate", "ctype"))
 
     def database_size(self, name, maintenance_db):
         return int(self.query("SELECT pg_database_size(%s)" % quote_literal(name), db=maintenance_db)[0][0])

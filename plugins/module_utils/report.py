@@ -126,6 +126,13 @@ def markdown(report):
             lines.append("- Passed over %s (%s): %s" % (passed.get("set_id"), passed.get("where"), passed.get("reason")))
     if report.get("safety_backup"):
         lines.append("- Safety backup written: %s" % report["safety_backup"])
+    created = report.get("globals_created")
+    if isinstance(created, dict):
+        def named(item):  # a membership [role, member] reads "member in role"
+            return " in ".join(reversed(item)) if isinstance(item, list) else item
+        parts = ["%s %s" % (key, ", ".join(named(item) for item in created.get(key) or []) or "none")
+                 for key in ("roles", "memberships", "tablespaces")]
+        lines.append("- Cluster globals created before the database: %s" % "; ".join(parts))
     lines += ["", "## Phases", "", "| Phase | Duration | Target | Within target | Status |",
               "|---|---|---|---|---|"]
     for phase in report["phases"]:

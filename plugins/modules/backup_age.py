@@ -17,8 +17,8 @@ description:
   - The backup time is the timestamp in the artifact's name (C(<prefix>_<YYYYMMDD>_<HHMMSS>)), never a file
     or object modification time, so a copy made later does not look fresher than it is.
   - Components are read from the set manifests (C(set_<YYYYMMDD>_<HHMMSS>.json)); an artifact outside any set
-    is classified by its name prefix (C(backup) is C(database), C(schema), C(vault) and C(config) are
-    themselves, safety backups C(prerestore)/C(prerollback) are ignored, any other prefix is C(files)).
+    is classified by its name prefix (C(backup) is C(database), C(schema), C(globals), C(vault) and C(config)
+    are themselves, safety backups C(prerestore)/C(prerollback) are ignored, any other prefix is C(files)).
   - Reports the last restore test recorded in the set manifests by the C(verify) role (C(verified.at),
     C(verified.result)), and the free space of the filesystem holding O(root).
   - Lists problems (an expected component missing or older than O(max_age_seconds), less than
@@ -204,7 +204,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
 )
 
 #: Components of artifacts outside any set manifest, by name prefix (any other prefix is "files").
-COMPONENT_OF_PREFIX = {"backup": "database", "schema": "schema", "vault": "vault", "config": "config"}
+COMPONENT_OF_PREFIX = {"backup": "database", "schema": "schema", "globals": "globals", "vault": "vault", "config": "config"}
 #: Prefixes that are not backups of the platform (set manifests, pre-restore safety backups).
 NOT_BACKUPS = ("set", "prerestore", "prerollback", "vault-prerestore")
 LOCATIONS = ("local", "s3")

@@ -88,12 +88,12 @@ options:
       - Components wanted (fetched, verified and decrypted); by default every component of the set.
     type: list
     elements: str
-    choices: [database, schema, vault, config, files, images]
+    choices: [database, globals, schema, vault, config, files, images]
   required_components:
     description: Components the set must hold; a set without one of them is an error (naming what it holds).
     type: list
     elements: str
-    choices: [database, schema, vault, config, files, images]
+    choices: [database, globals, schema, vault, config, files, images]
     default: []
   fall_back:
     description:
@@ -223,6 +223,13 @@ free_bytes:
   description: Free space on the filesystem of O(root) (else O(staging_dir)).
   returned: success
   type: int
+database_properties:
+  description:
+    - Database-level properties (owner, encoding, locales, connection limit, comment, grants, settings) recorded
+      with the set's database dump, for M(atlasia.dr.pg_restore_db)'s O(atlasia.dr.pg_restore_db#module:database_properties);
+      null for a backup taken before they were recorded.
+  returned: success
+  type: dict
 summary:
   description: One sentence saying which set is used, from where, and what was passed over.
   returned: success
@@ -247,7 +254,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
 )
 from ansible_collections.atlasia.dr.plugins.module_utils.s3_transfer import BackupTransfer, TransferError
 
-COMPONENTS = ["database", "schema", "vault", "config", "files", "images"]
+COMPONENTS = ["database", "globals", "schema", "vault", "config", "files", "images"]
 
 
 def argument_spec():
@@ -381,6 +388,7 @@ def run(module):
                 artifacts=artifacts, paths=by_component, plain_dir=plain_dir, authenticated=authenticated,
                 encrypted=any(row["encrypted"] for row in artifacts), passed_over=locator.passed_over,
                 sets_seen=locator.seen, downloaded=locator.downloaded, summary=summary,
+                database_properties=locate.database_properties(data, directory),
                 free_bytes=backupset.disk_space(p["root"] or p["staging_dir"])[0])
 
 

@@ -23,7 +23,10 @@ description:
     name.
   - Beside each backup it writes C(<file>.md5) (C(md5sum -c) format), C(<file>.sha256) and a JSON manifest
     C(<prefix>_<YYYYMMDD>_<HHMMSS>.json) (database, server version, format, compression, size, checksums,
-    start and end time, duration, tables with row estimates).
+    start and end time, duration, tables with row estimates, and the database-level properties C(pg_dump)
+    leaves out under C(database_properties) - owner, encoding, locale provider and locales, tablespace,
+    connection limit, comment, grants on the database, C(ALTER DATABASE ... SET) and C(ALTER ROLE ... IN
+    DATABASE ... SET) settings - which M(atlasia.dr.pg_restore_db) gives the restored database).
   - A plain gzip backup stays usable with the usual manual commands (C(gunzip -t), C(zcat ... | psql)).
 author:
   - atlasia DevOps team (@atlasia-devops)

@@ -33,6 +33,17 @@ description:
   - O(mode=new) restores into O(db), which must not exist (a temporary database from which lost rows are
     copied back, the plan's Scenario 4).
   - Scratch databases left by an interrupted earlier run for the same O(db) are dropped first.
+  - The database restored into gets the database-level properties of the backup, which C(pg_dump) leaves out
+    (owner, encoding, locale provider and ICU locale, LC_COLLATE/LC_CTYPE, tablespace, connection limit,
+    comment, grants on the database including C(REVOKE CONNECT ... FROM PUBLIC), C(ALTER DATABASE ... SET)
+    and C(ALTER ROLE ... IN DATABASE ... SET) settings). They are created with the database or applied after
+    the load, after every setting the load left (extension scripts such as PostGIS topology change the
+    database's C(search_path)) was reset. They come from O(database_properties), else from the manifest
+    M(atlasia.dr.pg_dump_backup) wrote beside O(src); for a backup without them (taken by an older version)
+    they are copied from the database being replaced; with none of these the database gets the server's
+    defaults and O(owner) (or O(login_user)) as owner.
+  - When those properties name roles the server does not have, the restore fails before changing anything
+    and lists them (replay the set's cluster globals with M(atlasia.dr.pg_globals) first).
 author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
@@ -121,14 +132,35 @@ options:
     default: false
   no_owner:
     description:
-      - Do not restore object ownership (C(pg_restore --no-owner)); for custom and directory formats only.
+      - Do not restore object ownership (C(pg_restore --no-owner)); the objects belong to O(login_user), and so
+        does the database unless O(owner) is given. For restoring into a foreign cluster on purpose.
+      - Custom and directory formats only; a plain SQL dump is replayed by C(psql) as written, C(ALTER ... OWNER
+        TO) included (take such backups with C(format=custom), or C(pg_dump --no-owner)).
+    type: bool
+    default: false
+  no_acl:
+    description:
+      - Do not restore privileges (C(pg_restore --no-acl)) - no C(GRANT)/C(REVOKE) on the objects, no default
+        privileges, no grants on the database (it keeps PostgreSQL's default grants). Row-level security
+        policies are not privileges and are restored. For restoring into a foreign cluster on purpose.
+      - With O(no_owner) or O(no_acl), C(ALTER ROLE ... IN DATABASE ... SET) settings of roles the server does not
+        have are left out (listed in RV(skipped_role_settings)) instead of failing the restore.
+      - Custom and directory formats only. A plain SQL dump is replayed by C(psql) exactly as written and its
+        C(GRANT)/C(REVOKE) lines cannot be told apart safely from data, so O(no_acl=true) with a plain dump
+        fails before anything changes (take such backups with C(format=custom), or C(pg_dump --no-acl)).
     type: bool
     default: false
   owner:
     description:
-      - Owner of the restored database. Defaults to the owner of the database being replaced, else
-        O(login_user).
+      - Owner of the restored database, also in its grants. Defaults to the owner recorded in the backup,
+        else the owner of the database being replaced, else O(login_user).
     type: str
+  database_properties:
+    description:
+      - Database-level properties to restore, as recorded by M(atlasia.dr.pg_dump_backup) under
+        C(database_properties) in its manifest (M(atlasia.dr.backup_locate) returns those of the set).
+      - Defaults to the manifest beside O(src), when there is one.
+    type: dict
   session_settings:
     description:
       - Server settings applied to the restoring sessions only (through C(PGOPTIONS)). They speed up a
@@ -246,6 +278,21 @@ checksums:
   returned: always
   type: dict
   sample: {"md5": "ok", "sha256": "ok"}
+properties_source:
+  description:
+    - Where the database-level properties came from; V(backup) (the backup's manifest), V(existing database)
+      (a backup without them, replacing a database) or V(none) (server defaults).
+  returned: when the server was reached
+  type: str
+  sample: backup
+skipped_role_settings:
+  description:
+    - The C(ALTER ROLE ... IN DATABASE ... SET) settings of the backup left out, by role - with O(no_owner) or
+      O(no_acl) because their roles do not exist on the server, or because O(login_user) is neither superuser nor
+      C(CREATEROLE) (a warning says so).
+  returned: when some were left out
+  type: dict
+  sample: {"gis_reader": ["statement_timeout=5s"]}
 dropped_stale:
   description: Scratch databases of interrupted earlier runs that were dropped.
   returned: always
@@ -265,13 +312,22 @@ timings:
 """
 
 import datetime
+import json
 import os
 import threading
 import time
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.atlasia.dr.plugins.module_utils import backupset, compression, crypto, naming, pgdump, safety
+from ansible_collections.atlasia.dr.plugins.module_utils import (
+    backupset,
+    compression,
+    crypto,
+    dbprops,
+    naming,
+    pgdump,
+    safety,
+)
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import (
     PostgresClient,
@@ -371,6 +427,8 @@ class Restorer(object):
         args = ["--exit-on-error", "--dbname=%s" % target]
         if self.params["no_owner"]:
             args.append("--no-owner")
+        if self.params["no_acl"]:
+            args.append("--no-acl")
         from_stdin = self.client.container or comp == "zstd"
         if jobs > 1 and not from_stdin:
             args.append("--jobs=%d" % jobs)
@@ -381,15 +439,85 @@ class Restorer(object):
             return [("zstd -d", compression.decompressor_argv(self.module, "zstd", src)), stage], None
         return [stage], (src if from_stdin else None)
 
-    def create_db(self, name, like):
-        owner = self.params["owner"] or (like or {}).get("owner") or self.params["login_user"]
-        statement = "CREATE DATABASE %s TEMPLATE template0" % quote_ident(name)
-        if owner:
-            statement += " OWNER %s" % quote_ident(owner)
-        if like:
-            statement += " ENCODING %s LC_COLLATE %s LC_CTYPE %s" % (
-                quote_literal(like["encoding"]), quote_literal(like["collate"]), quote_literal(like["ctype"]))
+    def properties(self, target_exists):
+        """Database-level properties to give the restored database, and where they come from.
+
+        The backup's own record (O(database_properties), else the manifest beside O(src)) wins; a backup taken
+        before manifests recorded them falls back to the database being replaced.
+        """
+        props, source = self.params["database_properties"], "backup"
+        if not props:
+            own = naming.manifest_path_for(self.params["src"])
+            if own:
+                try:
+                    with open(own) as handle:
+                        props = json.load(handle).get("database_properties")
+                except (OSError, ValueError) as exc:
+                    self.module.fail_json(msg="the manifest %s beside the backup is unreadable: %s" % (own, exc),
+                                          error_kind="bad_backup", **self.result)
+        if not props and target_exists:
+            props, source = dbprops.capture(self.client, self.db, db=self.maint), "existing database"
+        if not props:
+            return None, "none"
+        props = dict(props)
+        owner = self.params["owner"] or (self.params["login_user"] if self.params["no_owner"] else None)
+        if self.params["no_acl"]:
+            props["acl"] = None  # the database keeps the default grants
+        if owner and owner != props.get("owner"):
+            # the chosen owner takes the original owner's place, in the grants too
+            old = props.get("owner")
+            props["acl"] = None if props.get("acl") is None else [
+                dict(item, grantor=owner if item.get("grantor") == old else item.get("grantor"),
+                     grantee=owner if item.get("grantee") == old else item.get("grantee")) for item in props["acl"]]
+            props["owner"] = owner
+        return props, source
+
+    def check_roles(self, props):
+        """Fail before anything changes when the properties name roles this server does not have.
+
+        Also refuses O(no_acl) with a plain dump, which psql replays as written.
+        """
+        if self.params["no_acl"] and (self.result.get("format") or {}).get("format") == "plain":
+            self.module.fail_json(msg="no_acl needs a custom or directory-format backup: psql replays a plain SQL dump "
+                                      "as written, GRANT and REVOKE included. Restore a custom-format backup, or a "
+                                      "plain dump taken with pg_dump --no-acl (without no_acl). Nothing was changed.",
+                                  error_kind="request", **self.result)
+        if not props:
+            return
+        missing = dbprops.missing_roles(self.client, dbprops.roles_named(props), self.maint)
+        foreign = self.params["no_owner"] or self.params["no_acl"]
+        settings = props.get("role_settings") or {}
+        if foreign and missing and set(missing) <= set(settings) and props.get("owner") not in missing:
+            # a foreign cluster on purpose: settings of roles it does not have are left out
+            self.result["skipped_role_settings"] = dict((role, settings[role]) for role in missing)
+            props["role_settings"] = dict((role, value) for role, value in settings.items() if role not in missing)
+            missing = []
+        if props.get("role_settings") and not dbprops.may_set_role_settings(self.client, self.maint):
+            skipped = self.result.setdefault("skipped_role_settings", {})
+            skipped.update(props["role_settings"])
+            props["role_settings"] = {}
+            self.module.warn("%s may not set ALTER ROLE ... IN DATABASE settings (it is neither superuser nor "
+                             "CREATEROLE): the restored database goes without those of the backup (%s); set them as "
+                             "a superuser, see skipped_role_settings" % (self.params["login_user"], ", ".join(sorted(skipped))))
+        if missing:
+            self.module.fail_json(
+                msg="the backed-up database names roles this server does not have: %s. Replay the set's cluster "
+                    "globals first (atlasia.dr.pg_globals state=restored, or psql -f globals_<timestamp>.sql), "
+                    "or restore on purpose into a foreign cluster with no_owner=true and no_acl=true. "
+                    "Nothing was changed." % ", ".join(missing), error_kind="missing_role", missing_roles=missing,
+                **self.result)
+
+    def create_db(self, name, props):
+        if props:
+            statement = dbprops.create_statement(name, props, server_version=self.client.server_version(db=self.maint))
+        else:
+            statement = dbprops.create_statement(name, None, owner=self.params["owner"] or self.params["login_user"])
         self.sql(statement)
+
+    def apply_properties(self, name, props):
+        """After the load: connection limit, comment, settings and grants of the backup (none left by the load)."""
+        if props:
+            dbprops.apply(self.client, name, props, self.maint, no_acl=self.params["no_acl"])
 
     def swap(self, scratch, target_exists):
         previous = naming.scratch_db_name(self.db, self.moment, kind="previous")
@@ -458,7 +586,8 @@ class Restorer(object):
             self.drop(stale)
             self.result["dropped_stale"].append(stale)
 
-        like = self.client.database_info(self.db, self.maint) if target_exists else None
+        like, self.result["properties_source"] = self.properties(target_exists)
+        self.check_roles(like)
         safety = None
         if p["safety_backup"] and target_exists and p["mode"] == "replace":
             # the safety dump of the current database runs while the scratch database loads (it never touches
@@ -474,6 +603,7 @@ class Restorer(object):
             stages, stdin_path = self.restore_stages(src, info["format"], info["compression"], target, env_extra)
             mark = lap("prepare", mark)
             self.client.pipeline(stages, stdin_path=stdin_path, env_extra=env_extra)
+            self.apply_properties(target, like)
             mark = lap("load", mark)
             rows = self.client.exact_counts(target)
             mark = lap("count", mark)
@@ -637,7 +767,9 @@ def main():
         maintenance_db=dict(type="str", default="postgres"),
         require_checksum=dict(type="bool", default=False),
         no_owner=dict(type="bool", default=False),
+        no_acl=dict(type="bool", default=False),
         owner=dict(type="str"),
+        database_properties=dict(type="dict"),
         session_settings=dict(type="dict", default={"synchronous_commit": "off", "maintenance_work_mem": "512MB"}),
         swap_attempts=dict(type="int", default=5),
     )

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 ENCRYPTION_KEY = "check-mode-test-passphrase"
 # the names a real run of the local environment gives its artifacts, encrypted
-ARTIFACTS = [r"backup_{ts}\.sql\.gz\.enc", r"schema_{ts}\.sql\.enc", r"vault_{ts}\.snap\.enc",
+ARTIFACTS = [r"backup_{ts}\.sql\.gz\.enc", r"globals_{ts}\.sql\.enc", r"schema_{ts}\.sql\.enc", r"vault_{ts}\.snap\.enc",
              r"config_{ts}\.tar\.gz\.enc", r"uploads_{ts}\.tar\.gz\.enc", r"logs_{ts}\.tar\.gz\.enc"]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support import REPO_ROOT, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
 from tests.support.localenv import DB_NAME, SECRET_PATH, LocalEnvironment
-from tests.support.postgres import table_digests
+from tests.support.postgres import PostgresServer, table_digests
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def test_backup_writes_a_complete_set(local_env, first_backup):
     assert len(names) == 1
     data = json.loads((root / "daily" / names[0]).read_text())
     components = sorted(a["component"] for a in data["artifacts"])
-    assert components == ["config", "database", "files", "files", "schema", "vault"]
+    assert components == ["config", "database", "files", "files", "globals", "schema", "vault"]
     stamp = data["set_id"]
     for artifact in data["artifacts"]:
         assert stamp in artifact["name"]
@@ -179,3 +179,42 @@ def test_restore_from_explicit_s3_url_and_local_dump(local_env, first_backup):
     result = playbook("restore.yml", first_backup["vars_file"], "-e", "backup=%s" % dump)
     assert result.returncode == 0, result.stdout[-6000:]
     assert table_digests(local_env.pg, DB_NAME) == before
+
+
+def test_restore_on_a_fresh_server_replays_the_globals_first(local_env, first_backup):
+    """Scenario 2: a server where only the superuser exists takes the set (roles, owners, grants, policies)."""
+    pg = local_env.pg
+    pg.psql("CREATE ROLE pb_app LOGIN PASSWORD 'pb-app-Pw-3d'; CREATE ROLE pb_readers NOLOGIN; GRANT pb_readers TO pb_app")
+    try:
+        pg.psql("CREATE TABLE pb_notes (id int PRIMARY KEY, body text); ALTER TABLE pb_notes OWNER TO pb_app; "
+                "INSERT INTO pb_notes VALUES (1, 'kept'); ALTER TABLE pb_notes ENABLE ROW LEVEL SECURITY; "
+                "CREATE POLICY pb_read ON pb_notes FOR SELECT TO pb_readers USING (true); "
+                "GRANT SELECT ON pb_notes TO pb_readers; ALTER DATABASE \"%s\" SET work_mem = '7MB'" % DB_NAME,
+                db=DB_NAME)
+        result = playbook("backup.yml", first_backup["vars_file"])
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        before = table_digests(pg, DB_NAME)
+        fresh = PostgresServer(password=pg.password)
+        try:
+            fresh.start()
+            vars_file = local_env.write_vars(local_env.root / "vars-fresh.json", dr_db_port=fresh.port,
+                                             dr_reports_dir=str(local_env.root / "reports-fresh"))
+            result = playbook("restore.yml", vars_file, "-e", "dr_restore_vault=false")
+            assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+            assert table_digests(fresh, DB_NAME) == before
+            assert fresh.rows("SELECT tableowner FROM pg_tables WHERE tablename = 'pb_notes'", db=DB_NAME) == [["pb_app"]]
+            assert fresh.rows("SELECT policyname, roles::text FROM pg_policies WHERE tablename = 'pb_notes'",
+                              db=DB_NAME) == [["pb_read", "{pb_readers}"]]
+            assert fresh.scalar("SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting s JOIN pg_database d "
+                                "ON d.oid = s.setdatabase WHERE d.datname = '%s' AND s.setrole = 0" % DB_NAME) == "work_mem=7MB"
+            assert fresh.rows("SELECT rolpassword FROM pg_authid WHERE rolname = 'pb_app'") == pg.rows(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = 'pb_app'")
+            report = json.loads(sorted((local_env.root / "reports-fresh").glob("restore-*.json"))[-1].read_text())
+            assert sorted(report["globals_created"]["roles"]) == ["pb_app", "pb_readers"]
+            assert report["globals_created"]["memberships"] == [["pb_readers", "pb_app"]]
+            assert "Cluster globals created before the database: roles pb_app, pb_readers" in result.stdout
+        finally:
+            fresh.stop()
+    finally:
+        pg.psql("DROP TABLE IF EXISTS pb_notes; ALTER DATABASE \"%s\" RESET work_mem" % DB_NAME, db=DB_NAME)
+        pg.psql("DROP ROLE IF EXISTS pb_app; DROP ROLE IF EXISTS pb_readers")

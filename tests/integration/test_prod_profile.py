@@ -144,7 +144,7 @@ def test_backups_on_several_days_are_encrypted_uploaded_and_recorded(world):
         manifest = world.manifest(stamp)
         assert manifest["set_id"] == stamp
         components = sorted(a["component"] for a in manifest["artifacts"])
-        assert components == ["config", "database", "files", "files", "files", "schema", "vault"]
+        assert components == ["config", "database", "files", "files", "files", "globals", "schema", "vault"]
         daily = world.backup_root / "daily"
         for artifact in manifest["artifacts"]:
             assert artifact["name"].endswith(".enc"), artifact

@@ -353,3 +353,22 @@ def test_a_set_in_the_backup_root_is_used_whole_or_not_at_all(tmp_path):
     os.remove(vault)
     with pytest.raises(locate.LocateError, match="vault_20261201_020000.snap.enc"):
         locator(root, tmp_path, components=["database"]).locate(locate.parse(path))
+
+
+# --- database-level properties recorded with the dump --------------------------------------------------------
+PROPS = dict(owner="gis_owner", encoding="UTF8", settings=["search_path=app, public"], role_settings={}, acl=None)
+
+
+def test_database_properties_come_from_the_set_entry_or_the_dump_manifest(tmp_path):
+    dump = tmp_path / "backup_20261126_020000.sql.gz"
+    dump.write_bytes(b"x")
+    checksum.write_sidecars(str(dump), checksum.artifact_digests(str(dump))[2])
+    (tmp_path / "backup_20261126_020000.json").write_text(json.dumps(dict(database="gis", database_properties=PROPS)))
+    entry = backupset.artifact_entry(str(tmp_path), dump.name, "database")
+    assert entry["database_properties"] == PROPS  # the set manifest carries them (under its MAC)
+    in_set = dict(set_id="20261126_020000", artifacts=[dict(entry, database_properties=dict(PROPS, owner="x"))])
+    assert locate.database_properties(in_set, str(tmp_path))["owner"] == "x"  # the set's copy wins
+    single = dict(set_id=None, artifacts=[dict(name=dump.name, component="database")])
+    assert locate.database_properties(single, str(tmp_path)) == PROPS
+    old = dict(set_id="20261126_020000", artifacts=[dict(name=dump.name, component="database")])
+    assert locate.database_properties(old, str(tmp_path)) is None  # an older set: nothing recorded

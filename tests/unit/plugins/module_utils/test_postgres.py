@@ -10,6 +10,7 @@ tests/integration/test_pg_*.py.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 
@@ -96,6 +97,19 @@ def test_quote_literal(value, quoted):
     ("pg_restore: error: could not write to output file: No space left on device", "disk_full"),
     ("ERROR:  could not extend file \"base/16384/16385\": No space left on device", "disk_full"),
     ("ERROR:  syntax error at or near \"SELEC\"", "error"),
+    # SQL inside a dump naming a role the server lacks is not a login failure
+    ('psql:<stdin>:40: ERROR:  role "gis_owner" does not exist', "missing_role"),
+    ('pg_restore: error: could not execute query: ERROR:  role "gis_owner" does not exist\n'
+     'Command was: ALTER TABLE public.places OWNER TO gis_owner;', "missing_role"),
+    ('pg_restore: error: could not execute query: ERROR:  could not open extension control file '
+     '"/usr/share/postgresql/15/extension/postgis.control": No such file or directory\n'
+     'Command was: CREATE EXTENSION IF NOT EXISTS postgis WITH SCHEMA public;', "missing_extension"),
+    ('ERROR:  extension "vector" is not available', "missing_extension"),
+    ('ERROR:  invalid LC_COLLATE locale name: "de_DE.UTF-8"', "missing_locale"),
+    ('ERROR:  invalid locale name: "fr_FR.UTF-8"', "missing_locale"),
+    ("pg_dump: error: aborting because of server version mismatch", "version_mismatch"),
+    ("pg_restore: error: unsupported version (1.16) in file header", "version_mismatch"),
+    ('psql:<stdin>:6: ERROR:  unrecognized configuration parameter "transaction_timeout"', "version_mismatch"),
     ("", "error"),
     (None, "error"),
 ])
@@ -103,6 +117,26 @@ def test_classify(stderr, kind):
     got_kind, hint = postgres.classify(stderr)
     assert got_kind == kind
     assert (hint is None) == (kind == "error")
+
+
+def test_hints_name_the_cause():
+    kind, hint = postgres.classify('psql:<stdin>:40: ERROR:  role "gis_owner" does not exist')
+    assert 'role "gis_owner"' in hint and "pg_globals" in hint and "authentication" not in hint
+    kind, hint = postgres.classify('ERROR:  could not open extension control file '
+                                   '"/usr/share/postgresql/15/extension/postgis_topology.control": No such file')
+    assert '"postgis_topology"' in hint and "apt-get install postgresql-15-postgis-3)" in hint
+    kind, hint = postgres.classify('ERROR:  invalid LC_COLLATE locale name: "de_DE.UTF-8"')
+    assert "locale-gen" in hint
+
+
+@pytest.mark.parametrize("name, major, package", [
+    ("postgis", 15, "postgresql-15-postgis-3"), ("postgis_topology", "16", "postgresql-16-postgis-3"),
+    ("address_standardizer", 15, "postgresql-15-postgis-3"), ("vector", 15, "postgresql-15-pgvector"),
+    ("pg_cron", None, "postgresql-<major>-cron"),
+    ("pg_foo", 15, "postgresql-15 (contrib) or the package named postgresql-15-pg-foo"),
+])
+def test_extension_package(name, major, package):
+    assert postgres.extension_package(name, major) == package
 
 
 def test_env_carries_connection_and_drops_empty_values():
@@ -231,12 +265,13 @@ def test_server_version_is_cached():
 
 
 def test_database_info():
-    sep = postgres.FIELD_SEP
-    module = FakeModule(replies=[(0, sep.join(["app", "UTF8", "C.UTF-8", "C.UTF-8"]) + "\n", ""), (0, "", "")])
+    props = dict(owner="app", encoding="UTF8", locale_provider="libc", collate="C.UTF-8", ctype="C.UTF-8",
+                 connection_limit=-1, settings=[], role_settings={})
+    module = FakeModule(replies=[(0, "150018\n", ""), (0, json.dumps(props) + "\n", ""), (0, "", "")])
     client = postgres.PostgresClient(module)
     assert client.database_info("it's", "postgres") == dict(owner="app", encoding="UTF8", collate="C.UTF-8",
                                                             ctype="C.UTF-8")
-    assert "'it''s'" in module.calls[0]["argv"][-1]
+    assert "'it''s'" in module.calls[1]["argv"][-1]
     assert client.database_info("missing", "postgres") is None
 
 

@@ -23,12 +23,16 @@ import sys
 
 import pytest
 
+from ansible_collections.atlasia.dr.plugins.module_utils import dbprops
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import PostgresClient, PostgresError
 from ansible_collections.atlasia.dr.plugins.modules import pg_dump_backup
 from tests.support.modules import run_module
 
 PASSWORD = "unit-test-secret-Pw"
 TS = "20261126_020005"
+PROPERTIES = dict(owner="app_owner", encoding="UTF8", locale_provider="icu", collate="C.UTF-8", ctype="C.UTF-8",
+                  icu_locale="und", tablespace="pg_default", connection_limit=20, comment="the application",
+                  acl=None, settings=["search_path=app, public"], role_settings={})
 
 FAKE_PG = r'''#!{python}
 """Fake pg_dump / pg_restore for unit tests; behaviour from config.json next to this file."""
@@ -145,8 +149,13 @@ def queries(monkeypatch):
         seen.append(("table_estimates", db))
         return [dict(schema="public", name="users", rows_estimate=20000)]
 
+    def capture(client, name, db=None):
+        seen.append(("database_properties", name))
+        return dict(PROPERTIES)
+
     monkeypatch.setattr(PostgresClient, "server_version_text", server_version_text)
     monkeypatch.setattr(PostgresClient, "table_estimates", table_estimates)
+    monkeypatch.setattr(dbprops, "capture", capture)
     return seen
 
 
@@ -198,6 +207,7 @@ def test_file_formats_written_verified_and_checksummed(fake_pg, queries, dest, c
     assert manifest["artifact"] == name
     assert (manifest["database"], manifest["format"], manifest["compression"]) == ("appdb", fmt, comp)
     assert manifest["server_version"].startswith("15.18") and result["server_version"] == manifest["server_version"]
+    assert manifest["database_properties"] == PROPERTIES
     assert manifest["tables"] == [dict(schema="public", name="users", rows_estimate=20000)]
     assert manifest["size"] == len(data) and manifest["sha256"] == result["sha256"]
     assert manifest["started"].startswith("20") and manifest["finished"] >= manifest["started"]

@@ -110,6 +110,8 @@ class Fake(object):
         self.swap_failures = []  # stderr of the next script() calls that must fail
         self.db_size = 1000      # pg_database_size of any database
         self.data_directory = str(path)
+        self.missing_roles = set()  # roles the fake server lacks
+        self.may_set_role_settings = True  # login_user is superuser or CREATEROLE
 
     def configure(self, **cfg):
         (self.path / "config.json").write_text(json.dumps(cfg))
@@ -129,10 +131,21 @@ class Fake(object):
         self.sql.append(sql)
         if sql.startswith("SELECT datname FROM pg_database"):
             return [[name] for name in sorted(self.dbs)]
-        if "pg_get_userbyid(datdba)" in sql:
+        if "pg_get_userbyid(d.datdba)" in sql:
             name = re.search(r"datname = '((?:[^']|'')*)'", sql).group(1).replace("''", "'")
             info = self.dbs.get(name)
-            return [[info["owner"], info["encoding"], info["collate"], info["ctype"]]] if info else []
+            if not info:
+                return []
+            props = dict(locale_provider="libc", icu_locale=None, tablespace="pg_default", connection_limit=-1,
+                         comment=None, acl=None, settings=[], role_settings={})
+            props.update(info)
+            return [[json.dumps(props)]]
+        if sql.startswith("SELECT r.rolname FROM pg_db_role_setting"):
+            return []
+        if sql.startswith("SELECT rolsuper OR rolcreaterole"):
+            return [["t" if self.may_set_role_settings else "f"]]
+        if sql.startswith("SELECT rolname FROM pg_roles WHERE rolname IN"):
+            return [[name] for name in re.findall(r"'([^']*)'", sql) if name not in self.missing_roles]
         if sql.startswith("SELECT pg_database_size("):
             return [[str(self.db_size)]]
         if sql == "SELECT current_setting('data_directory')":
@@ -164,6 +177,9 @@ class Fake(object):
         text = sql.decode("utf-8")
         self.sql.append(text)
         assert db == "postgres"
+        if "pg_terminate_backend" not in text:  # the database-level properties applied after the load
+            assert text.startswith("BEGIN;") and text.rstrip().endswith("COMMIT;")
+            return 0, "", ""
         if self.swap_failures:
             stderr = self.swap_failures.pop(0)
             raise PostgresError("psql failed (exit status 3): %s" % stderr, stderr=stderr)
@@ -244,7 +260,7 @@ def test_replace_existing_database(fake, backups, capsys):
     scratch = re.match(r'CREATE DATABASE "([^"]+)"', creates[0]).group(1)
     assert re.match(r"^appdb_restore_\d{8}_\d{6}$", scratch)
     assert scratch[-15:] == previous[-15:]
-    assert "OWNER \"app_owner\" ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'" in creates[0]
+    assert "OWNER \"app_owner\" ENCODING 'UTF8' LOCALE_PROVIDER libc LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'" in creates[0]
     psql = fake.calls("psql")
     assert len(psql) == 1
     argv = psql[0]["argv"]
@@ -269,7 +285,7 @@ def test_replace_existing_database(fake, backups, capsys):
     assert gzip.decompress(open(safety, "rb").read()).endswith(TRAILER)
     dump_env = fake.calls("pg_dump")[0]["env"]
     assert dump_env["PGDATABASE"] == "appdb"
-    assert fake.sql.index([s for s in fake.sql if s == "SHOW server_version"][0]) < fake.sql.index(creates[0])
+    assert "SHOW server_version" in fake.sql  # the safety dump ran (beside the load; the swap waited for it)
 
 
 def test_keep_previous_false_drops_it(fake, backups, capsys):
@@ -771,3 +787,97 @@ def test_a_failed_restore_removes_no_older_copy(fake, backups, capsys, tmp_path)
     assert result["failed"]
     assert len([n for n in fake.dbs if n.startswith("appdb_previous_")]) == 4
     assert len([n for n in os.listdir(str(safety_dir)) if n.endswith(".json")]) == 5  # four old + this one
+
+
+# --- database-level properties -----------------------------------------------------------------------------
+BACKED_UP = dict(owner="gis_owner", encoding="UTF8", locale_provider="icu", collate="C.UTF-8", ctype="C.UTF-8",
+                 icu_locale="de-DE", tablespace="pg_default", connection_limit=25, comment="gis",
+                 acl=[dict(grantor="gis_owner", grantee="gis_reader", privilege="CONNECT", grantable=False)],
+                 settings=["search_path=app, public"], role_settings={"gis_reader": ["work_mem=8MB"]})
+
+
+def _applied(fake):
+    return [s for s in fake.sql if s.startswith("BEGIN;") and "pg_terminate_backend" not in s]
+
+
+def test_properties_come_from_the_manifest_beside_the_backup(fake, backups, capsys):
+    src = make_backup(backups)
+    (backups / "backup_20261126_020005.json").write_text(json.dumps(dict(database_properties=BACKED_UP)))
+    result = run_main(args_for(fake, src, mode="new", db="newdb"), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["properties_source"] == "backup"
+    create = fake.statements("CREATE DATABASE")[0]
+    assert "OWNER \"gis_owner\"" in create and "LOCALE_PROVIDER icu ICU_LOCALE 'de-DE'" in create
+    applied = _applied(fake)
+    assert len(applied) == 1 and 'ALTER DATABASE "newdb" CONNECTION LIMIT 25;' in applied[0]
+    assert 'GRANT CONNECT ON DATABASE "newdb" TO "gis_reader";' in applied[0]
+    # applied after the load, before the row counts
+    assert fake.sql.index(applied[0]) < fake.sql.index([s for s in fake.sql if "count(*)" in s][0])
+
+
+def test_properties_option_wins_and_owner_replaces_the_original(fake, backups, capsys):
+    src = make_backup(backups)
+    result = run_main(args_for(fake, src, database_properties=BACKED_UP, owner="other", safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert "OWNER \"other\"" in fake.statements("CREATE DATABASE")[0]
+    applied = _applied(fake)[0]
+    assert 'REVOKE ALL ON DATABASE' in applied and "SET ROLE" not in applied and "gis_owner" not in applied
+
+
+def test_old_backup_takes_the_properties_of_the_replaced_database(fake, backups, capsys):
+    result = run_main(args_for(fake, make_backup(backups), safety_backup=False), capsys)
+    assert result["properties_source"] == "existing database"
+    assert "OWNER \"app_owner\"" in fake.statements("CREATE DATABASE")[0]
+
+
+def test_missing_roles_fail_before_anything_changes(fake, backups, capsys):
+    fake.missing_roles = {"gis_owner", "gis_reader"}
+    before = dict(fake.dbs)
+    result = run_main(args_for(fake, make_backup(backups), database_properties=BACKED_UP), capsys)
+    assert result["failed"] and result["error_kind"] == "missing_role"
+    assert result["missing_roles"] == ["gis_owner", "gis_reader"] and "globals" in result["msg"]
+    assert fake.dbs == before and fake.calls("pg_dump") == [] and not fake.statements("CREATE DATABASE")
+
+
+# --- no_acl / no_owner: a foreign cluster on purpose -------------------------------------------------------
+def test_no_acl_passes_to_pg_restore_and_keeps_default_database_grants(fake, backups, capsys):
+    src = _custom_archive(backups)
+    result = run_main(args_for(fake, src, no_acl=True, safety_backup=False, database_properties=BACKED_UP), capsys)
+    assert not result.get("failed"), result.get("msg")
+    argv = fake.calls("pg_restore")[1]["argv"]
+    assert "--no-acl" in argv and "--no-owner" not in argv
+    applied = _applied(fake)[0]
+    assert "GRANT" not in applied and "REVOKE" not in applied and "CONNECTION LIMIT 25" in applied
+
+
+def test_no_acl_with_a_plain_dump_is_refused_before_anything_changes(fake, backups, capsys):
+    before = dict(fake.dbs)
+    result = run_main(args_for(fake, make_backup(backups), no_acl=True), capsys)
+    assert result["failed"] and result["error_kind"] == "request" and "custom" in result["msg"]
+    assert fake.dbs == before and fake.calls("pg_dump") == [] and not fake.statements("CREATE DATABASE")
+
+
+def test_foreign_cluster_on_purpose_leaves_out_settings_of_missing_roles(fake, backups, capsys):
+    fake.missing_roles = {"gis_owner", "gis_reader"}
+    src = _custom_archive(backups)
+    result = run_main(args_for(fake, src, no_acl=True, no_owner=True, database_properties=BACKED_UP, db="newdb",
+                               mode="new", safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["skipped_role_settings"] == {"gis_reader": ["work_mem=8MB"]}
+    assert 'OWNER "postgres"' in fake.statements("CREATE DATABASE")[0]  # login_user
+    applied = _applied(fake)[0]
+    assert "gis_" not in applied and "search_path" in applied
+    argv = fake.calls("pg_restore")[1]["argv"]
+    assert "--no-acl" in argv and "--no-owner" in argv
+
+
+def test_role_settings_left_out_with_a_warning_when_the_login_may_not_set_them(fake, backups, capsys, monkeypatch):
+    from ansible.module_utils.common import warnings as ansible_warnings
+    monkeypatch.setattr(ansible_warnings, "_global_warnings", {})  # this test's warning stays in this test
+    fake.may_set_role_settings = False
+    result = run_main(args_for(fake, make_backup(backups), database_properties=BACKED_UP, safety_backup=False), capsys)
+    assert not result.get("failed"), result.get("msg")
+    assert result["skipped_role_settings"] == {"gis_reader": ["work_mem=8MB"]}
+    assert "IN DATABASE" in json.dumps(result.get("warnings", []))
+    applied = _applied(fake)[0]
+    assert "ALTER ROLE" not in applied and "search_path" in applied

@@ -32,6 +32,15 @@ description:
     sidecars describe the old ciphertext. The next run recognises such a file by the key id in its header,
     authenticates it by decrypting it with O(new_key), and finishes it; sets already complete under O(new_key)
     are skipped. Run it under the backup lock (M(atlasia.dr.dr_lock)), as C(playbooks/rekey.yml) does.
+  - With O(state=rekeyed) and O(s3=true), every set in S3 (the set manifests directly under O(prefix) in O(bucket))
+    is then brought under O(new_key) too, whether or not a local copy records it as copied offsite (a weekly or
+    monthly copy does not, since it was linked before the upload), and whether or not a local copy is still kept
+    (S3 may keep sets longer than the host). A set whose S3 manifest is signed with O(new_key) is complete and
+    skipped; one with a local copy complete under O(new_key) gets that copy uploaded again; one with no local
+    copy is downloaded into O(staging_dir), verified, re-keyed there and uploaded again. Artifacts (with their
+    sidecars and manifests) go first, the set manifest last, replacing the objects under the old key; a run
+    killed part-way is run again and finishes (an artifact already under O(new_key) is recognised by its
+    header). Until it ends without error, do not destroy the old key, since S3 copies may still need it.
   - Every output is written under a temporary name and renamed when complete.
   - The key never leaves the controller's variables; keep it in an Ansible Vault-encrypted variable or file,
     never beside the backups or in S3.
@@ -39,6 +48,7 @@ author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - atlasia.dr.s3
 attributes:
   check_mode:
     support: full
@@ -85,6 +95,39 @@ options:
     description: Size of the authenticated chunks.
     type: int
     default: 4
+  s3:
+    description:
+      - With O(state=rekeyed), also re-key every set in S3 under O(prefix) of O(bucket) (see the description).
+    type: bool
+    default: false
+    version_added: 0.2.0
+  bucket:
+    description: Bucket of the environment's sets (with O(s3=true)).
+    type: str
+    required: false
+  prefix:
+    description: Key prefix of the environment's sets in O(bucket).
+    type: str
+    default: ""
+    version_added: 0.2.0
+  staging_dir:
+    description:
+      - Private folder (mode 0700) receiving the S3 sets that have no local copy while they are re-keyed; each set's
+        folder is removed once it is uploaded again. Defaults to C(<root>/rekey-staging).
+    type: path
+    version_added: 0.2.0
+  storage_class:
+    description: Storage class of the objects uploaded again (with O(s3=true)).
+    type: str
+    default: STANDARD_IA
+    choices: [STANDARD, REDUCED_REDUNDANCY, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER, GLACIER_IR, DEEP_ARCHIVE]
+    version_added: 0.2.0
+  server_side_encryption:
+    description: Server-side encryption of the objects uploaded again (with O(s3=true)); V(aws:kms) uses the bucket's KMS key.
+    type: str
+    default: AES256
+    choices: [AES256, aws:kms, none]
+    version_added: 0.2.0
 """
 
 EXAMPLES = r"""
@@ -114,6 +157,16 @@ EXAMPLES = r"""
     root: /srv/atlasia/backups
     key: "{{ vault_dr_encryption_key_old }}"
     new_key: "{{ vault_dr_encryption_key }}"
+
+- name: Re-key every set of every tier and every set in S3
+  atlasia.dr.dr_crypt:
+    state: rekeyed
+    root: /srv/atlasia/backups
+    key: "{{ vault_dr_encryption_key_old }}"
+    new_key: "{{ vault_dr_encryption_key }}"
+    s3: true
+    bucket: atlasia-backups
+    prefix: atlasia-backups/
 """
 
 RETURN = r"""
@@ -169,6 +222,14 @@ repairs:
   returned: state=rekeyed
   type: list
   elements: dict
+s3_sets:
+  description:
+    - With O(s3=true), one entry per set in S3, with C(set_id), C(key) (of its set manifest), C(action)
+      (V(rekeyed), V(unchanged), V(failed), V(would_rekey) in check mode), C(source) (V(local) when its local copy
+      was uploaded again, V(s3) when it was downloaded and re-keyed in O(staging_dir)) and C(problems).
+  returned: state=rekeyed and s3=true
+  type: list
+  elements: dict
 duration:
   description: Seconds the task took.
   returned: always
@@ -179,13 +240,28 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
+import types
 
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.atlasia.dr.plugins.module_utils import atomic, backupset, checksum, crypto, naming, setauth
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
+from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
+    Boto3Error,
+    BotoCoreError,
+    STORAGE_CLASSES,
+    ClientError,
+    ensure_boto3,
+    get_s3_client,
+    list_level,
+    normalize_prefix,
+    s3_argument_spec,
+    s3_module_kwargs,
+)
+from ansible_collections.atlasia.dr.plugins.module_utils.s3_transfer import BackupTransfer, TransferError
 
 
 def _encrypted_path(src, dest_dir):
@@ -540,6 +616,116 @@ def rekey_root(root, key, new_key, chunk, dry_run=False):
     return sets, repairs, failed
 
 
+# --- Re-keying the sets in S3 (state=rekeyed, s3=true) -------------------------------------------------------------
+#
+# The copies in S3 are not only those a local set manifest records as uploaded: a weekly or monthly copy was linked
+# before the upload (its manifest says offsite.s3 false), and S3's retention may keep sets the host no longer has.
+# So the bucket is the list: every set manifest under the prefix whose MAC is not under the new key is made again
+# from a local copy complete under the new key, or else downloaded, re-keyed in a private staging folder and
+# uploaded again. Artifacts (sidecars and manifests with them) first, the set manifest last: a set whose manifest in
+# the bucket is signed with the new key is complete. A run killed in between leaves artifacts under the new key
+# beside the old set manifest; the next run downloads them too and rekey_set finishes them (recognised by header).
+
+
+class _Engine(object):
+    """The options of s3_backup_transfer for one call of the S3 engine."""
+
+    def __init__(self, module, client):
+        self.module = module
+        self.client = client
+
+    def __call__(self, mode, **params):
+        p = self.module.params
+        options = dict(bucket=p["bucket"], mode=mode, key=None, prefix=None, dest=None, src=None, srcs=None,
+                       series=None, with_sidecars=True, overwrite="different", require_checksum=True, metadata=None,
+                       part_size_mb=64, concurrency=1, verify="metadata", storage_class=p["storage_class"],
+                       encryption=p["server_side_encryption"], kms_key_id=None)
+        options.update(params)
+        return BackupTransfer(types.SimpleNamespace(params=options, check_mode=self.module.check_mode), self.client)
+
+
+def _remote_manifest(engine, key):
+    data = engine("download").get_small(key)
+    if data is None:
+        raise TransferError("%s disappeared while it was read" % key)
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except ValueError as exc:
+        raise backupset.SetError("set manifest %s in the bucket is unreadable: %s" % (key, exc))
+    if not isinstance(manifest, dict) or "artifacts" not in manifest or "set_id" not in manifest:
+        raise backupset.SetError("%s in the bucket is not a backup-set manifest" % key)
+    return manifest
+
+
+def _stage_remote_set(engine, key, data, staging):
+    """Download every artifact of a set (with sidecars and manifests, each verified) and then its set manifest."""
+    if os.path.lexists(staging):
+        shutil.rmtree(staging)  # what a killed run left: downloaded again, never trusted
+    os.makedirs(staging, 0o700)
+    folder = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+    for entry in data["artifacts"]:
+        engine("download", key=folder + entry["name"], dest=staging + "/").download()
+    engine("download", key=key, dest=staging + "/").download()
+    return os.path.join(staging, key.rsplit("/", 1)[-1])
+
+
+def rekey_s3(module, client, local_sets, key, new_key, chunk):
+    """Bring every set in S3 under ``new_key``; returns ``(reports, failed)``."""
+    p = module.params
+    engine = _Engine(module, client)
+    prefix = normalize_prefix(p["prefix"])
+    old_kid, new_kid = _kid(key), _kid(new_key)
+    staging_dir = p["staging_dir"] or os.path.join(p["root"], "rekey-staging")
+    local = dict((r["set_id"], r) for r in local_sets if r["action"] in ("rekeyed", "unchanged") and not r["problems"])
+    objects, dummy = list_level(client, p["bucket"], prefix)
+    keys = sorted((obj["key"] for obj in objects
+                   if backupset.is_set_manifest(naming.parse_backup_name(obj["key"].rsplit("/", 1)[-1]))), reverse=True)
+    reports, failed = [], []
+    for manifest_key in keys:
+        set_id = naming.format_timestamp(naming.parse_backup_name(manifest_key.rsplit("/", 1)[-1]).timestamp)
+        report = dict(set_id=set_id, key=manifest_key, action="unchanged", source=None, problems=[])
+        reports.append(report)
+        try:
+            data = _remote_manifest(engine, manifest_key)
+            auth = data.get("auth") or {}
+            if auth.get("key_id") == new_kid:
+                setauth.check(data, new_key, new_kid)
+                continue
+            if auth and auth.get("key_id") != old_kid:
+                raise RekeyError("%s is signed with a third key (key id %s)" % (manifest_key, auth.get("key_id")))
+            if auth:
+                setauth.check(data, key, old_kid)
+            if module.check_mode:
+                report.update(action="would_rekey", source="local" if set_id in local else "s3")
+                continue
+            staging = None
+            if set_id in local:
+                source = local[set_id]
+                directory, names, manifest = source["directory"], source["artifacts"], source["manifest"]
+                report["source"] = "local"
+            else:
+                if not os.path.isdir(staging_dir):
+                    os.makedirs(staging_dir, 0o700)
+                staging = os.path.join(staging_dir, set_id)
+                manifest = _stage_remote_set(engine, manifest_key, data, staging)
+                staged = rekey_set(set_id, {"daily": manifest}, [staging], key, new_key, chunk)
+                if staged["problems"]:
+                    raise RekeyError("; ".join(staged["problems"]))
+                directory, names = staging, staged["artifacts"]
+                report["source"] = "s3"
+            target = dict(prefix=manifest_key[:len(manifest_key) - len(manifest_key.rsplit("/", 1)[-1])])
+            engine("upload", srcs=[os.path.join(directory, name) for name in names], **target).upload()
+            engine("upload", src=manifest, **target).upload()
+            if staging:
+                shutil.rmtree(staging)
+            report["action"] = "rekeyed"
+        except (RekeyError, backupset.SetError, crypto.CryptoError, checksum.ChecksumError, setauth.AuthError,
+                TransferError, ClientError, BotoCoreError, Boto3Error, OSError) as exc:
+            report.update(action="failed", problems=[str(exc)])
+            failed.append(report)
+    return reports, failed
+
+
 def rekey(module, chunk):
     p = module.params
     if _kid(p["key"]) == _kid(p["new_key"]):
@@ -555,6 +741,18 @@ def rekey(module, chunk):
                   rekeyed=[r["set_id"] for r in sets if r["action"] in ("rekeyed", "would_rekey")],
                   unchanged=[r["set_id"] for r in sets if r["action"] == "unchanged"],
                   failed_sets=[r["set_id"] for r in failed])
+    if p["s3"]:
+        if not p["bucket"]:
+            module.fail_json(msg="s3=true needs bucket (dr_s3_bucket)", error_kind="request", **result)
+        ensure_boto3(module)
+        try:
+            s3_sets, s3_failed = rekey_s3(module, get_s3_client(module), sets, p["key"], p["new_key"], chunk)
+        except (ClientError, BotoCoreError, Boto3Error) as exc:
+            module.fail_json(msg="cannot list the sets in s3://%s/%s: %s. Run the rekey again once fixed: it resumes" % (
+                p["bucket"], normalize_prefix(p["prefix"]), exc), error_kind="s3", **result)
+        result["s3_sets"] = s3_sets
+        result["changed"] = result["changed"] or any(r["action"] in ("rekeyed", "would_rekey") for r in s3_sets)
+        failed = failed + [dict(r, set_id="s3://%s/%s" % (p["bucket"], r["key"])) for r in s3_failed]
     if failed:
         module.fail_json(msg="%d set(s) could not be re-keyed (the others were): %s. Fix the cause and run the rekey "
                              "again: sets already under the new key are recognised and skipped." % (
@@ -564,17 +762,26 @@ def rekey(module, chunk):
 
 
 def main():
+    spec = s3_argument_spec()
+    spec.update(
+        bucket=dict(type="str"),
+        state=dict(type="str", default="encrypted", choices=["encrypted", "decrypted", "rotated", "rekeyed"]),
+        src=dict(type="path"),
+        root=dict(type="path"),
+        dest=dict(type="path"),
+        key=dict(type="str", required=True, no_log=True),
+        new_key=dict(type="str", no_log=True),
+        keep_plaintext=dict(type="bool", default=False),
+        chunk_size_mb=dict(type="int", default=4),
+        s3=dict(type="bool", default=False),
+        prefix=dict(type="str", default=""),
+        staging_dir=dict(type="path"),
+        storage_class=dict(type="str", default="STANDARD_IA", choices=STORAGE_CLASSES),
+        server_side_encryption=dict(type="str", default="AES256", choices=["AES256", "aws:kms", "none"]),
+    )
     module = DRModule(
-        argument_spec=dict(
-            state=dict(type="str", default="encrypted", choices=["encrypted", "decrypted", "rotated", "rekeyed"]),
-            src=dict(type="path"),
-            root=dict(type="path"),
-            dest=dict(type="path"),
-            key=dict(type="str", required=True, no_log=True),
-            new_key=dict(type="str", no_log=True),
-            keep_plaintext=dict(type="bool", default=False),
-            chunk_size_mb=dict(type="int", default=4),
-        ),
+        argument_spec=spec,
+        **s3_module_kwargs(),
         required_if=[("state", "rotated", ("new_key",)), ("state", "rekeyed", ("new_key", "root")),
                      ("state", "encrypted", ("src",)), ("state", "decrypted", ("src",)),
                      ("state", "rotated", ("src",))],

@@ -268,3 +268,104 @@ def test_rekey_refuses_a_file_under_a_third_key(tmp_path, capsys):
     result = run_rekey(root, capsys)
     assert result["failed"] and result["failed_sets"] == ["20261124_020000"], result
     assert "third key" in result["msg"]
+
+
+# --- the copies in S3 (s3=true) ---------------------------------------------------------------------------------
+S3_ONLY = "20260930_020000"  # a set S3 keeps longer than the host: no local copy at all
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    from tests.support.seaweedfs import SeaweedS3Server
+
+    server = SeaweedS3Server()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def upload_set(server, bucket, directory, set_id, capsys):
+    """What the backup's upload does: the artifacts (sidecars and manifests with them), then the set manifest."""
+    from ansible_collections.atlasia.dr.plugins.modules import s3_backup_transfer
+
+    data = backupset.load(os.path.join(str(directory), backupset.set_manifest_name(set_id)))
+    for args in (dict(srcs=[os.path.join(str(directory), e["name"]) for e in data["artifacts"]]),
+                 dict(src=os.path.join(str(directory), backupset.set_manifest_name(set_id)))):
+        params = dict(server.module_args(bucket), mode="upload", prefix="sets/", validate_certs=False, **args)
+        with patch_module_args(params):
+            with pytest.raises(SystemExit):
+                s3_backup_transfer.main()
+        result = json.loads(capsys.readouterr().out)
+        assert not result.get("failed"), result
+
+
+def s3_manifests(server, bucket):
+    client = server.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="sets/").get("Contents", [])]
+    return dict((k, json.loads(client.get_object(Bucket=bucket, Key=k)["Body"].read())) for k in keys
+                if k.rsplit("/", 1)[-1].startswith("set_"))
+
+
+def test_rekey_with_s3_brings_every_set_in_the_bucket_under_the_new_key(tmp_path, capsys, s3_server):
+    """Every set in S3, not only those whose local manifest records the upload: the weekly and monthly copies
+    (linked before the upload, so they say offsite.s3 false) and a set the host no longer keeps at all. Before
+    this, rekey.yml uploaded only the sets whose first local copy said offsite.s3 true, and the others stayed
+    under the old key in the bucket: unrecoverable once the old key was destroyed."""
+    bucket = "rekey-%d" % random.randrange(10 ** 9)
+    s3_server.client().create_bucket(Bucket=bucket)
+    root = tmp_path / "backups"
+    plaintexts = make_root(root, size=4096)
+    for set_id, tiers in SETS.items():
+        upload_set(s3_server, bucket, root / tiers[0], set_id, capsys)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "daily").mkdir(parents=True)
+    artifacts = []
+    for prefix, ext, component in (("backup", "sql.gz", "database"), ("vault", "snap", "vault")):
+        plain = random.Random(S3_ONLY + prefix).randbytes(4096)
+        name = encrypted_artifact(elsewhere / "daily", prefix, S3_ONLY, ext, plain, KEY)
+        plaintexts[name] = plain
+        artifacts.append(dict(name=name, component=component))
+    backupset.build(str(elsewhere / "daily"), S3_ONLY, artifacts, environment=ENVIRONMENT, auth_key=KEY,
+                    extra=dict(database="app"))
+    upload_set(s3_server, bucket, elsewhere / "daily", S3_ONLY, capsys)
+
+    args = dict(state="rekeyed", root=str(root), key=KEY, new_key=NEW_KEY, s3=True, prefix="sets/",
+                staging_dir=str(tmp_path / "staging"), validate_certs=False, **s3_server.module_args(bucket))
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            dr_crypt.main()
+    result = json.loads(capsys.readouterr().out)
+    assert not result.get("failed"), result
+    actions = dict((r["set_id"], (r["action"], r["source"])) for r in result["s3_sets"])
+    assert actions == dict([(set_id, ("rekeyed", "local")) for set_id in SETS] + [(S3_ONLY, ("rekeyed", "s3"))])
+    assert not os.listdir(str(tmp_path / "staging")), "the staging folder of each set is removed once uploaded"
+    assert_all_sets_restore_under_new_key_only(root, plaintexts, tmp_path)
+
+    # the old key is destroyed: every set in the bucket is authentic, complete and decrypts under the new key alone
+    from ansible_collections.atlasia.dr.plugins.module_utils import setauth
+    from ansible_collections.atlasia.dr.plugins.modules import backup_locate
+
+    manifests = s3_manifests(s3_server, bucket)
+    assert sorted(m["set_id"] for m in manifests.values()) == sorted(list(SETS) + [S3_ONLY])
+    for key, data in sorted(manifests.items()):
+        setauth.check(data, NEW_KEY)
+        params = dict(s3_server.module_args(bucket), backup="s3://%s/%s" % (bucket, key), validate_certs=False,
+                      staging_dir=str(tmp_path / "restore" / data["set_id"]), environment=ENVIRONMENT,
+                      database="app", encryption_key=NEW_KEY, encryption_required=True, s3=True, prefix="sets/")
+        with patch_module_args(params):
+            with pytest.raises(SystemExit):
+                backup_locate.main()
+        located = json.loads(capsys.readouterr().out)
+        assert not located.get("failed") and located["source"] == "s3", located
+        for artifact in located["artifacts"]:
+            with open(artifact["path"], "rb") as handle:
+                assert handle.read() == plaintexts[artifact["name"]], (key, artifact["name"])
+
+    # run again: every set in the bucket is complete under the new key, nothing is sent
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            dr_crypt.main()
+    again = json.loads(capsys.readouterr().out)
+    assert not again["changed"] and set(r["action"] for r in again["s3_sets"]) == {"unchanged"}, again

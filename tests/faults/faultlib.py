@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import signal
 import subprocess
 import tarfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 from ansible_collections.atlasia.dr.plugins.module_utils import backupset, checksum, naming
 
 from tests.support import REPO_ROOT, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
+from tests.support.process import kill_tree as shared_kill_tree
+from tests.support.process import process_family
 
 #: Where the suite's environments, logs and mounts live (git-ignored scratch space).
 FAULTS_ROOT = TMP_ROOT / "faults"
@@ -123,29 +124,9 @@ def finish(proc, timeout=PLAYBOOK_TIMEOUT):
 
 
 # --- processes --------------------------------------------------------------------------------------------
-def _parents():
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as handle:
-                data = handle.read()
-        except OSError:
-            continue
-        parents[int(entry)] = int(data[data.rfind(")") + 2:].split()[1])
-    return parents
-
-
 def descendants(root_pid):
     """Pids of ``root_pid`` and all its descendants (by parent pid, so setsid does not hide any)."""
-    parents = _parents()
-    family, frontier = {root_pid}, [root_pid]
-    while frontier:
-        children = [pid for pid, ppid in parents.items() if ppid in frontier and pid not in family]
-        family.update(children)
-        frontier = children
-    return family
+    return process_family(root_pid)
 
 
 def proc_info(pid):
@@ -165,29 +146,8 @@ def proc_info(pid):
 
 
 def kill_tree(root_pid):
-    """SIGKILL a run and every process below it, as a crash or the OOM killer would.
-
-    The family is frozen with SIGSTOP until no new member appears (a stopped process cannot fork), then
-    killed: nothing started while killing escapes. Returns the pids killed.
-    """
-    stopped = set()
-    for dummy in range(20):  # bounded
-        family = descendants(root_pid) - stopped
-        family = set(pid for pid in family if proc_info(pid) is not None)
-        if not family:
-            break
-        for pid in family:
-            try:
-                os.kill(pid, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
-        stopped |= family
-    for pid in stopped:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return stopped
+    """SIGKILL a run and every process below it, frozen first (:func:`tests.support.process.kill_tree`)."""
+    return set(shared_kill_tree(root_pid))
 
 
 def module_matcher(module):

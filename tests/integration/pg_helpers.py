@@ -13,7 +13,6 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 from tests.support import REPO_ROOT, VENV_BIN, VENV_PYTHON
 from tests.support.ansible_run import ansible_env, run_module
 from tests.support.postgres import PG_BINDIR, free_port, quote_ident, table_digests
+from tests.support.process import kill_tree as shared_kill_tree
 
 # (format, compression, jobs): every combination pg_dump_backup supports.
 COMBINATIONS = [
@@ -304,20 +304,7 @@ def find_descendant(root: int, predicate, timeout: float = 60.0, interval: float
 
 def kill_tree(root: int) -> list:
     """SIGSTOP then SIGKILL every descendant of ``root`` (not ``root``): a crash of the whole run."""
-    stopped = set()
-    for _attempt in range(20):  # freeze the tree first so that nothing forks while we kill
-        current = set(descendants(root))
-        new = current - stopped
-        if not new:
-            break
-        for pid in new:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-        stopped |= new
-    for pid in stopped:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return sorted(stopped)
+    return shared_kill_tree(root, include_root=False)
 
 
 def wait_launcher(proc: subprocess.Popen, timeout: float = 120.0) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import stat
 import subprocess
 import tarfile
@@ -22,6 +21,7 @@ import time
 import pytest
 
 from tests.support.ansible_run import ansible_env, run_module
+from tests.support.process import kill_tree
 from tests.support import REPO_ROOT, VENV_BIN, VENV_PYTHON
 
 TS = "20261126_020000"
@@ -204,30 +204,6 @@ def test_check_mode_reports_and_writes_nothing(app, dest):
     assert result["changed"] and result["files"] == 13 and result["size"] == 0
     assert result["path"] == str(dest / ("config_%s.tar.gz" % TS))
     assert not dest.exists() and not dest.parent.exists()
-
-
-def kill_tree(root_pid):
-    """SIGKILL a process and all its descendants (Ansible's workers call setsid: a process group is not enough)."""
-    for dummy in range(3):  # again, for processes started while killing
-        parents = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open("/proc/%s/stat" % entry) as handle:
-                        data = handle.read()
-                except OSError:
-                    continue
-                parents[int(entry)] = int(data[data.rfind(")") + 2:].split()[1])
-        family, frontier = {root_pid}, [root_pid]
-        while frontier:
-            children = [pid for pid, ppid in parents.items() if ppid in frontier and pid not in family]
-            family.update(children)
-            frontier = children
-        for pid in family:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def test_killed_run_leaves_no_final_file(tmp_path, dest):

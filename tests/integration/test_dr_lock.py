@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ import pytest
 
 from tests.support import REPO_ROOT, VENV_BIN, VENV_PYTHON, venv_env
 from tests.support.ansible_run import ansible_env, run_module
+from tests.support.process import kill_tree
 
 
 @pytest.fixture
@@ -131,29 +131,6 @@ def test_playbook_pid_holds_the_lock_while_the_play_runs_and_frees_it_when_gone(
         output = play.communicate(timeout=120)[0]
     assert play.returncode == 0, output
     assert not lock.exists()  # released by the play's last task
-
-
-def kill_tree(root_pid):
-    """SIGKILL a process and all its descendants (Ansible's workers call setsid: a process group is not enough)."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as handle:
-                    data = handle.read()
-            except OSError:
-                continue
-            parents[int(entry)] = int(data[data.rfind(")") + 2:].split()[1])
-    family, frontier = {root_pid}, [root_pid]
-    while frontier:
-        children = [pid for pid, ppid in parents.items() if ppid in frontier and pid not in family]
-        family.update(children)
-        frontier = children
-    for pid in family:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.mark.parametrize("end", ["finished", "killed"])

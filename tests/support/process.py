@@ -73,3 +73,64 @@ def terminate_pid(pid, grace=5.0, expect_in_cmdline=None, process=None, poll=0.0
                 return True
             time.sleep(poll)
     return True
+
+
+def _parents():
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                data = handle.read()
+        except OSError:
+            continue
+        parents[int(entry)] = int(data[data.rfind(")") + 2:].split()[1])
+    return parents
+
+
+def process_family(root_pid):
+    """Pids of ``root_pid`` and all its descendants (by parent pid, so setsid does not hide any)."""
+    parents = _parents()
+    family, frontier = {root_pid}, [root_pid]
+    while frontier:
+        children = [pid for pid, ppid in parents.items() if ppid in frontier and pid not in family]
+        family.update(children)
+        frontier = children
+    return family
+
+
+def _running(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_tree(root_pid, include_root=True):
+    """SIGKILL a run and every process below it, as a crash or the OOM killer would; returns the pids, sorted.
+
+    The family is frozen with SIGSTOP until no new member appears (a stopped process cannot fork, and a stopped
+    parent keeps its children attached), then killed: nothing started while killing escapes, and no child is
+    orphaned to init before it is found. Bounded to 20 rounds.
+    """
+    stopped = set()
+    for dummy in range(20):
+        family = set(pid for pid in process_family(root_pid) - stopped if _running(pid))
+        if not include_root:
+            family.discard(root_pid)
+        if not family:
+            break
+        for pid in family:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        stopped |= family
+    for pid in stopped:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return sorted(stopped)

@@ -29,6 +29,7 @@ TARGETS = {
     "recover_data": "prdo_db",
     "vault_recover": "prdo_db",
     "rekey": "prdo_db",
+    "preflight": "prdo_db",
     "monitor": "prdo_db",
     "pgbackrest": "prdo_db",
     "pitr": "prdo_db",

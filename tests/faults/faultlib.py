@@ -262,6 +262,10 @@ def check_artifact_content(path):
         return None  # ciphertext: the sidecars are the check
     if name.endswith(".sql.gz"):
         return _check_gzip(path, want_trailer=True)
+    if name.startswith("globals_") and name.endswith(".sql"):
+        with open(path, "rb") as handle:  # the cluster globals script (pg_globals) ends with its own line
+            handle.seek(max(0, path.stat().st_size - 512))
+            return None if b"-- atlasia.dr globals complete\n" in handle.read() else "lacks its completion line"
     if name.endswith(".sql"):
         with open(path, "rb") as handle:
             handle.seek(max(0, path.stat().st_size - 512))

@@ -40,14 +40,19 @@ $(STAMP): requirements-dev.txt
 	scripts/setup.sh
 	@touch $(STAMP)
 
+# Each stage prints its own duration, so a slow one shows in the CI log.
+define timed
+	@start=$$(date +%s); $(MAKE) $(1); echo "== make $(1): $$(( $$(date +%s) - start )) s"
+endef
+
 test: setup ## Everything CI runs: unit, lint, sanity, integration, molecule, faults, bench smoke
-	$(MAKE) unit
-	$(MAKE) lint
-	$(MAKE) sanity
-	$(MAKE) integration
-	$(MAKE) molecule
-	$(MAKE) faults
-	$(MAKE) bench-smoke
+	$(call timed,unit)
+	$(call timed,lint)
+	$(call timed,sanity)
+	$(call timed,integration)
+	$(call timed,molecule)
+	$(call timed,faults)
+	$(call timed,bench-smoke)
 
 unit: $(STAMP) ## Unit tests (pytest tests/unit)
 	$(call run_pytest,tests/unit)

@@ -45,14 +45,13 @@ define timed
 	@start=$$(date +%s); $(MAKE) $(1); echo "== make $(1): $$(( $$(date +%s) - start )) s"
 endef
 
-test: setup ## Everything CI runs: unit, lint, sanity, integration, molecule, faults, bench smoke
+test: setup ## Everything CI runs: unit, lint, sanity, integration (bench smoke included), molecule, faults
 	$(call timed,unit)
 	$(call timed,lint)
 	$(call timed,sanity)
 	$(call timed,integration)
 	$(call timed,molecule)
 	$(call timed,faults)
-	$(call timed,bench-smoke)
 
 unit: $(STAMP) ## Unit tests (pytest tests/unit)
 	$(call run_pytest,tests/unit)
@@ -87,7 +86,7 @@ demo: setup ## Run the end-to-end demo (scripts/demo.sh)
 bench: setup ## Run the benchmarks (scripts/bench.sh), if there are any
 	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh; else echo "no scripts/bench.sh yet: nothing to run"; fi
 
-bench-smoke: $(STAMP) ## A short benchmark run (scripts/bench.sh --smoke), skipped without scripts/bench.sh
+bench-smoke: $(STAMP) ## A short benchmark run (scripts/bench.sh --smoke; tests/integration/test_bench_smoke.py runs it in make test)
 	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh --smoke; else echo "no scripts/bench.sh: bench smoke skipped"; fi
 
 images: ## Build the local container images when missing (scripts/build-images.sh)

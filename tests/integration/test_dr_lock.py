@@ -152,21 +152,38 @@ def test_lock_of_a_finished_or_killed_playbook_is_recovered_at_once(lock, tmp_pa
     assert result["previous_holder"]["pid"] == play.pid and result["previous_holder"]["owner"] == "play-1"
 
 
-def test_concurrent_runs_exactly_one_wins(lock):
-    results = {}
+def test_concurrent_runs_exactly_one_wins(lock, tmp_path):
+    """Four plays ask at once; each holds what it gets until told to finish, so a winner that has not finished
+    is never mistaken for a dead holder, however slowly the others start on a loaded machine."""
     owners = ["run-%d" % i for i in range(4)]
-    threads = [threading.Thread(target=lambda o=o: results.update({o: acquire(lock, o)})) for o in owners]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    winners = [o for o in owners if results[o].get("acquired")]
-    losers = [o for o in owners if results[o].get("failed")]
-    assert len(winners) == 1 and len(losers) == 3, results
-    assert on_disk(lock)["owner"] == winners[0]
-    for owner in losers:
-        assert "owner %s" % winners[0] in results[owner]["msg"]
-    assert sorted(os.listdir(str(lock.parent))) == ["backup.lock"]
+    release_file = tmp_path / "finish"
+    plays = dict((o, playbook(tmp_path, lock, o, hold_until=release_file)) for o in owners)
+    try:
+        outputs = {}
+        deadline = time.monotonic() + 300
+        while len(outputs) < 3 and time.monotonic() < deadline:  # the three losers fail fast; the winner waits
+            for owner, play in plays.items():
+                if owner not in outputs and play.poll() is not None:
+                    outputs[owner] = play.stdout.read()
+            time.sleep(0.1)
+        losers = sorted(outputs)
+        assert len(losers) == 3, "plays that ended: %s" % losers
+        winner = (set(owners) - set(losers)).pop()
+        assert all(plays[o].returncode != 0 for o in losers), outputs
+        assert on_disk(lock)["owner"] == winner
+        for owner in losers:
+            assert "owner %s" % winner in " ".join(outputs[owner].split()), outputs[owner]
+        assert sorted(os.listdir(str(lock.parent))) == ["backup.lock"]
+        release_file.write_text("done")
+        out, dummy = plays[winner].communicate(timeout=120)
+        assert plays[winner].returncode == 0, out
+        assert not lock.exists()
+    finally:
+        release_file.write_text("done")
+        for play in plays.values():
+            if play.poll() is None:
+                kill_tree(play.pid)
+                play.wait(30)
 
 
 def test_check_mode_changes_nothing(lock):

@@ -1,9 +1,9 @@
-"""Render the role variable tables of README.md from roles/*/meta/argument_specs.yml.
+"""Render the role variable tables of docs/variables.md from roles/*/meta/argument_specs.yml.
 
-    python scripts/readme_vars.py          rewrite README.md between the markers
-    python scripts/readme_vars.py --check  exit 1 when README.md is out of date (run by the unit tests)
+    python scripts/readme_vars.py          rewrite docs/variables.md between the markers
+    python scripts/readme_vars.py --check  exit 1 when docs/variables.md is out of date (run by the unit tests)
 
-The tables live between ``<!-- role-vars:begin -->`` and ``<!-- role-vars:end -->``.
+The tables live between ``<!-- role-vars:begin -->`` and ``<!-- role-vars:end -->``; README.md links to them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+DOC = ROOT / "docs" / "variables.md"
 BEGIN = "<!-- role-vars:begin -->"
 END = "<!-- role-vars:end -->"
 
@@ -59,15 +59,15 @@ def updated(text):
     return "%s%s\n%s%s%s" % (head, BEGIN, render(), END, tail)
 
 
-def main(argv):
-    text = README.read_text()
+def main(argv, doc=DOC):
+    text = doc.read_text()
     new = updated(text)
     if "--check" in argv:
         if new != text:
-            print("README.md role variable tables are out of date: run python scripts/readme_vars.py")
+            print("%s: the role variable tables are out of date: run python scripts/readme_vars.py" % doc)
             return 1
         return 0
-    README.write_text(new)
+    doc.write_text(new)
     return 0
 
 

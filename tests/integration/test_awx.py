@@ -55,6 +55,8 @@ def test_ansible_builder_creates_the_ee_context(ee_context):
     assert 'ARG EE_BASE_IMAGE="quay.io/centos/centos:stream9"' in dockerfile
     assert 'ARG ANSIBLE_INSTALL_REFS="ansible-core==2.19.14 ansible-runner==2.4.3"' in dockerfile
     assert "ansible-galaxy collection install $ANSIBLE_GALAXY_CLI_COLLECTION_OPTS -r requirements.yml" in dockerfile
+    # the galaxy stage has ansible-core only: galaxy.yml's dependencies come with the `ansible` package later
+    assert 'ARG ANSIBLE_GALAXY_CLI_COLLECTION_OPTS="--no-deps"' in dockerfile
     assert "RUN $PKGMGR -y module enable postgresql:15" in dockerfile
     build = ee_context / "_build"
     for name in ("requirements.txt", "bindep.txt", "requirements.yml"):
@@ -66,10 +68,13 @@ def test_ansible_builder_creates_the_ee_context(ee_context):
 
 
 def install_collection(ee_context, dest):
-    """What the EE's galaxy stage does in /build: install requirements.yml (offline, from the tarball)."""
+    """What the EE's galaxy stage does in /build: install requirements.yml (offline, from the tarball), with the
+    options execution-environment.yml gives it (--no-deps: that stage has no `ansible` package)."""
     env = ansible_env({"ANSIBLE_GALAXY_DISABLE_GPG_VERIFY": "1", "ANSIBLE_COLLECTIONS_PATH": str(dest)})
     env.pop("ANSIBLE_CONFIG")  # the image build has no ansible.cfg (this checkout's would find atlasia.dr installed)
-    proc = run([VENV_BIN / "ansible-galaxy", "collection", "install", "-r", "requirements.yml",
+    ee = yaml.safe_load((REPO_ROOT / "execution-environment.yml").read_text())
+    options = ee["build_arg_defaults"]["ANSIBLE_GALAXY_CLI_COLLECTION_OPTS"].split()
+    proc = run([VENV_BIN / "ansible-galaxy", "collection", "install"] + options + ["-r", "requirements.yml",
                 "--collections-path", dest], cwd=ee_context / "_build", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return Path(dest) / "ansible_collections" / "atlasia" / "dr"

@@ -14,6 +14,10 @@ STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/pytest
 MOLECULE := $(BIN)/molecule
 PYTEST_ARGS ?=
+# Integration and fault tests run in this many pytest-xdist workers, one test file per worker at a time (each file
+# starts its own servers on free ports under its own .tmp/ folder); 0 runs them in this process, one after another.
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_HOME := $(CURDIR)/.ansible
@@ -57,10 +61,10 @@ unit: $(STAMP) ## Unit tests (pytest tests/unit)
 	$(call run_pytest,tests/unit)
 
 integration: $(STAMP) ## Integration tests against real servers (pytest tests/integration)
-	$(call run_pytest,tests/integration)
+	$(call run_pytest,tests/integration $(XDIST))
 
 faults: $(STAMP) ## Fault-injection suite: killed runs, S3 and disk failures, damaged sets (pytest tests/faults)
-	$(call run_pytest,tests/faults)
+	$(call run_pytest,tests/faults $(XDIST))
 
 lint: $(STAMP) ## ansible-lint (production profile) and shellcheck
 	scripts/lint.sh

@@ -25,12 +25,18 @@ DEFAULT_SEED = 20261126
 FAULTS_ROOT = faultlib.FAULTS_ROOT
 
 
+#: Run first: the longest test, so that with several workers (make faults: pytest-xdist, one file per worker at a
+#: time) the others run beside it instead of after it.
+FIRST = ("test_simulated_year.py",)
+
+
 def pytest_collection_modifyitems(config, items):
     here = os.path.dirname(os.path.abspath(__file__))
     for item in items:
         if str(item.fspath).startswith(here + os.sep):
             item.add_marker(pytest.mark.integration)
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: os.path.basename(str(item.fspath)) not in FIRST)  # stable: the rest keep their order
 
 
 def _seed():

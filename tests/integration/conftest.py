@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import uuid
@@ -98,8 +99,13 @@ def docker_images():
     """Make sure the Docker engine answers and the local images exist; return their names."""
     if os.geteuid() != 0 and subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
         pytest.skip("no Docker engine answers and starting one needs root")
-    proc = subprocess.run([str(REPO_ROOT / "scripts" / "build-images.sh")], capture_output=True, text=True,
-                          timeout=1800, check=False)
+    # one build at a time: the suite runs in several pytest-xdist workers, each asking for the images
+    lock_path = REPO_ROOT / ".tmp" / "build-images.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run([str(REPO_ROOT / "scripts" / "build-images.sh")], capture_output=True, text=True,
+                              timeout=1800, check=False)
     if proc.returncode != 0:
         pytest.fail(f"scripts/build-images.sh failed:\n{proc.stderr[-4000:]}")
     names = subprocess.run([str(REPO_ROOT / "scripts" / "build-images.sh"), "--list"], capture_output=True,

@@ -115,7 +115,7 @@ class LocalEnvironment(object):
     def vars(self, **overrides):
         data = dict(
             dr_backup_root=str(self.root / "backups"),
-            dr_reports_dir=str(REPO_ROOT / "reports"),
+            dr_reports_dir=str(self.root / "reports"),
             dr_db_name=DB_NAME,
             dr_db_user=self.pg.user,
             dr_db_password=self.pg.password,

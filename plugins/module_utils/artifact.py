@@ -198,20 +198,21 @@ class Writer(object):
         return dict((algo, checksum.sidecar_text(digests[algo], self.name)) for algo in digests)
 
     def _fail(self):
-        try:
-            for callback in self._on_failure:
+        for callback in self._on_failure:
+            try:
                 callback()
-        finally:
-            if self.handle is not None:
-                try:
-                    self.handle.close()
-                except OSError:
-                    pass
-                self.handle = None
-            atomic.remove_path(self.temp_path)
-            # the artifact never took its final name: remove the sidecars and the manifest that would name it
-            if not os.path.exists(self.path):
-                remove(self.path, self.manifest_path, artifact=False)
+            except Exception:  # pylint: disable=broad-except
+                pass  # the failure being handled is the one to report
+        if self.handle is not None:
+            try:
+                self.handle.close()
+            except OSError:
+                pass
+            self.handle = None
+        atomic.remove_path(self.temp_path)
+        # the artifact never took its final name: remove the sidecars and the manifest that would name it
+        if not os.path.exists(self.path):
+            remove(self.path, self.manifest_path, artifact=False)
 
 
 def write_stream(final_path, producer, mode=0o600, overwrite=True, verify=None):

@@ -432,10 +432,9 @@ def _reencrypt(src, key, new_key, chunk, expected_plain_sha256):
     Its sidecars are left alone: they are published afterwards, into every tier at once.
     """
     plain = hashlib.sha256()
-    read_fd, write_fd = os.pipe()
     errors = []
 
-    def produce():
+    def produce(write_fd):
         try:
             with open(src, "rb") as source, os.fdopen(write_fd, "wb") as pipe:
                 def out(block):
@@ -451,7 +450,8 @@ def _reencrypt(src, key, new_key, chunk, expected_plain_sha256):
 
     with artifact.Writer(src, mode=os.stat(src).st_mode & 0o777, overwrite=True, sidecars=False,
                          verify=verify) as written:
-        worker = threading.Thread(target=produce, daemon=True)
+        read_fd, write_fd = os.pipe()
+        worker = threading.Thread(target=produce, args=(write_fd,), daemon=True)
         worker.start()
         try:
             with os.fdopen(read_fd, "rb") as pipe:

@@ -33,14 +33,13 @@ import fnmatch
 import glob
 import json
 import os
-import platform
 import re
 import stat
 import tempfile
 import time
 from collections import namedtuple
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import artifact, checksum, compression, naming
 from ansible_collections.atlasia.dr.plugins.module_utils.atomic import parse_mode
 from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import PipelineError, run_pipeline
 
@@ -467,50 +466,35 @@ def create(module, opts, selection, warn=None):
     """
     started = naming.utc_now()
     t0 = time.time()
-    dest = opts["dest"]
-    if not os.path.isdir(dest):
-        os.makedirs(dest, 0o700)
-    atomic.cleanup_stale_temps(dest)
+    artifact.prepare(opts["dest"])
     if os.path.lexists(opts["path"]):
         raise ArchiveError("%s already exists; an archive is never overwritten (pass another timestamp or prefix)"
                            % opts["path"])
     tar = gnu_tar(module)
     names = selection.names()
-    hasher = checksum.MultiHasher()
     problems = dict(changed=[], vanished=[], other=[])
-    try:
-        with tempfile.NamedTemporaryFile(prefix=".dr_archive-list-", suffix=".txt") as listing:
-            listing.write(b"".join(os.fsencode(name) + b"\0" for name in names))
-            listing.flush()
-            with atomic.atomic_file(opts["path"], mode=opts["file_mode"]) as handle:
 
-                def sink(block):
-                    hasher.update(block)
-                    handle.write(block)
+    def verify(out):
+        members = list_members(module, tar, out.temp_path, opts["compression"])
+        vanished = set(problems["vanished"])
+        verify_members(members, [name for name in names if name not in vanished])
+        return members
 
-                try:
-                    run_pipeline(create_stages(module, tar, listing.name, opts), sink=sink, env_update=TAR_ENV)
-                except PipelineError as exc:
-                    problems = tar_problems(exc, tar)
-                    if problems is None:
-                        raise ArchiveError("tar failed: %s" % exc)
-                handle.flush()
-                members = list_members(module, tar, handle.name, opts["compression"])
-                vanished = set(problems["vanished"])
-                verify_members(members, [name for name in names if name not in vanished])
-                digests = hasher.hexdigests()
-                finished = naming.utc_now()
-                manifest = _manifest(opts, selection, members, hasher.size, digests, started, finished, t0, problems)
-                texts = dict((algo, checksum.sidecar_text(digests[algo], opts["name"])) for algo in digests)
-                checksum.write_sidecars(os.path.join(dest, opts["name"]), texts)
-                atomic.write_json(opts["manifest_path"], manifest, mode=0o644)
-    except BaseException:
-        # the archive never took its final name: remove the sidecars and manifest that would name it
-        if not os.path.exists(opts["path"]):
-            for side in naming.sidecar_names(opts["name"]).values():
-                atomic.remove_path(os.path.join(dest, side))
-            atomic.remove_path(opts["manifest_path"])
-        raise
+    def manifest(out):
+        return _manifest(opts, selection, out.verified, out.size, out.digests, started, t0, problems)
+
+    with tempfile.NamedTemporaryFile(prefix=".dr_archive-list-", suffix=".txt") as listing:
+        listing.write(b"".join(os.fsencode(name) + b"\0" for name in names))
+        listing.flush()
+        with artifact.Writer(opts["path"], mode=opts["file_mode"], manifest_path=opts["manifest_path"],
+                             verify=verify, manifest=manifest) as out:
+            try:
+                run_pipeline(create_stages(module, tar, listing.name, opts), sink=out.write, env_update=TAR_ENV)
+            except PipelineError as exc:
+                problems = tar_problems(exc, tar)
+                if problems is None:
+                    raise ArchiveError("tar failed: %s" % exc)
+    manifest = out.manifest
     if warn is not None and problems["changed"]:
         warn("%d file(s) changed while they were archived (their archived copy may mix old and new content): %s"
              % (len(problems["changed"]), ", ".join(problems["changed"][:10])))
@@ -523,11 +507,10 @@ def create(module, opts, selection, warn=None):
                                   total_bytes=manifest["total_bytes"])
 
 
-def _manifest(opts, selection, members, size, digests, started, finished, t0, problems):
+def _manifest(opts, selection, members, size, digests, started, t0, problems):
     """The manifest; the counts are those of the verified archive."""
-    return dict(
-        artifact=opts["name"],
-        type="archive",
+    return artifact.base_manifest(
+        opts["name"], "archive", "atlasia.dr.dr_archive", size, digests, started, t0,
         prefix=opts["prefix"],
         format="tar",
         tar_format=TAR_FORMAT,
@@ -544,14 +527,6 @@ def _manifest(opts, selection, members, size, digests, started, finished, t0, pr
         skipped_missing=list(selection.missing),
         changed_while_read=list(problems["changed"]),
         vanished_while_read=list(problems["vanished"]),
-        size=size,
-        md5=digests["md5"],
-        sha256=digests["sha256"],
-        started=started.isoformat(),
-        finished=finished.isoformat(),
-        duration=round(time.time() - t0, 3),
-        host=platform.node(),
-        tool="atlasia.dr.dr_archive",
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from ansible_collections.atlasia.dr.plugins.module_utils.atomic import atomic_file, write_text
+from ansible_collections.atlasia.dr.plugins.module_utils.atomic import write_text
 from ansible_collections.atlasia.dr.plugins.module_utils.naming import sidecar_names
 
 ALGORITHMS = ("md5", "sha256")
@@ -123,21 +123,14 @@ def write_sidecars(path, sidecar_texts, final_name=None):
 
 
 def write_with_sidecars(final_path, producer, mode=0o600, overwrite=True):
-    """Run ``producer(sink)`` into ``final_path`` atomically, hashing while writing.
+    """Run ``producer(sink)`` into ``final_path`` atomically, hashing while writing (``artifact.write_stream``).
 
     ``sink(block)`` writes and hashes a block. The sidecars are written before the rename, so a file under its
     final name always has them. Returns ``(digests, size, what producer returned)``.
     """
-    hasher = MultiHasher()
-    with atomic_file(final_path, mode=mode, overwrite=overwrite) as handle:
-        def sink(block):
-            hasher.update(block)
-            handle.write(block)
-        result = producer(sink)
-        digests = hasher.hexdigests()
-        name = os.path.basename(final_path)
-        write_sidecars(final_path, dict((algo, sidecar_text(digests[algo], name)) for algo in digests))
-    return digests, hasher.size, result
+    from ansible_collections.atlasia.dr.plugins.module_utils.artifact import write_stream  # artifact imports us
+
+    return write_stream(final_path, producer, mode=mode, overwrite=overwrite)
 
 
 def parse_sidecar_text(text, hex_only=False):

@@ -23,7 +23,7 @@ import hashlib
 import os
 import struct
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import artifact
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -190,13 +190,12 @@ def decrypt_stream(source, sink, passphrase):
 def decrypt_file(src, out, passphrase, expected_sha256=None):
     """Decrypt the artifact ``src`` into ``out`` (atomically, with sidecars); ``(digests, size, key id)``.
 
-    ``expected_sha256`` is the plaintext checksum recorded at backup time: a mismatch removes the output.
+    ``expected_sha256`` is the plaintext checksum recorded at backup time: on a mismatch nothing takes the
+    name ``out``.
     """
+    def verify(written):
+        if expected_sha256 and written.digests["sha256"] != expected_sha256:
+            raise CryptoError("the decrypted content of %s does not match the checksum recorded at backup time" % src)
+
     with open(src, "rb") as source:
-        digests, size, kid = checksum.write_with_sidecars(out, lambda sink: decrypt_stream(source, sink, passphrase))
-    if expected_sha256 and digests["sha256"] != expected_sha256:
-        atomic.remove_path(out)
-        for side in naming.sidecar_names(os.path.basename(out)).values():
-            atomic.remove_path(os.path.join(os.path.dirname(out), side))
-        raise CryptoError("the decrypted content of %s does not match the checksum recorded at backup time" % src)
-    return digests, size, kid
+        return artifact.write_stream(out, lambda sink: decrypt_stream(source, sink, passphrase), verify=verify)

@@ -20,12 +20,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import tempfile
 import threading
 import time
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, crypto, dbprops, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import (
+    artifact,
+    atomic,
+    checksum,
+    compression,
+    crypto,
+    dbprops,
+    naming,
+)
 from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import (
     BackgroundSink,
     FeedPipeline,
@@ -120,10 +127,7 @@ def write_dump(module, client, opts):
     """
     started = naming.utc_now()
     t0 = time.time()
-    dest = opts["dest"]
-    if not os.path.isdir(dest):
-        os.makedirs(dest, 0o700)
-    atomic.cleanup_stale_temps(dest)
+    artifact.prepare(opts["dest"])
     if os.path.lexists(opts["path"]):
         raise ArtifactError("%s already exists; a backup is never overwritten (pass another timestamp or "
                             "prefix)" % opts["path"])
@@ -135,26 +139,25 @@ def write_dump(module, client, opts):
     env_extra = {"PGDATABASE": db}
     dump_stage, env = client.stage("pg_dump", _dump_args(opts), env_extra)
 
+    def manifest(out, uncompressed=None):
+        return artifact.base_manifest(
+            opts["name"], "postgresql", "atlasia.dr.pg_dump_backup", out.size, out.digests, started, t0,
+            database=opts["db"], server_version=server_version, kind=opts["kind"], format=opts["format"],
+            compression=opts["compression"],
+            compression_level=opts["compression_level"] if opts["compression"] != "none" else None,
+            uncompressed_size=uncompressed, tables=tables, database_properties=properties,
+            container=client.container)
+
     if opts["format"] == "directory":
-        temp_dir = atomic.temp_path_for(opts["path"])
-        stage = (dump_stage[0], dump_stage[1] + ["--file=%s" % temp_dir])
-        try:
-            client.pipeline([stage], env_extra=env_extra)
-            os.chmod(temp_dir, 0o700)
+        with artifact.Writer(opts["path"], mode=0o700, directory=True, manifest_path=opts["manifest_path"],
+                             manifest=manifest) as out:
+            client.pipeline([(dump_stage[0], dump_stage[1] + ["--file=%s" % out.temp_path])], env_extra=env_extra)
+            os.chmod(out.temp_path, 0o700)
             (digests, size, texts), dummy = _beside(
-                lambda: checksum.artifact_digests(temp_dir, final_name=opts["name"]),
-                lambda: _verify(module, client, temp_dir, opts["format"], opts["compression"]))
-            uncompressed = None
-            finished = naming.utc_now()
-            manifest = _manifest(opts, client, server_version, tables, properties, size, digests, started, finished, t0,
-                                 uncompressed)
-            checksum.write_sidecars(temp_dir, texts, final_name=opts["name"])
-            atomic.write_json(opts["manifest_path"], manifest, mode=0o644)
-            atomic.commit(temp_dir, opts["path"])
-        except BaseException:
-            atomic.remove_path(temp_dir)
-            raise
-        return naming.artifact_result(opts, manifest)
+                lambda: checksum.artifact_digests(out.temp_path, final_name=opts["name"]),
+                lambda: _verify(module, client, out.temp_path, opts["format"], opts["compression"]))
+            out.record(digests, size, texts)
+        return naming.artifact_result(opts, out.manifest)
 
     stages = [dump_stage]
     comp = compression.compressor_argv(module, opts["compression"], opts["compression_level"],
@@ -162,86 +165,44 @@ def write_dump(module, client, opts):
         opts["compression"] == "zstd" else None
     if comp:
         stages.append((os.path.basename(comp[0]), comp))
-    hasher = checksum.MultiHasher()
+    hasher = checksum.MultiHasher()  # of the dump itself (the plaintext)
     key = opts.get("encryption_key")
-    file_hasher = checksum.MultiHasher() if key else hasher
-    check = None
-    behind = None
-    try:
-        with atomic.atomic_file(opts["path"], mode=mode) as handle:
-            check = _StreamCheck(module, client, opts["format"], opts["compression"])
-            # this thread reads and writes; checksums and the check follow in a worker, block by block
-            behind = BackgroundSink([hasher.update, check.feed])
-            encryptor = None
-            if key:
-                # encrypted on the way: the plaintext never reaches the disk
-                def write_file(data):
-                    handle.write(data)
-                    file_hasher.update(data)
-                encryptor = crypto.Encryptor(key, write_file)
-            write = encryptor.write if encryptor else handle.write
+    check = _StreamCheck(module, client, opts["format"], opts["compression"])
 
-            def sink(block):
-                write(block)
-                behind(block)
+    def verify(out):
+        if hasher.size == 0:
+            raise ArtifactError("pg_dump produced no output; nothing was written")
+        uncompressed = check.finish(out.temp_path)
+        _read_back(out.temp_path, out.size, out.digests["sha256"])
+        return uncompressed
 
-            client.pipeline(stages, sink=sink, env_extra=env_extra)
-            behind.close()
-            if encryptor:
-                encryptor.close()
-            handle.flush()
-            if hasher.size == 0:
-                raise ArtifactError("pg_dump produced no output; nothing was written")
-            uncompressed = check.finish(handle.name)
-            digests = file_hasher.hexdigests()
-            _read_back(handle.name, file_hasher.size, digests["sha256"])
-            finished = naming.utc_now()
-            manifest = _manifest(opts, client, server_version, tables, properties, file_hasher.size, digests, started,
-                                 finished, t0, uncompressed)
-            if key:
-                manifest["encryption"] = crypto.manifest_entry(key, opts["name"][: -len(crypto.EXTENSION)],
-                                                               hasher.size, hasher.hexdigests())
-            texts = dict((algo, checksum.sidecar_text(digests[algo], opts["name"])) for algo in digests)
-            checksum.write_sidecars(os.path.join(dest, opts["name"]), texts)
-            atomic.write_json(opts["manifest_path"], manifest, mode=0o644)
-    except BaseException:
-        if check is not None:
-            check.abort()
-        if behind is not None:
-            behind.abort()
-        # the data file never took its final name: remove sidecars that might name it
-        for side in naming.sidecar_names(opts["name"]).values():
-            if not os.path.exists(opts["path"]):
-                atomic.remove_path(os.path.join(dest, side))
-        if not os.path.exists(opts["path"]):
-            atomic.remove_path(opts["manifest_path"])
-        raise
-    return naming.artifact_result(opts, manifest)
+    def encrypted_manifest(out):
+        data = manifest(out, out.verified)
+        if key:
+            data["encryption"] = crypto.manifest_entry(key, opts["name"][: -len(crypto.EXTENSION)], hasher.size,
+                                                       hasher.hexdigests())
+        return data
 
+    # without encryption the file holds the dump itself: its checksums are the dump's, fed in the worker
+    with artifact.Writer(opts["path"], mode=mode, manifest_path=opts["manifest_path"], verify=verify,
+                         manifest=encrypted_manifest, hasher=None if key else hasher) as out:
+        out.on_failure(check.abort)
+        # this thread reads and writes; checksums and the check follow in a worker, block by block
+        behind = BackgroundSink([hasher.update, check.feed])
+        out.on_failure(behind.abort)
+        # encrypted on the way: the plaintext never reaches the disk
+        encryptor = crypto.Encryptor(key, out.write) if key else None
+        write = encryptor.write if encryptor else out.handle.write
 
-def _manifest(opts, client, server_version, tables, properties, size, digests, started, finished, t0, uncompressed):
-    return dict(
-        artifact=opts["name"],
-        type="postgresql",
-        database=opts["db"],
-        server_version=server_version,
-        kind=opts["kind"],
-        format=opts["format"],
-        compression=opts["compression"],
-        compression_level=opts["compression_level"] if opts["compression"] != "none" else None,
-        size=size,
-        uncompressed_size=uncompressed,
-        md5=digests["md5"],
-        sha256=digests["sha256"],
-        started=started.isoformat(),
-        finished=finished.isoformat(),
-        duration=round(time.time() - t0, 3),
-        tables=tables,
-        database_properties=properties,
-        container=client.container,
-        host=platform.node(),
-        tool="atlasia.dr.pg_dump_backup",
-    )
+        def sink(block):
+            write(block)
+            behind(block)
+
+        client.pipeline(stages, sink=sink, env_extra=env_extra)
+        behind.close()
+        if encryptor:
+            encryptor.close()
+    return naming.artifact_result(opts, out.manifest)
 
 
 def _beside(main_task, side_task):

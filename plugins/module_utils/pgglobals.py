@@ -26,13 +26,11 @@ and those of its relations, other than ``pg_default``/``pg_global``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
 import time
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import artifact, naming
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import PostgresError, quote_ident, quote_literal
 
 PREFIX = "globals"
@@ -200,34 +198,22 @@ def write_artifact(client, database, dest, timestamp=None, mode=0o600):
     name = naming.backup_name(PREFIX, moment, EXTENSION)
     path = os.path.join(dest, name)
     manifest_path = os.path.join(dest, naming.manifest_name(naming.backup_stem(PREFIX, moment)))
-    if not os.path.isdir(dest):
-        os.makedirs(dest, 0o700)
-    atomic.cleanup_stale_temps(dest)
+    artifact.prepare(dest)
     if os.path.lexists(path):
         raise FileExistsError("%s already exists; a backup is never overwritten (pass another timestamp)" % path)
     server_version = client.server_version_text(db=database)
     data = capture(client, database)
     text = script(data, database, server_version).encode("utf-8")
-    digests = dict((algo, hashlib.new(algo, text).hexdigest()) for algo in checksum.ALGORITHMS)
-    manifest = dict(artifact=name, type="postgresql_globals", database=database, server_version=server_version,
-                    format="sql", compression="none", size=len(text), md5=digests["md5"], sha256=digests["sha256"],
-                    roles=[r["name"] for r in data["roles"]], memberships=[[m["role"], m["member"]]
-                                                                           for m in data["memberships"]],
-                    tablespaces=[t["name"] for t in data["tablespaces"]], passwords=data["passwords"],
-                    started=started.isoformat(), finished=naming.utc_now().isoformat(),
-                    duration=round(time.time() - t0, 3), container=client.container, host=platform.node(),
-                    tool="atlasia.dr.pg_globals")
-    try:
-        with atomic.atomic_file(path, mode=mode) as handle:
-            handle.write(text)
-            checksum.write_sidecars(path, dict((algo, checksum.sidecar_text(digests[algo], name)) for algo in digests))
-            atomic.write_json(manifest_path, manifest, mode=0o644)
-    except BaseException:
-        if not os.path.exists(path):
-            for side in naming.sidecar_names(name).values():
-                atomic.remove_path(os.path.join(dest, side))
-            atomic.remove_path(manifest_path)
-        raise
+    with artifact.Writer(path, mode=mode, manifest_path=manifest_path) as out:
+        out.write(text)
+        out.manifest = artifact.base_manifest(
+            name, "postgresql_globals", "atlasia.dr.pg_globals", out.size, out.digests, started, t0,
+            database=database, server_version=server_version, format="sql", compression="none",
+            roles=[r["name"] for r in data["roles"]],
+            memberships=[[m["role"], m["member"]] for m in data["memberships"]],
+            tablespaces=[t["name"] for t in data["tablespaces"]], passwords=data["passwords"],
+            container=client.container)
+    manifest = out.manifest
     opts = dict(path=path, manifest_path=manifest_path)
     return naming.artifact_result(opts, manifest, roles=manifest["roles"], tablespaces=manifest["tablespaces"],
                                   passwords=data["passwords"])

@@ -247,7 +247,15 @@ import types
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, backupset, checksum, crypto, naming, setauth
+from ansible_collections.atlasia.dr.plugins.module_utils import (
+    artifact,
+    atomic,
+    backupset,
+    checksum,
+    crypto,
+    naming,
+    setauth,
+)
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
     Boto3Error,
@@ -282,17 +290,6 @@ def _load(path):
     return None
 
 
-def _write_artifact(final_path, producer):
-    """Run ``producer(sink)`` into an atomic file; returns digests and size. Sidecars go first, rename last."""
-    return checksum.write_with_sidecars(final_path, producer)
-
-
-def _remove_with_sidecars(path):
-    atomic.remove_path(path)
-    for side in naming.sidecar_names(os.path.basename(path)).values():
-        atomic.remove_path(os.path.join(os.path.dirname(path), side))
-
-
 def encrypt(module, src, dest_dir, key, chunk):
     if os.path.isdir(src):
         module.fail_json(msg="%s is a directory; encrypt single-file artifacts (use format custom or plain for "
@@ -305,7 +302,7 @@ def encrypt(module, src, dest_dir, key, chunk):
         return dict(changed=True, path=out, key_id=crypto.key_id(key).hex())
     plain_digests, plain_size = checksum.file_digests(src)
     with open(src, "rb") as source:
-        digests, size, dummy = _write_artifact(out, lambda sink: crypto.encrypt_stream(source, sink, key, chunk))
+        digests, size, dummy = artifact.write_stream(out, lambda sink: crypto.encrypt_stream(source, sink, key, chunk))
     manifest_path = _manifest_path(src)
     manifest = _load(manifest_path)
     kid = crypto.key_id(key).hex()
@@ -314,7 +311,7 @@ def encrypt(module, src, dest_dir, key, chunk):
                         encryption=crypto.manifest_entry(key, os.path.basename(src), plain_size, plain_digests, chunk))
         atomic.write_json(manifest_path, manifest, mode=0o644)
     if not module.params["keep_plaintext"]:
-        _remove_with_sidecars(src)
+        artifact.remove(src)
     return dict(changed=True, path=out, size=size, sha256=digests["sha256"], md5=digests["md5"], key_id=kid)
 
 
@@ -429,16 +426,15 @@ def _publish(paths, text=None, data=None):
     return True
 
 
-def _reencrypt_to_temp(src, key, new_key, chunk, expected_plain_sha256):
-    """Write ``src`` re-encrypted under ``new_key`` to a hidden temporary file; ``(temp, digests, size)``."""
-    temp = atomic.temp_path_for(src)
-    mode = os.stat(src).st_mode & 0o777
-    hasher = checksum.MultiHasher()
+def _reencrypt(src, key, new_key, chunk, expected_plain_sha256):
+    """Replace ``src`` by its re-encryption under ``new_key`` (temporary name, rename over); ``(digests, size)``.
+
+    Its sidecars are left alone: they are published afterwards, into every tier at once.
+    """
     plain = hashlib.sha256()
-    read_fd, write_fd = os.pipe()
     errors = []
 
-    def produce():
+    def produce(write_fd):
         try:
             with open(src, "rb") as source, os.fdopen(write_fd, "wb") as pipe:
                 def out(block):
@@ -448,28 +444,23 @@ def _reencrypt_to_temp(src, key, new_key, chunk, expected_plain_sha256):
         except BaseException as exc:  # reported after the consumer stops
             errors.append(exc)
 
-    worker = threading.Thread(target=produce, daemon=True)
-    worker.start()
-    try:
+    def verify(out):
+        if expected_plain_sha256 and plain.hexdigest() != expected_plain_sha256:
+            raise RekeyError("%s decrypts to content that differs from the checksum recorded at backup time" % src)
+
+    with artifact.Writer(src, mode=os.stat(src).st_mode & 0o777, overwrite=True, sidecars=False,
+                         verify=verify) as written:
+        read_fd, write_fd = os.pipe()
+        worker = threading.Thread(target=produce, args=(write_fd,), daemon=True)
+        worker.start()
         try:
-            with os.fdopen(read_fd, "rb") as pipe, \
-                    open(temp, "xb", opener=lambda path, flags: os.open(path, flags, mode)) as handle:
-                def sink(block):
-                    hasher.update(block)
-                    handle.write(block)
-                crypto.encrypt_stream(pipe, sink, new_key, chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
+            with os.fdopen(read_fd, "rb") as pipe:
+                crypto.encrypt_stream(pipe, written.write, new_key, chunk)
         finally:
             worker.join()
         if errors:
             raise errors[0]
-        if expected_plain_sha256 and plain.hexdigest() != expected_plain_sha256:
-            raise RekeyError("%s decrypts to content that differs from the checksum recorded at backup time" % src)
-    except BaseException:
-        atomic.remove_path(temp)
-        raise
-    return temp, hasher.hexdigests(), hasher.size
+    return written.digests, written.size
 
 
 def rekey_artifact(name, dirs, key, new_key, chunk, dry_run=False):
@@ -506,9 +497,7 @@ def rekey_artifact(name, dirs, key, new_key, chunk, dry_run=False):
     else:
         primary = paths[0]
         expected = (((manifest or {}).get("encryption") or {}).get("plaintext") or {}).get("sha256")
-        temp, digests, size = _reencrypt_to_temp(primary, key, new_key, chunk, expected)
-        os.rename(temp, primary)
-        atomic.fsync_dir(os.path.dirname(os.path.abspath(primary)))
+        digests, size = _reencrypt(primary, key, new_key, chunk, expected)
         done.append("re-encrypted %s" % primary)
     for path in paths:
         if path != primary and not _same_file(primary, path):

@@ -220,10 +220,9 @@ duration:
 
 import json
 import os
-import platform
 import time
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum, compression, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import artifact, atomic, checksum, compression, naming
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import PipelineError, run_pipeline
 
@@ -468,45 +467,28 @@ def save(module, docker, t0):
     comp = compression.compressor_argv(module, p["compression"], p["compression_level"], p["compression_threads"])
     if comp:
         stages.append((os.path.basename(comp[0]), comp))
-    hasher = checksum.MultiHasher()
-    if not os.path.isdir(p["dest"]):
-        os.makedirs(p["dest"], 0o700)
-    atomic.cleanup_stale_temps(p["dest"])
+
+    def verify(out):
+        if out.size == 0:
+            raise BundleError("docker save produced no output")
+        problems = check_archive_holds(read_archive_manifest(module, out.temp_path, p["compression"]), images)
+        if problems:
+            raise BundleError("; ".join(problems))
+
+    def manifest(out):
+        return artifact.base_manifest(name, "image_bundle", "atlasia.dr.image_bundle", out.size, out.digests, started,
+                                      t0, compression=p["compression"], images=images, engine_version=engine)
+
+    artifact.prepare(p["dest"])
     try:
-        with atomic.atomic_file(path, mode=mode) as handle:
-
-            def sink(block):
-                hasher.update(block)
-                handle.write(block)
-
-            run_pipeline(stages, sink=sink)
-            handle.flush()
-            if hasher.size == 0:
-                raise BundleError("docker save produced no output")
-            problems = check_archive_holds(read_archive_manifest(module, handle.name, p["compression"]), images)
-            if problems:
-                raise BundleError("; ".join(problems))
-            digests = hasher.hexdigests()
-            manifest = dict(
-                artifact=name, type="image_bundle", compression=p["compression"], size=hasher.size,
-                md5=digests["md5"], sha256=digests["sha256"], images=images, engine_version=engine,
-                started=started.isoformat(), finished=naming.utc_now().isoformat(),
-                duration=round(time.time() - t0, 3), host=platform.node(), tool="atlasia.dr.image_bundle")
-            checksum.write_sidecars(path, dict((algo, checksum.sidecar_text(digest, name))
-                                               for algo, digest in digests.items()))
-            atomic.write_json(manifest_path, manifest, mode=0o644)
-    except BaseException as exc:
-        if not os.path.exists(path):
-            for sidecar in naming.sidecar_names(name).values():
-                atomic.remove_path(os.path.join(p["dest"], sidecar))
-            atomic.remove_path(manifest_path)
-        if isinstance(exc, (BundleError, PipelineError)):
-            module.fail_json(msg="bundle %s failed and nothing was written: %s" % (name, exc), **result)
-        if isinstance(exc, OSError):
-            module.fail_json(msg="bundle %s failed and nothing was written: cannot write under %s: %s" % (
-                name, p["dest"], exc), error_kind="disk_full" if exc.errno == 28 else "io", **result)
-        raise
-    result.update(size=hasher.size, md5=manifest["md5"], sha256=manifest["sha256"], manifest_data=manifest,
+        with artifact.Writer(path, mode=mode, manifest_path=manifest_path, verify=verify, manifest=manifest) as out:
+            run_pipeline(stages, sink=out.write)
+    except (BundleError, PipelineError) as exc:
+        module.fail_json(msg="bundle %s failed and nothing was written: %s" % (name, exc), **result)
+    except OSError as exc:
+        module.fail_json(msg="bundle %s failed and nothing was written: cannot write under %s: %s" % (
+            name, p["dest"], exc), error_kind="disk_full" if exc.errno == 28 else "io", **result)
+    result.update(size=out.size, md5=out.manifest["md5"], sha256=out.manifest["sha256"], manifest_data=out.manifest,
                   duration=round(time.time() - t0, 3))
     module.exit_json(changed=True, **result)
 

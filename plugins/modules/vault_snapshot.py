@@ -416,18 +416,12 @@ error_kind:
 import errno
 import json
 import os
-import platform
 import time
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, crypto, naming, safety
-from ansible_collections.atlasia.dr.plugins.module_utils.checksum import (
-    ChecksumError,
-    sidecar_text,
-    verify_sidecars,
-    write_sidecars,
-)
+from ansible_collections.atlasia.dr.plugins.module_utils import artifact, atomic, crypto, naming, safety
+from ansible_collections.atlasia.dr.plugins.module_utils.checksum import ChecksumError, verify_sidecars
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.vault import (
     INVALID_ARGUMENT,
@@ -481,15 +475,6 @@ def _snapshot_summary(info):
                 sha256sums=info["sha256sums"])
 
 
-def _remove_leftovers(path, manifest_path):
-    """After a failure: sidecars and manifest must not outlive a snapshot that never took its name."""
-    if os.path.exists(path):
-        return
-    for sidecar in naming.sidecar_names(os.path.basename(path)).values():
-        atomic.remove_path(os.path.join(os.path.dirname(path), sidecar))
-    atomic.remove_path(manifest_path)
-
-
 def _artifact_paths(dest, prefix, moment, passphrase=None):
     """``(path, manifest_path)`` of a snapshot artifact; ``ValueError`` for a prefix the naming rules refuse."""
     stem = naming.backup_stem(prefix, moment)
@@ -505,32 +490,26 @@ def _write_artifact(client, status, path, manifest_path, mode, t0, passphrase=No
     and rename). Raises VaultError, SnapshotError, crypto.CryptoError, FileExistsError or OSError, and then
     leaves nothing behind. Returns ``(info, written, manifest)``.
     """
-    dest = os.path.dirname(path)
-    name = os.path.basename(path)
     started = naming.utc_now()
-    try:
-        if not os.path.isdir(dest):
-            os.makedirs(dest, 0o700)
-        atomic.cleanup_stale_temps(dest)
-        with atomic.atomic_file(path, mode=mode) as handle:
-            info, written = write_snapshot(client, handle, passphrase)
-            if read_back:
-                handle.flush()
-                os.fsync(handle.fileno())
-                _check_read_back(handle.name, passphrase, info, written)
-            raft = client.raft_state()
-            manifest = _manifest(client, status, raft, info, written, name, started, naming.utc_now(), t0)
-            if passphrase:
-                manifest["encryption"] = crypto.manifest_entry(passphrase, name[: -len(crypto.EXTENSION)], info["size"],
-                                                               info["digests"])
-            manifest.update(extra or {})
-            texts = dict((algo, sidecar_text(digest, name)) for algo, digest in written["digests"].items())
-            write_sidecars(path, texts)
-            atomic.write_json(manifest_path, manifest, mode=0o644)
-    except BaseException:
-        _remove_leftovers(path, manifest_path)
-        raise
-    return info, written, manifest
+    artifact.prepare(os.path.dirname(path))
+    snapshot = {}
+
+    def verify(out):
+        if read_back:
+            _check_read_back(out.temp_path, passphrase, snapshot["info"], snapshot["written"])
+
+    def manifest(out):
+        data = _manifest(client, status, client.raft_state(), snapshot["info"], out, started, t0)
+        if passphrase:
+            data["encryption"] = crypto.manifest_entry(passphrase, out.name[: -len(crypto.EXTENSION)],
+                                                       snapshot["info"]["size"], snapshot["info"]["digests"])
+        data.update(extra or {})
+        return data
+
+    with artifact.Writer(path, mode=mode, manifest_path=manifest_path, verify=verify, manifest=manifest) as out:
+        snapshot["info"], snapshot["written"] = write_snapshot(client, out.handle, passphrase)
+        out.record(snapshot["written"]["digests"], snapshot["written"]["size"])
+    return snapshot["info"], snapshot["written"], out.manifest
 
 
 def _check_read_back(temp_path, passphrase, info, written):
@@ -594,11 +573,10 @@ def save(module, client, t0):
                      manifest_data=manifest, server_version=status.get("version"), snapshot=_snapshot_summary(info))
 
 
-def _manifest(client, status, raft, info, written, name, started, finished, t0):
+def _manifest(client, status, raft, info, out, started, t0):
     meta = info.get("meta") or {}
-    return dict(
-        artifact=name,
-        type="vault_raft_snapshot",
+    return artifact.base_manifest(
+        out.name, "vault_raft_snapshot", "atlasia.dr.vault_snapshot", out.size, out.digests, started, t0,
         server_version=status.get("version"),
         cluster_name=status.get("cluster_name"),
         cluster_id=status.get("cluster_id"),
@@ -613,15 +591,7 @@ def _manifest(client, status, raft, info, written, name, started, finished, t0):
         ),
         members=info["members"],
         sha256sums=info["sha256sums"],
-        size=written["size"],
         uncompressed_size=info["uncompressed_size"],
-        md5=written["digests"]["md5"],
-        sha256=written["digests"]["sha256"],
-        started=started.isoformat(),
-        finished=finished.isoformat(),
-        duration=round(time.time() - t0, 3),
-        host=platform.node(),
-        tool="atlasia.dr.vault_snapshot",
     )
 
 
@@ -731,8 +701,7 @@ def take_safety_snapshot(module, client, status, plan, src, t0):
         failed["safety_snapshot_reason"] = str(exc)
         _fail(module, refused + "it does not decrypt back: %s" % exc, "crypto", **failed)
     except ChecksumError as exc:
-        atomic.remove_path(plan.path)
-        _remove_leftovers(plan.path, plan.manifest_path)
+        artifact.remove(plan.path, plan.manifest_path)
         failed["safety_snapshot_reason"] = str(exc)
         _fail(module, refused + str(exc), "checksum", **failed)
     except FileExistsError:

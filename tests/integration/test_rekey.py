@@ -179,8 +179,8 @@ def test_rotated_state_resumes_a_file_already_under_the_new_key(tmp_path, capsys
     make_root(root)
     daily = root / "daily"
     name = "backup_20261124_020000.sql.gz.enc"
-    temp, digests, size = dr_crypt._reencrypt_to_temp(str(daily / name), KEY, NEW_KEY, CHUNK, None)
-    os.rename(temp, str(daily / name))  # killed here: stale sidecars, new file
+    # renamed over the old file, then killed: stale sidecars, new file
+    digests, size = dr_crypt._reencrypt(str(daily / name), KEY, NEW_KEY, CHUNK, None)
     with pytest.raises(checksum.ChecksumError):
         checksum.verify_sidecars(str(daily / name))
     with patch_module_args(dict(state="rotated", src=str(daily / name), key=KEY, new_key=NEW_KEY)):
@@ -263,8 +263,7 @@ def test_rekey_refuses_a_file_under_a_third_key(tmp_path, capsys):
     make_root(root, size=4096)
     daily = root / "daily"
     name = "vault_20261124_020000.snap.enc"
-    temp, digests, size = dr_crypt._reencrypt_to_temp(str(daily / name), KEY, "a third key", CHUNK, None)
-    os.rename(temp, str(daily / name))
+    digests, size = dr_crypt._reencrypt(str(daily / name), KEY, "a third key", CHUNK, None)
     result = run_rekey(root, capsys)
     assert result["failed"] and result["failed_sets"] == ["20261124_020000"], result
     assert "third key" in result["msg"]

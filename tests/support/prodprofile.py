@@ -381,14 +381,13 @@ class ProdWorld:
                 break
         return keys
 
-    @staticmethod
-    def report_files():
-        reports = REPO_ROOT / "reports"
+    def report_files(self):
+        reports = self.inventory / "reports"  # the role's default: beside the inventory
         return [p for p in reports.rglob("*") if p.is_file()] if reports.exists() else []
 
     def new_reports(self, pattern):
         """Reports matching ``pattern`` written during this test, oldest first."""
-        return sorted((p for p in (REPO_ROOT / "reports").rglob(pattern) if p not in self.reports_before),
+        return sorted((p for p in (self.inventory / "reports").rglob(pattern) if p not in self.reports_before),
                       key=lambda p: (p.stat().st_mtime, p.name))
 
     def app_files(self):

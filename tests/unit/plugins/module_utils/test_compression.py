@@ -108,10 +108,10 @@ def test_real_tools_round_trip(tmp_path, tool):
 
 
 @pytest.mark.parametrize("name, content, expected", [
-    ("backup_1.sql.gz", gzip.compress(b"SELECT 1;"), ("plain", "gzip")),
+    ("backup_1.sql.gz", gzip.compress(b"SELECT 1;", mtime=0), ("plain", "gzip")),
     ("backup_1.sql.zst", compression.ZSTD_MAGIC + b"\0\0\0\0", ("plain", "zstd")),
     ("backup_1.dump.zst", compression.ZSTD_MAGIC + b"\0\0\0\0", ("custom", "zstd")),
-    ("backup_1.dump.gz", gzip.compress(b"PGDMP"), ("custom", "gzip")),
+    ("backup_1.dump.gz", gzip.compress(b"PGDMP", mtime=0), ("custom", "gzip")),
     ("backup_1.dump", b"PGDMP\x01\x0e\x00", ("custom", "none")),
     ("renamed.bin", b"PGDMP\x01\x0e\x00", ("custom", "none")),  # content decides, not the name
     ("backup_1.sql", b"--\n-- PostgreSQL database dump\n", ("plain", "none")),

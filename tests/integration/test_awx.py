@@ -74,8 +74,9 @@ def install_collection(ee_context, dest):
     env.pop("ANSIBLE_CONFIG")  # the image build has no ansible.cfg (this checkout's would find atlasia.dr installed)
     ee = yaml.safe_load((REPO_ROOT / "execution-environment.yml").read_text())
     options = ee["build_arg_defaults"]["ANSIBLE_GALAXY_CLI_COLLECTION_OPTS"].split()
-    proc = run([VENV_BIN / "ansible-galaxy", "collection", "install"] + options + ["-r", "requirements.yml",
-                "--collections-path", dest], cwd=ee_context / "_build", env=env)
+    argv = [VENV_BIN / "ansible-galaxy", "collection", "install"] + options
+    argv += ["-r", "requirements.yml", "--collections-path", dest]
+    proc = run(argv, cwd=ee_context / "_build", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return Path(dest) / "ansible_collections" / "atlasia" / "dr"
 

@@ -88,7 +88,7 @@ def test_links_between_the_documents_resolve():
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if re.match(r"[a-z]+:", target):
                 continue
-            path, _, anchor = target.partition("#")
+            path, dummy, anchor = target.partition("#")
             resolved = (source.parent / path).resolve() if path else source
             assert resolved.exists(), "%s links %s" % (source.relative_to(REPO_ROOT), target)
             assert REPO_ROOT in resolved.parents or resolved == REPO_ROOT, \

@@ -40,7 +40,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils import atomic, checksum
 def prepare(dest):
     """Make sure ``dest`` exists (created 0700) and remove the temporaries dead runs left in it."""
     if not os.path.isdir(dest):
-        os.makedirs(dest, 0o700)
+        os.makedirs(dest, 0o700, exist_ok=True)
     atomic.cleanup_stale_temps(dest)
 
 

@@ -252,7 +252,7 @@ def link_into(directory, data, target_dir):
         raise SetError("set %s cannot be linked into %s: %s missing from %s" % (
             data.get("set_id"), target_dir, ", ".join(absent), directory))
     if not os.path.isdir(target_dir):
-        os.makedirs(target_dir, 0o700)
+        os.makedirs(target_dir, 0o700, exist_ok=True)
     linked = []
     for name in names:
         source = os.path.join(directory, name)

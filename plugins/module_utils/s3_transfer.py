@@ -524,7 +524,7 @@ class BackupTransfer(object):
             return None
         parent = os.path.dirname(final)
         if not os.path.isdir(parent):
-            os.makedirs(parent)
+            os.makedirs(parent, exist_ok=True)
         return temp_path_for(final)
 
     def _compare_file(self, digests, size, refs, texts, expected_size):

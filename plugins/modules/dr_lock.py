@@ -672,7 +672,7 @@ def main():
                              busy=False)
         else:
             if not os.path.isdir(directory):
-                os.makedirs(directory, 0o755)
+                os.makedirs(directory, 0o755, exist_ok=True)  # two runs may create it at once
             run_acquire(module, path)
     except (OSError, IOError) as exc:
         module.fail_json(msg="cannot use the lock %s: %s" % (path, to_native(exc)), path=path, busy=False)

@@ -111,3 +111,17 @@ def docker_images():
     names = subprocess.run([str(REPO_ROOT / "scripts" / "build-images.sh"), "--list"], capture_output=True,
                            text=True, check=True).stdout.split()
     return {"base": names[0], "postgres": names[1], "host": names[2]}
+
+
+#: The longest files (minutes each, from ``--durations``), started first: with several pytest-xdist workers (make
+#: integration: one file per worker at a time) the short files then run beside them instead of after them.
+LONGEST_FIRST = ("test_prod_profile.py", "test_bench_smoke.py", "test_encryption.py", "test_rebuild_set.py",
+                 "test_restore_strict.py", "test_verify.py", "test_playbooks.py", "test_pgbackrest.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the tests of a file keep their order

@@ -19,6 +19,7 @@ import random
 import pytest
 
 from tests.faults import faultlib
+from tests.support import files_first
 from tests.support.localenv import BUCKET, DB_NAME, LocalEnvironment
 
 DEFAULT_SEED = 20261126
@@ -36,7 +37,7 @@ def pytest_collection_modifyitems(config, items):
         if str(item.fspath).startswith(here + os.sep):
             item.add_marker(pytest.mark.integration)
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: os.path.basename(str(item.fspath)) not in FIRST)  # stable: the rest keep their order
+    files_first(items, FIRST)
 
 
 def _seed():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, files_first
 from tests.support.postgres import PostgresServer, create_sample_database, table_digests
 
 
@@ -120,8 +120,4 @@ LONGEST_FIRST = ("test_prod_profile.py", "test_bench_smoke.py", "test_encryption
 
 
 def pytest_collection_modifyitems(config, items):
-    def rank(item):
-        name = os.path.basename(str(item.fspath))
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: the tests of a file keep their order
+    files_first(items, LONGEST_FIRST)

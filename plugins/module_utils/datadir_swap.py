@@ -139,9 +139,41 @@ def sidecar_prefix(docker, container, image, os_user, label=None):
     return argv + ["--entrypoint", "env", image]
 
 
-def psql_args(psql, socket, port, user, database):
-    return [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", socket, "-p", str(port), "-U", user,
-            "-d", database]
+def container_facts(inspect, pg_data, container, rc=0, stderr=""):
+    """What the swap needs of the database container (Compose layout), from ``docker container inspect``.
+
+    ``inspect``: the parsed output (a list of one object) when ``rc`` is 0. Returns ``image`` (the image id the
+    throwaway container uses), ``config_image`` (its name), ``status``, ``has_healthcheck``, ``mount_points``
+    (every volume and bind mount), ``data_volume`` (the deepest mount point holding ``pg_data``) and ``note``
+    (one line for the report). Raises ``ValueError`` with what to do when the container does not exist, does not
+    run (the restore and its checks run inside it before it is stopped), or when ``pg_data`` is not a
+    SUBDIRECTORY of one of its volumes (the restored and the previous data directories must be its siblings on
+    the same filesystem to be renamed, and a mount point itself cannot be renamed).
+    """
+    if rc != 0:
+        raise ValueError("No container %s: %s" % (container, (stderr or "").strip()))
+    info = (inspect or [{}])[0] or {}
+    state = info.get("State") or {}
+    mounts = [m.get("Destination") for m in info.get("Mounts") or [] if m.get("Destination")]
+    holders = sorted(m for m in mounts if pg_data.startswith(m.rstrip("/") + "/"))
+    data_volume = holders[-1] if holders else ""
+    if not state.get("Running"):
+        raise ValueError(
+            "The container %s is %s: the restore and its checks run inside it before it is stopped for the swap."
+            " Start it (docker compose up -d) and run the restore again; if it cannot start (data directory lost"
+            " or damaged), restore by hand (docs/physical.md, \"Compose layout\")."
+            % (container, state.get("Status") or "not running"))
+    if not data_volume or pg_data.rstrip("/") in mounts:
+        raise ValueError(
+            "The data directory %s must be a SUBDIRECTORY of a volume of %s (for example the volume at"
+            " /var/lib/postgresql/data and PGDATA=/var/lib/postgresql/data/pgdata), so the restored and the previous"
+            " data directories are its siblings on the same filesystem and can be renamed. Volumes and bind mounts"
+            " of the container: %s." % (pg_data, container, ", ".join(mounts) or "none"))
+    config_image = (info.get("Config") or {}).get("Image")
+    return dict(
+        image=info.get("Image"), config_image=config_image, status=state.get("Status"),
+        has_healthcheck="Health" in state, mount_points=mounts, data_volume=data_volume,
+        note="container %s (image %s), data directory in the volume at %s" % (container, config_image, data_volume))
 
 
 class Swap(object):

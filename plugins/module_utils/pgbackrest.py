@@ -198,6 +198,30 @@ def summarize_backup(entry):
     )
 
 
+def coverage_problem(newest_backup, oldest_backup, newest_archived, newest_archived_time, target, now):
+    """Why the backups and the WAL archive cannot bring a cluster to ``target``, or None when they can.
+
+    ``target``: V(latest) or the point in time in epoch seconds; ``now``: when the restore was asked for (a target
+    after it is in the future). A backup must exist and WAL must have been archived; a point in time must lie
+    between the end of the oldest backup and the newest archived WAL.
+    """
+    if newest_backup is None:
+        return "the repository has no backup (take one: the backup role with dr_backup_physical)"
+    if newest_archived is None:
+        return "no WAL was archived yet"
+    if target == "latest":
+        return None
+    target = float(target)
+    if target > float(now):
+        return "the target is in the future"
+    if target < float(oldest_backup.get("stop") or 0):
+        return "the oldest backup ended at %s, after the target" % oldest_backup["stop_time"]
+    if target > float(newest_archived):
+        return ("the newest WAL in the repository was archived at %s, before the target: restore to target=latest"
+                " (up to then) or to an earlier time" % newest_archived_time)
+    return None
+
+
 def find_stanza(info, stanza):
     """The entry of ``stanza`` in the parsed ``info`` output (a list), or None."""
     for entry in info or []:

@@ -39,6 +39,51 @@ def postgres_argument_spec():
     )
 
 
+# psql options of every statement the collection runs: no psqlrc, quiet, unaligned, tuples only, stop at the
+# first error
+PSQL_OPTIONS = ("-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")
+
+
+def connection_env(params, extra=None):
+    """The ``PG*`` environment of the connection options ``params`` (empty values left out), plus ``extra``."""
+    env = {
+        "PGHOST": params.get("login_unix_socket") or params.get("login_host"),
+        "PGPORT": params.get("port"),
+        "PGUSER": params.get("login_user"),
+        "PGPASSWORD": params.get("login_password"),
+        "PGSSLMODE": params.get("ssl_mode"),
+        "PGSSLROOTCERT": params.get("ca_cert"),
+        "PGCONNECT_TIMEOUT": params.get("connect_timeout"),
+        "PGAPPNAME": "atlasia.dr",
+    }
+    if extra:
+        env.update(extra)
+    return dict((k, str(v)) for k, v in env.items() if v not in (None, ""))
+
+
+def psql_argv(psql, params, db=None):
+    """argv of ``psql`` (without ``-c``) for the connection options ``params``, the connection on its command line.
+
+    For a psql run through a prefix that passes on only named environment variables (``docker exec -e
+    PGPASSWORD``): the server (``-h`` socket directory or host, ``-p``, ``-U``, ``-d``) is in the argv, the
+    password only in :func:`password_env`.
+    """
+    argv = [psql] + list(PSQL_OPTIONS)
+    host = params.get("login_unix_socket") or params.get("login_host")
+    if host:
+        argv += ["-h", host]
+    if params.get("port") is not None:
+        argv += ["-p", str(params["port"])]
+    if params.get("login_user"):
+        argv += ["-U", params["login_user"]]
+    return argv + ["-d", db or params["db"]]
+
+
+def password_env(params):
+    """The environment carrying the password of the connection options ``params`` (empty without one)."""
+    return {"PGPASSWORD": params["login_password"]} if params.get("login_password") else {}
+
+
 def quote_ident(name):
     """SQL identifier quoting (``"name"``), for database names built into statements."""
     return '"%s"' % name.replace('"', '""')
@@ -165,20 +210,7 @@ class PostgresClient(object):
 
     # -- environment and argv ---------------------------------------------------------------------------
     def env(self, extra=None):
-        p = self.params
-        env = {
-            "PGHOST": p.get("login_unix_socket") or p.get("login_host"),
-            "PGPORT": p.get("port"),
-            "PGUSER": p.get("login_user"),
-            "PGPASSWORD": p.get("login_password"),
-            "PGSSLMODE": p.get("ssl_mode"),
-            "PGSSLROOTCERT": p.get("ca_cert"),
-            "PGCONNECT_TIMEOUT": p.get("connect_timeout"),
-            "PGAPPNAME": "atlasia.dr",
-        }
-        if extra:
-            env.update(extra)
-        return dict((k, str(v)) for k, v in env.items() if v not in (None, ""))
+        return connection_env(self.params, extra)
 
     def tool(self, name):
         if self.container:
@@ -223,8 +255,7 @@ class PostgresClient(object):
 
     def query(self, sql, db=None):
         """Run one SQL statement in ``db`` (default: the module's ``db``) and return rows of strings."""
-        args = ["-X", "-q", "-A", "-t", "-F", FIELD_SEP, "-v", "ON_ERROR_STOP=1",
-                "-d", db or self.params["db"], "-c", sql]
+        args = list(PSQL_OPTIONS) + ["-F", FIELD_SEP, "-d", db or self.params["db"], "-c", sql]
         rc, out, err = self.run("psql", args)
         return [line.split(FIELD_SEP) for line in out.splitlines() if line != ""]
 

@@ -294,27 +294,56 @@ def _repair(module, dry_run):
     return dict(repairs=repairs)
 
 
+def argument_spec():
+    return dict(
+        state=dict(type="str", default="query", choices=["present", "query", "verified", "updated", "refreshed"]),
+        path=dict(type="path"),
+        root=dict(type="path"),
+        roots=dict(type="list", elements="path"),
+        timestamp=dict(type="str"),
+        artifacts=dict(type="list", elements="raw"),
+        environment=dict(type="str"),
+        extra=dict(type="dict"),
+        tiers=dict(type="list", elements="str"),
+        weekly_day=dict(type="int", default=6),
+        monthly_day=dict(type="int", default=1),
+        select=dict(type="str", default="latest"),
+        components=dict(type="list", elements="str"),
+        changes=dict(type="dict"),
+        fail_on_problems=dict(type="bool", default=True),
+        repair_tiers=dict(type="bool", default=False),
+        auth_key=dict(type="str", no_log=True),
+    )
+
+
+def record(module, manifest_path, free, total):
+    """state=present: write the set manifest and link the set into its tiers."""
+    p = module.params
+    moment = naming.parse_timestamp(p["timestamp"])
+    tiers = p["tiers"] or backupset.tiers_for(moment, p["weekly_day"], p["monthly_day"])
+    if module.check_mode:
+        repairs = _repair(module, dry_run=True)
+        module.exit_json(changed=True, manifest=manifest_path, linked=[], tiers=tiers, free_bytes=free,
+                         total_bytes=total, **repairs)
+    path, data = backupset.build(p["path"], p["timestamp"], p["artifacts"], p["environment"], p["extra"],
+                                 tiers, auth_key=p["auth_key"])
+    linked = []
+    if p["root"]:
+        for tier in backupset.TIERS:  # every tier exists (private) once a set was recorded
+            if not os.path.isdir(os.path.join(p["root"], tier)):
+                os.makedirs(os.path.join(p["root"], tier), 0o700)
+        for tier in tiers:
+            target = os.path.join(p["root"], tier)
+            if os.path.abspath(target) != os.path.abspath(p["path"]):
+                linked.extend(backupset.link_into(p["path"], data, target))
+    repairs = _repair(module, dry_run=False)
+    module.exit_json(changed=True, manifest=path, set=data, linked=linked, tiers=tiers, free_bytes=free,
+                     total_bytes=total, **repairs)
+
+
 def main():
     module = DRModule(
-        argument_spec=dict(
-            state=dict(type="str", default="query", choices=["present", "query", "verified", "updated", "refreshed"]),
-            path=dict(type="path"),
-            root=dict(type="path"),
-            roots=dict(type="list", elements="path"),
-            timestamp=dict(type="str"),
-            artifacts=dict(type="list", elements="raw"),
-            environment=dict(type="str"),
-            extra=dict(type="dict"),
-            tiers=dict(type="list", elements="str"),
-            weekly_day=dict(type="int", default=6),
-            monthly_day=dict(type="int", default=1),
-            select=dict(type="str", default="latest"),
-            components=dict(type="list", elements="str"),
-            changes=dict(type="dict"),
-            fail_on_problems=dict(type="bool", default=True),
-            repair_tiers=dict(type="bool", default=False),
-            auth_key=dict(type="str", no_log=True),
-        ),
+        argument_spec=argument_spec(),
         required_if=[
             ("state", "present", ("path", "timestamp", "artifacts")),
             ("state", "verified", ("path", "timestamp")),
@@ -335,26 +364,7 @@ def main():
         manifest_path = os.path.join(p["path"], backupset.set_manifest_name(p["timestamp"]))
         free, total = backupset.disk_space(p["path"])
         if state == "present":
-            moment = naming.parse_timestamp(p["timestamp"])
-            tiers = p["tiers"] or backupset.tiers_for(moment, p["weekly_day"], p["monthly_day"])
-            if module.check_mode:
-                repairs = _repair(module, dry_run=True)
-                module.exit_json(changed=True, manifest=manifest_path, linked=[], tiers=tiers, free_bytes=free,
-                                 total_bytes=total, **repairs)
-            path, data = backupset.build(p["path"], p["timestamp"], p["artifacts"], p["environment"], p["extra"],
-                                         tiers, auth_key=p["auth_key"])
-            linked = []
-            if p["root"]:
-                for tier in backupset.TIERS:  # every tier exists (private) once a set was recorded
-                    if not os.path.isdir(os.path.join(p["root"], tier)):
-                        os.makedirs(os.path.join(p["root"], tier), 0o700)
-                for tier in tiers:
-                    target = os.path.join(p["root"], tier)
-                    if os.path.abspath(target) != os.path.abspath(p["path"]):
-                        linked.extend(backupset.link_into(p["path"], data, target))
-            repairs = _repair(module, dry_run=False)
-            module.exit_json(changed=True, manifest=path, set=data, linked=linked, tiers=tiers, free_bytes=free,
-                             total_bytes=total, **repairs)
+            record(module, manifest_path, free, total)
         data = backupset.load(manifest_path)
         if state == "verified":
             problems = backupset.verify(p["path"], data, p["components"])

@@ -26,6 +26,10 @@ description:
     starts the database container (C(docker stop) / C(docker start), as postgres is its main process) and renames in
     a throwaway container of its image sharing its volumes (C(docker run --rm --network none --volumes-from)).
   - Every command is a list of arguments, never a shell string; the password travels in C(PGPASSWORD).
+  - With O(inspect_only=true) (Compose layout) the module only reads the database container before the restore
+    starts and checks what the swap will need (the container runs, and O(pg_data) is a subdirectory of one of its
+    volumes (not the mount point itself), so the restored and the previous data directories are siblings on the
+    same filesystem and can be renamed). It returns RV(container) and changes nothing.
 author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
@@ -50,13 +54,19 @@ options:
     description:
       - The restored data directory (recovered, promoted, checked and stopped), a sibling of O(pg_data) on the
         same filesystem.
+      - Required unless O(inspect_only=true).
     type: str
-    required: true
   previous_data:
     description:
       - Where the live data directory is kept; must not exist yet.
+      - Required unless O(inspect_only=true).
     type: str
-    required: true
+  inspect_only:
+    description:
+      - Only read the database container (O(service=container)) and check its layout (see the description);
+        nothing is stopped, moved or started.
+    type: bool
+    default: false
   service:
     description:
       - How the live cluster is stopped and started. V(pg_ctl) and V(systemd) on the host, V(container) for the
@@ -174,6 +184,14 @@ EXAMPLES = r"""
     pg_ctl_options: -p 5432
   become: true
 
+- name: Before the restore, check the database container's layout (Compose)
+  atlasia.dr.pg_datadir_swap:
+    inspect_only: true
+    pg_data: /var/lib/postgresql/data/pgdata
+    service: container
+    container: app-db-1
+  register: db_container
+
 - name: Swap it in (Compose layout; the data directory is a subdirectory of the volume)
   atlasia.dr.pg_datadir_swap:
     pg_data: /var/lib/postgresql/data/pgdata
@@ -189,6 +207,42 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+container:
+  description:
+    - With O(inspect_only=true), what the swap needs of the database container.
+  returned: when O(inspect_only=true)
+  type: dict
+  contains:
+    image:
+      description: The id of its image (the image of the throwaway container that renames).
+      type: str
+    config_image:
+      description: The image name it was created from.
+      type: str
+    status:
+      description: Its status (V(running)).
+      type: str
+    has_healthcheck:
+      description: Whether it has a health check.
+      type: bool
+    mount_points:
+      description: Its volumes and bind mounts.
+      type: list
+      elements: str
+    data_volume:
+      description: The mount point of the volume holding O(pg_data).
+      type: str
+    note:
+      description: One line for the recovery report.
+      type: str
+  sample:
+    image: sha256:4f2a
+    config_image: postgres:15
+    status: running
+    has_healthcheck: true
+    mount_points: [/var/lib/postgresql/data]
+    data_volume: /var/lib/postgresql/data
+    note: container app-db-1 (image postgres:15), data directory in the volume at /var/lib/postgresql/data
 state:
   description:
     - Where the swap stands. V(done) on success; after a failure V(rolled-back) when the previous data directory is
@@ -246,11 +300,13 @@ rollback:
   elements: dict
 """
 
+import json
 import os
 import pwd
 import time
 
 from ansible_collections.atlasia.dr.plugins.module_utils import datadir_swap as ds
+from ansible_collections.atlasia.dr.plugins.module_utils import postgres
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.pgbackrest import wrap
 
@@ -258,8 +314,9 @@ from ansible_collections.atlasia.dr.plugins.module_utils.pgbackrest import wrap
 def argument_spec():
     return dict(
         pg_data=dict(type="str", required=True),
-        new_data=dict(type="str", required=True),
-        previous_data=dict(type="str", required=True),
+        new_data=dict(type="str"),
+        previous_data=dict(type="str"),
+        inspect_only=dict(type="bool", default=False),
         service=dict(type="str", required=True, choices=["pg_ctl", "systemd", "container"]),
         live_running=dict(type="bool", default=True),
         os_user=dict(type="str", default="postgres"),
@@ -315,6 +372,27 @@ def build_layout(module):
         module.fail_json(msg=str(exc))
 
 
+def inspect_container(module):
+    """``inspect_only``: the database container's facts, or a failure saying what to fix (nothing changed)."""
+    p = module.params
+    if p["service"] != "container" or not p["container"]:
+        module.fail_json(msg="inspect_only reads the database container: it needs service=container and container")
+    docker = p["docker_bin"] or module.get_bin_path("docker", required=True)
+    rc, out, err = module.run_command([docker, "container", "inspect", p["container"]])
+    inspect = None
+    if rc == 0:
+        try:
+            inspect = json.loads(out)
+        except ValueError as exc:
+            module.fail_json(msg="docker container inspect %s printed no JSON (%s): %s; nothing was changed"
+                                 % (p["container"], exc, out.strip()[:300]))
+    try:
+        facts = ds.container_facts(inspect, p["pg_data"], p["container"], rc=rc, stderr=err)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, container=facts)
+
+
 def container_image(module, docker, container):
     rc, out, err = module.run_command([docker, "container", "inspect", "--format", "{{.Image}}", container])
     if rc != 0 or not out.strip():
@@ -324,17 +402,20 @@ def container_image(module, docker, container):
 
 
 def main():
-    module = DRModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = DRModule(argument_spec=argument_spec(), supports_check_mode=True,
+                      required_if=[("inspect_only", False, ["new_data", "previous_data"])])
     p = module.params
+    if p["inspect_only"]:
+        inspect_container(module)
     layout = build_layout(module)
-    env = {"PGPASSWORD": p["login_password"]} if p["login_password"] else {}
+    env = postgres.password_env(p)
 
     def run(argv, env_update=None):
         return module.run_command(argv, environ_update=env_update or {}, cwd="/", check_rc=False)
 
     try:
         swap = ds.Swap(layout, p["pg_data"], p["new_data"], p["previous_data"], run=run, sleep=time.sleep,
-                       psql=ds.psql_args(layout.psql, p["login_unix_socket"], p["port"], p["login_user"], p["db"]),
+                       psql=postgres.psql_argv(layout.psql, p),
                        env=env, live_running=p["live_running"], ready_timeout=p["ready_timeout"],
                        checkpoint=p["checkpoint"], cleanup_dirs=p["cleanup_dirs"], check_mode=module.check_mode)
     except ValueError as exc:

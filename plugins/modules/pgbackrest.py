@@ -162,6 +162,18 @@ options:
         (C(repo-ls)), returned in RV(archive).
     type: bool
     default: true
+  pitr_target:
+    description:
+      - With O(command=info), a point-in-time target (V(latest), or the point in time in epoch seconds) to check
+        the backups and the WAL archive against. RV(pitr_problem) says why they do not cover it.
+      - A point in time must lie after the end of the oldest backup, before the newest archived WAL (which needs
+        O(wal_times)) and not after O(pitr_requested_at); V(latest) needs a backup and archived WAL.
+    type: str
+  pitr_requested_at:
+    description:
+      - When the restore was asked for, in epoch seconds (a O(pitr_target) after it is in the future); now by
+        default.
+    type: float
 notes:
   - pgBackRest speaks HTTPS to S3 repositories; a plain-HTTP S3 endpoint is not supported by pgBackRest 2.45.
   - The archive and backup settings themselves (repositories, retention, compression, C(archive_command))
@@ -288,6 +300,12 @@ newest_archived_time:
   returned: with O(command=info) and O(wal_times)
   type: str
   sample: "2026-11-26T02:57:56+00:00"
+pitr_problem:
+  description:
+    - Why the backups and the WAL archive cannot bring the cluster to O(pitr_target), or null when they can.
+  returned: with O(command=info) and O(pitr_target)
+  type: str
+  sample: "the oldest backup ended at 2026-11-26T02:57:56+00:00, after the target"
 environment:
   description: The non-secret C(PGBACKREST_*) variables built from O(options).
   returned: always
@@ -327,6 +345,7 @@ error_code:
 import json
 import os
 import pwd
+import time
 
 from ansible_collections.atlasia.dr.plugins.module_utils import pgbackrest as pgbr
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
@@ -355,6 +374,8 @@ def argument_spec():
         docker_bin=dict(type="path"),
         pgbackrest_bin=dict(type="path"),
         wal_times=dict(type="bool", default=True),
+        pitr_target=dict(type="str"),
+        pitr_requested_at=dict(type="float"),
     )
 
 
@@ -457,6 +478,114 @@ def fail(module, exc, **result):
     module.fail_json(msg=str(exc), **result)
 
 
+def run_info(module, runner, result):
+    p = module.params
+    entry = runner.info(repo=p["repo"])
+    result.update(info_result(entry, p["repo"]))
+    result["argv"] = runner.argv("info", options={"output": "json"}, repo=p["repo"])
+    if entry is not None and p["wal_times"]:
+        runner.add_wal_times(result["archive"])
+        stamps = [a["max_archived"] for a in result["archive"] if a.get("max_archived")]
+        result["newest_archived"] = max(stamps) if stamps else None
+        result["newest_archived_time"] = pgbr.iso_time(result["newest_archived"])
+    if p["pitr_target"] is not None:
+        requested_at = p["pitr_requested_at"] if p["pitr_requested_at"] is not None else time.time()
+        try:
+            result["pitr_problem"] = pgbr.coverage_problem(
+                result["newest_backup"], result["oldest_backup"], result.get("newest_archived"),
+                result.get("newest_archived_time"), p["pitr_target"], requested_at)
+        except ValueError:
+            module.fail_json(msg="pitr_target is latest or a point in time in epoch seconds (got %r)"
+                                 % p["pitr_target"], **result)
+    module.exit_json(**result)
+
+
+def run_stanza_create(module, runner, result):
+    before = runner.info()
+    result["argv"] = runner.argv("stanza-create")
+    if not pgbr.stanza_missing(before):
+        result.update(info_result(before))
+        module.exit_json(**result)
+    result["changed"] = True
+    if module.check_mode:
+        result.update(info_result(before))
+        module.exit_json(**result)
+    argv, rc, out, err = runner.run("stanza-create", options={"log-level-console": "info"})
+    result.update(info_result(runner.info()), output=out, stderr=err)
+    module.exit_json(**result)
+
+
+def run_backup(module, runner, result):
+    p = module.params
+    args = ["--type=%s" % p["backup_type"]]
+    result["argv"] = runner.argv("backup", command_args=args, repo=p["repo"])
+    result["changed"] = True
+    if module.check_mode:
+        module.exit_json(**result)
+    before = set(b["label"] for b in pgbr.summarize(runner.info())["backups"])
+    argv, rc, out, err = runner.run("backup", command_args=args, repo=p["repo"],
+                                    options={"log-level-console": "info"})
+    result.update(info_result(runner.info()), output=out, stderr=err)
+    new = [b for b in result["backups"] if b["label"] not in before and (not p["repo"] or b["repo"] == p["repo"])]
+    result["backup"] = new[-1] if new else None
+    module.exit_json(**result)
+
+
+def run_expire(module, runner, result):
+    p = module.params
+    args = ["--set=%s" % p["set"]] if p["set"] else []
+    if module.check_mode:
+        argv, rc, out, err = runner.run("expire", command_args=args + ["--dry-run"], repo=p["repo"],
+                                        options={"log-level-console": "info"})
+        lines = [line.strip() for line in out.splitlines()
+                 if "expire" in line and ("backup set" in line or "remove archive" in line)]
+        result.update(argv=argv, changed=bool(lines), expired=lines, output=out, stderr=err)
+        module.exit_json(**result)
+    before = pgbr.summarize(runner.info())
+    argv, rc, out, err = runner.run("expire", command_args=args, repo=p["repo"],
+                                    options={"log-level-console": "info"})
+    after_entry = runner.info()
+    after = pgbr.summarize(after_entry)
+    gone = sorted(set(b["label"] for b in before["backups"]) - set(b["label"] for b in after["backups"]))
+    archive_moved = [a["min"] for a in before["archive"]] != [a["min"] for a in after["archive"]]
+    result.update(info_result(after_entry), argv=argv, expired=gone, changed=bool(gone) or archive_moved,
+                  output=out, stderr=err)
+    module.exit_json(**result)
+
+
+def run_restore(module, runner, result):
+    p = module.params
+    try:
+        args = pgbr.restore_target_args(p["target"], p["target_action"], p["target_exclusive"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    if p["set"]:
+        args.append("--set=%s" % p["set"])
+    if p["archive_mode"] == "off":
+        args.append("--archive-mode=off")
+    if p["delta"]:
+        args.append("--delta")
+    result["argv"] = runner.argv("restore", command_args=args, repo=p["repo"])
+    result["restore"] = dict(pg_path=p["pg_path"], target=p["target"], set=p["set"],
+                             archive_mode=p["archive_mode"], repo=p["repo"])
+    if p["pg_path"] and not p["container"] and not p["delta"] and os.path.isdir(p["pg_path"]):
+        try:
+            entries = os.listdir(p["pg_path"])
+        except OSError as exc:
+            module.fail_json(msg="cannot read %s: %s" % (p["pg_path"], exc), **result)
+        if entries:
+            module.fail_json(msg="refusing to restore into %s: it is not empty (%d entries); restore into a "
+                                 "new directory, or set delta=true" % (p["pg_path"], len(entries)), **result)
+    result["changed"] = True
+    if module.check_mode:
+        module.exit_json(**result)
+    argv, rc, out, err = runner.run("restore", command_args=args, repo=p["repo"],
+                                    options={"log-level-console": "info"})
+    result["restore"].update(pgbr.restored_set(out))
+    result.update(output=out, stderr=err)
+    module.exit_json(**result)
+
+
 def main():
     module = DRModule(
         argument_spec=argument_spec(),
@@ -473,101 +602,14 @@ def main():
     runner = Runner(module)
     result = dict(changed=False, command=command, stanza=p["stanza"], environment=runner.option_env)
     try:
-        if command == "info":
-            entry = runner.info(repo=p["repo"])
-            result.update(info_result(entry, p["repo"]))
-            result["argv"] = runner.argv("info", options={"output": "json"}, repo=p["repo"])
-            if entry is not None and p["wal_times"]:
-                runner.add_wal_times(result["archive"])
-                stamps = [a["max_archived"] for a in result["archive"] if a.get("max_archived")]
-                result["newest_archived"] = max(stamps) if stamps else None
-                result["newest_archived_time"] = pgbr.iso_time(result["newest_archived"])
-            module.exit_json(**result)
-
         if command in ("check", "verify"):
             args = ["--output=text"] if command == "verify" else []
             argv, rc, out, err = runner.run(command, command_args=args, repo=p["repo"],
                                             options={"log-level-console": "info"})
             module.exit_json(argv=argv, output=out, stderr=err, **result)
-
-        if command == "stanza-create":
-            before = runner.info()
-            result["argv"] = runner.argv("stanza-create")
-            if not pgbr.stanza_missing(before):
-                result.update(info_result(before))
-                module.exit_json(**result)
-            result["changed"] = True
-            if module.check_mode:
-                result.update(info_result(before))
-                module.exit_json(**result)
-            argv, rc, out, err = runner.run("stanza-create", options={"log-level-console": "info"})
-            result.update(info_result(runner.info()), output=out, stderr=err)
-            module.exit_json(**result)
-
-        if command == "backup":
-            args = ["--type=%s" % p["backup_type"]]
-            result["argv"] = runner.argv("backup", command_args=args, repo=p["repo"])
-            result["changed"] = True
-            if module.check_mode:
-                module.exit_json(**result)
-            before = set(b["label"] for b in pgbr.summarize(runner.info())["backups"])
-            argv, rc, out, err = runner.run("backup", command_args=args, repo=p["repo"],
-                                            options={"log-level-console": "info"})
-            result.update(info_result(runner.info()), output=out, stderr=err)
-            new = [b for b in result["backups"] if b["label"] not in before and (not p["repo"] or b["repo"] == p["repo"])]
-            result["backup"] = new[-1] if new else None
-            module.exit_json(**result)
-
-        if command == "expire":
-            args = ["--set=%s" % p["set"]] if p["set"] else []
-            if module.check_mode:
-                argv, rc, out, err = runner.run("expire", command_args=args + ["--dry-run"], repo=p["repo"],
-                                                options={"log-level-console": "info"})
-                lines = [line.strip() for line in out.splitlines()
-                         if "expire" in line and ("backup set" in line or "remove archive" in line)]
-                result.update(argv=argv, changed=bool(lines), expired=lines, output=out, stderr=err)
-                module.exit_json(**result)
-            before = pgbr.summarize(runner.info())
-            argv, rc, out, err = runner.run("expire", command_args=args, repo=p["repo"],
-                                            options={"log-level-console": "info"})
-            after_entry = runner.info()
-            after = pgbr.summarize(after_entry)
-            gone = sorted(set(b["label"] for b in before["backups"]) - set(b["label"] for b in after["backups"]))
-            archive_moved = [a["min"] for a in before["archive"]] != [a["min"] for a in after["archive"]]
-            result.update(info_result(after_entry), argv=argv, expired=gone, changed=bool(gone) or archive_moved,
-                          output=out, stderr=err)
-            module.exit_json(**result)
-
-        # restore
-        try:
-            args = pgbr.restore_target_args(p["target"], p["target_action"], p["target_exclusive"])
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
-        if p["set"]:
-            args.append("--set=%s" % p["set"])
-        if p["archive_mode"] == "off":
-            args.append("--archive-mode=off")
-        if p["delta"]:
-            args.append("--delta")
-        result["argv"] = runner.argv("restore", command_args=args, repo=p["repo"])
-        result["restore"] = dict(pg_path=p["pg_path"], target=p["target"], set=p["set"],
-                                 archive_mode=p["archive_mode"], repo=p["repo"])
-        if p["pg_path"] and not p["container"] and not p["delta"] and os.path.isdir(p["pg_path"]):
-            try:
-                entries = os.listdir(p["pg_path"])
-            except OSError as exc:
-                module.fail_json(msg="cannot read %s: %s" % (p["pg_path"], exc), **result)
-            if entries:
-                module.fail_json(msg="refusing to restore into %s: it is not empty (%d entries); restore into a "
-                                     "new directory, or set delta=true" % (p["pg_path"], len(entries)), **result)
-        result["changed"] = True
-        if module.check_mode:
-            module.exit_json(**result)
-        argv, rc, out, err = runner.run("restore", command_args=args, repo=p["repo"],
-                                        options={"log-level-console": "info"})
-        result["restore"].update(pgbr.restored_set(out))
-        result.update(output=out, stderr=err)
-        module.exit_json(**result)
+        handlers = {"info": run_info, "stanza-create": run_stanza_create, "backup": run_backup,
+                    "expire": run_expire, "restore": run_restore}
+        handlers[command](module, runner, result)
     except pgbr.PgBackRestError as exc:
         fail(module, exc, **result)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.atlasia.dr.plugins.module_utils import datadir_swap as ds
+from ansible_collections.atlasia.dr.plugins.module_utils import postgres
 
 DATA = "/var/lib/postgresql/15/main"
 NEW = DATA + ".pitr-20261126_104100"
@@ -23,6 +24,8 @@ PREV = DATA + ".previous-20261126_104100"
 SIDECAR = ds.sidecar_prefix("docker", "app-db-1", "sha256:img", "postgres", "org.atlasia.dr.pitr=run")
 EXEC_HOST = ["runuser", "-u", "postgres", "--"]
 EXEC_CONTAINER = ["docker", "exec", "-u", "postgres", "-e", "PGPASSWORD", "app-db-1"]
+CONNECTION = dict(login_unix_socket="/var/run/postgresql", port=5432, login_user="postgres", db="postgres",
+                  login_password="pw")
 
 
 class FakeWorld(object):
@@ -134,7 +137,7 @@ def make(service, world, **kwargs):
     else:
         layout = ds.Layout(service, DATA, "/usr/lib/postgresql/15/bin", EXEC_HOST, systemd_unit="postgresql@15-main",
                            pg_log="/var/lib/postgresql/15/dr.log", pg_ctl_options="-p 5432", start_timeout=10)
-    psql = ds.psql_args(layout.psql, "/var/run/postgresql", 5432, "postgres", "postgres")
+    psql = postgres.psql_argv(layout.psql, CONNECTION)
     kwargs.setdefault("cleanup_dirs", [NEW + ".sock"])
     return ds.Swap(layout, DATA, NEW, PREV, run=world, sleep=world.sleep, psql=psql, env={"PGPASSWORD": "pw"},
                    ready_timeout=kwargs.pop("ready_timeout", 5), **kwargs)
@@ -350,3 +353,64 @@ def test_paths_are_checked(paths):
 def test_layouts_are_checked(kwargs):
     with pytest.raises(ValueError):
         ds.Layout(kwargs["service"], DATA, "/bin", [])
+
+
+# -- the connection of the readiness query and the CHECKPOINT (module_utils/postgres.py) ------------------------
+@pytest.mark.parametrize("service", LAYOUTS)
+def test_psql_reaches_the_live_cluster_with_the_password_in_the_environment_only(service):
+    world = world_for(service)
+    make(service, world).execute()
+    psql_calls = [(argv, env) for kind, argv, env in world.calls if kind in ("ready", "checkpoint")]
+    assert psql_calls
+    for argv, env in psql_calls:
+        body = world.strip(argv)
+        assert body[0] == "/usr/lib/postgresql/15/bin/psql"
+        assert body[1:body.index("-c")] == ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                                            "-h", "/var/run/postgresql", "-p", "5432", "-U", "postgres",
+                                            "-d", "postgres"]
+        assert "pw" not in argv and env == {"PGPASSWORD": "pw"}
+        if service == "container":
+            assert argv[:len(EXEC_CONTAINER)] == EXEC_CONTAINER
+
+
+# -- the database container before the restore (Compose layout) -------------------------------------------------
+VOLUME = "/var/lib/postgresql/data"
+
+
+def inspect_of(running=True, status="running", mounts=(VOLUME,), health=True):
+    state = dict(Running=running, Status=status)
+    if health:
+        state["Health"] = dict(Status="healthy")
+    return [dict(Image="sha256:img", Config=dict(Image="postgres:15"), State=state,
+                 Mounts=[dict(Destination=m) for m in mounts])]
+
+
+def test_container_facts_of_a_running_container_with_the_data_directory_in_a_volume():
+    facts = ds.container_facts(inspect_of(mounts=("/etc/app.conf", VOLUME, "/var/lib")), VOLUME + "/pgdata",
+                               "app-db-1")
+    assert facts == dict(image="sha256:img", config_image="postgres:15", status="running", has_healthcheck=True,
+                         mount_points=["/etc/app.conf", VOLUME, "/var/lib"], data_volume=VOLUME,
+                         note="container app-db-1 (image postgres:15), data directory in the volume at " + VOLUME)
+    assert ds.container_facts(inspect_of(health=False, mounts=(VOLUME + "/",)), VOLUME + "/pgdata",
+                              "app-db-1")["has_healthcheck"] is False
+
+
+@pytest.mark.parametrize("inspect,rc,stderr,pg_data,words", [
+    (None, 1, "Error: No such container: app-db-1\n", VOLUME + "/pgdata",
+     ["No container app-db-1: Error: No such container: app-db-1"]),
+    (inspect_of(running=False, status="exited"), 0, "", VOLUME + "/pgdata",
+     ["The container app-db-1 is exited", "docker compose up -d", "docs/physical.md"]),
+    ([dict(Image="sha256:img", State={}, Mounts=[])], 0, "", VOLUME + "/pgdata",
+     ["The container app-db-1 is not running"]),
+    (inspect_of(), 0, "", VOLUME, ["must be a SUBDIRECTORY of a volume of app-db-1",
+                                   "Volumes and bind mounts of the container: " + VOLUME + "."]),
+    (inspect_of(), 0, "", VOLUME + "/", ["must be a SUBDIRECTORY"]),
+    (inspect_of(mounts=("/srv",)), 0, "", VOLUME + "/pgdata", ["must be a SUBDIRECTORY", "container: /srv."]),
+    (inspect_of(mounts=()), 0, "", VOLUME + "/pgdata", ["must be a SUBDIRECTORY", "container: none."]),
+    (inspect_of(mounts=(VOLUME + "2",)), 0, "", VOLUME + "/pgdata", ["must be a SUBDIRECTORY"]),
+])
+def test_container_facts_refuse_what_the_swap_cannot_work_with(inspect, rc, stderr, pg_data, words):
+    with pytest.raises(ValueError) as info:
+        ds.container_facts(inspect, pg_data, "app-db-1", rc=rc, stderr=stderr)
+    for word in words:
+        assert word in str(info.value)

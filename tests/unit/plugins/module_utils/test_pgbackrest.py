@@ -180,3 +180,36 @@ def test_iso_time():
 def test_tls_hint_only_for_tls_failures(text, tls):
     advice = pgbr.hint(text)
     assert (advice is not None and advice.startswith("TLS")) is tls
+
+
+# -- does a repository cover a point-in-time target? --------------------------------------------------------------
+OLDEST = dict(stop=1000, stop_time="1970-01-01T00:16:40+00:00")
+NEWEST = dict(stop=1500)
+
+
+@pytest.mark.parametrize("newest,oldest,archived,target,now,problem", [
+    (NEWEST, OLDEST, 2000, "latest", 3000, None),
+    (NEWEST, OLDEST, 2000, "1000", 3000, None),
+    (NEWEST, OLDEST, 2000, "2000.0", 2000, None),
+    (NEWEST, OLDEST, 2000, 1500.25, 3000, None),
+    (None, None, None, "latest", 3000, "the repository has no backup (take one: the backup role with "
+                                       "dr_backup_physical)"),
+    (None, None, 2000, "1500", 3000, "the repository has no backup"),
+    (NEWEST, OLDEST, None, "latest", 3000, "no WAL was archived yet"),
+    (NEWEST, OLDEST, None, "1500", 3000, "no WAL was archived yet"),
+    (NEWEST, OLDEST, 2000, "3000.5", 3000, "the target is in the future"),
+    (NEWEST, OLDEST, 2000, "999.9", 3000, "the oldest backup ended at 1970-01-01T00:16:40+00:00, after the target"),
+    (NEWEST, OLDEST, 2000, "2500", 3000, "the newest WAL in the repository was archived at T, before the target: "
+                                         "restore to target=latest (up to then) or to an earlier time"),
+])
+def test_coverage_problem_says_why_a_target_cannot_be_reached(newest, oldest, archived, target, now, problem):
+    found = pgbr.coverage_problem(newest, oldest, archived, "T", target, now)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(problem)
+
+
+def test_coverage_problem_refuses_a_target_that_is_no_time():
+    with pytest.raises(ValueError):
+        pgbr.coverage_problem(NEWEST, OLDEST, 2000, "T", "yesterday", 3000)

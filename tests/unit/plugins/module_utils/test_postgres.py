@@ -341,3 +341,25 @@ def test_fail_postgres():
     assert info.value.kwargs["error_kind"] == "auth"
     assert len(info.value.kwargs["stderr"]) == 4000
     assert info.value.kwargs["path"] == "/p"
+
+
+@pytest.mark.parametrize("params,db,expected", [
+    (dict(login_unix_socket="/run/pg", port=5433, login_user="app", db="app"), None,
+     ["-h", "/run/pg", "-p", "5433", "-U", "app", "-d", "app"]),
+    (dict(login_host="db.example", login_unix_socket=None, port=5432, login_user="postgres", db="app"), "postgres",
+     ["-h", "db.example", "-p", "5432", "-U", "postgres", "-d", "postgres"]),
+    (dict(db="app"), None, ["-d", "app"]),
+])
+def test_psql_argv_carries_the_connection_and_never_the_password(params, db, expected):
+    argv = postgres.psql_argv("/usr/lib/postgresql/15/bin/psql", dict(params, login_password="s3cret"), db=db)
+    assert argv == ["/usr/lib/postgresql/15/bin/psql"] + list(postgres.PSQL_OPTIONS) + expected
+    assert "s3cret" not in " ".join(argv)
+    assert postgres.password_env(dict(params, login_password="s3cret")) == {"PGPASSWORD": "s3cret"}
+    assert postgres.password_env(params) == {}
+
+
+def test_connection_env_leaves_out_empty_values():
+    env = postgres.connection_env(dict(login_unix_socket="", login_host="db", port=5432, login_user="app",
+                                       login_password=None, ssl_mode="require"), extra={"PGDATABASE": "app"})
+    assert env == {"PGHOST": "db", "PGPORT": "5432", "PGUSER": "app", "PGSSLMODE": "require",
+                   "PGAPPNAME": "atlasia.dr", "PGDATABASE": "app"}

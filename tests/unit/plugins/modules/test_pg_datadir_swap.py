@@ -10,12 +10,13 @@ server in memory); the real swap runs in tests/integration/test_pgbackrest.py (p
 from __future__ import annotations
 
 import getpass
+import json
 
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 
 from tests.support.modules import run_module
-from tests.unit.plugins.module_utils.test_datadir_swap import DATA, NEW, PREV, FakeWorld
+from tests.unit.plugins.module_utils.test_datadir_swap import DATA, NEW, PREV, FakeWorld, inspect_of
 from ansible_collections.atlasia.dr.plugins.modules import pg_datadir_swap
 
 USER = getpass.getuser()
@@ -148,3 +149,41 @@ def test_container_image_is_read_when_not_given(world, capsys, monkeypatch):
     del p["image"]
     result = run_module(pg_datadir_swap.main, p, capsys)
     assert result["state"] == "done"
+
+
+def test_inspect_only_reads_the_container_and_changes_nothing(world, capsys, monkeypatch):
+    calls = []
+
+    def inspect(module, argv, environ_update=None, **kwargs):
+        calls.append(argv)
+        return 0, json.dumps(inspect_of()), ""
+
+    monkeypatch.setattr(AnsibleModule, "run_command", inspect)
+    result = run_module(pg_datadir_swap.main, dict(inspect_only=True, service="container", container="app-db-1",
+                                                   pg_data="/var/lib/postgresql/data/pgdata"), capsys)
+    assert not result.get("failed") and result["changed"] is False
+    assert calls == [["/usr/bin/docker", "container", "inspect", "app-db-1"]]
+    assert result["container"]["image"] == "sha256:img"
+    assert result["container"]["data_volume"] == "/var/lib/postgresql/data"
+
+
+@pytest.mark.parametrize("answer,words", [
+    ((1, "", "Error: No such container: app-db-1"), "No container app-db-1"),
+    ((0, json.dumps(inspect_of(running=False, status="exited")), ""), "The container app-db-1 is exited"),
+    ((0, json.dumps(inspect_of()), ""), "must be a SUBDIRECTORY"),
+    ((0, "not json", ""), "printed no JSON"),
+])
+def test_inspect_only_fails_with_what_to_fix(world, capsys, monkeypatch, answer, words):
+    monkeypatch.setattr(AnsibleModule, "run_command", lambda module, argv, **kwargs: answer)
+    result = run_module(pg_datadir_swap.main, dict(inspect_only=True, service="container", container="app-db-1",
+                                                   pg_data="/var/lib/postgresql/data"
+                                                   if "SUBDIRECTORY" in words else "/var/lib/postgresql/data/pg"),
+                        capsys)
+    assert result["failed"] and words in result["msg"]
+
+
+def test_inspect_only_needs_the_container_and_a_swap_needs_its_directories(world, capsys):
+    result = run_module(pg_datadir_swap.main, dict(inspect_only=True, service="pg_ctl", pg_data=DATA), capsys)
+    assert result["failed"] and "service=container" in result["msg"]
+    result = run_module(pg_datadir_swap.main, dict(service="pg_ctl", pg_data=DATA), capsys)
+    assert result["failed"] and "new_data" in result["msg"] and "previous_data" in result["msg"]

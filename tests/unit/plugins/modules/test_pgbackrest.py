@@ -237,3 +237,30 @@ def test_runuser_when_root(cli, capsys, monkeypatch):
     monkeypatch.setattr(pgbackrest.Runner, "current_user", staticmethod(lambda: "root"))
     run({"command": "check", "os_user": "postgres"}, capsys)
     assert cli.calls[0]["argv"][:4] == ["/usr/bin/runuser", "-u", "postgres", "--"]
+
+
+@pytest.mark.parametrize("target,problem", [
+    ("latest", None),
+    ("1795659000.5", None),
+    ("1795658000", "the oldest backup ended at 2026-11-26T02:00:01+00:00, after the target"),
+    ("1795661000", "the newest WAL in the repository was archived at 2026-11-26T02:26:40+00:00, before the target: "
+                   "restore to target=latest (up to then) or to an earlier time"),
+    ("1795670000", "the target is in the future"),
+])
+def test_info_says_whether_the_repository_covers_a_target(cli, capsys, target, problem):
+    cli.labels = ["20261126-010000F"]
+    result = run({"command": "info", "pitr_target": target, "pitr_requested_at": 1795665000.0}, capsys)
+    assert not result.get("failed"), result
+    assert result["pitr_problem"] == problem
+
+
+def test_info_of_an_empty_repository_has_no_backup_for_any_target(cli, capsys):
+    result = run({"command": "info", "pitr_target": "latest"}, capsys)
+    assert result["pitr_problem"].startswith("the repository has no backup")
+    assert "pitr_problem" not in run({"command": "info"}, capsys)
+
+
+def test_info_refuses_a_target_that_is_no_time(cli, capsys):
+    cli.labels = ["20261126-010000F"]
+    result = run({"command": "info", "pitr_target": "yesterday"}, capsys)
+    assert result["failed"] and "epoch seconds" in result["msg"]

@@ -531,8 +531,8 @@ def _set_done(directory, data, new_key, new_kid):
     if backupset.verify(directory, data):
         return False
     for entry in data["artifacts"]:
-        if entry["name"].endswith(crypto.EXTENSION) and _header_kid(os.path.join(directory, entry["name"]),
-                                                                          new_key) != new_kid:
+        path = os.path.join(directory, entry["name"])
+        if entry["name"].endswith(crypto.EXTENSION) and _header_kid(path, new_key) != new_kid:
             return False
     if auth:
         try:

@@ -8,18 +8,20 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: dr_crypt
-short_description: Encrypt, decrypt or re-key backup artifacts (AES-256-GCM, streamed)
+short_description: Encrypt, decrypt or re-key backup artifacts (age v1 with a passphrase, streamed)
 version_added: 0.1.0
 description:
-  - O(state=encrypted) turns an artifact into C(<artifact>.enc), authenticated encryption in chunks of
-    O(chunk_size_mb) (constant memory), with C(.md5)/C(.sha256) sidecars over the ciphertext (so a set can be
+  - O(state=encrypted) turns an artifact into C(<artifact>.enc), a standard age v1 file
+    (U(https://age-encryption.org/v1)) with a passphrase (scrypt) recipient that Debian's C(age) tool opens
+    (C(age -d)), authenticated in 64 KiB chunks (constant memory), with C(.md5)/C(.sha256) sidecars over the ciphertext (so a set can be
     verified without the key) and the artifact's manifest updated to describe the encrypted artifact and the
     key id. The plaintext is removed afterwards unless O(keep_plaintext=true).
-  - O(state=decrypted) checks the ciphertext's sidecars and the key id first (a wrong key is a clear error
+  - O(state=decrypted) reads age files and the collection's earlier format (AES-256-GCM), so older sets stay
+    readable; it checks the ciphertext's sidecars and the key first (a wrong key is a clear error
     before anything is written), then writes the plaintext next to it or into O(dest), verified against the
     manifest's plaintext checksum, with its own sidecars.
   - O(state=rotated) re-encrypts one artifact under O(new_key) without writing the plaintext to disk. An artifact
-    whose header already names O(new_key) (a rotation that was interrupted) is finished (sidecars, manifest), not
+    already under O(new_key) (a rotation that was interrupted) is finished (sidecars, manifest), not
     refused.
   - O(state=rekeyed) re-encrypts every copy of every set in every tier of O(root) (C(daily), C(weekly),
     C(monthly)) under O(new_key). Hard-linked copies are re-encrypted once and the new file is hard-linked over
@@ -28,8 +30,8 @@ description:
     reported). A set manifest whose MAC does not check under O(key) or O(new_key) is not touched. Incomplete
     tier copies are repaired first (see M(atlasia.dr.backup_set) O(atlasia.dr.backup_set#module:repair_tiers)).
   - O(state=rekeyed) is resumable. The new ciphertext is renamed over the old name first, then its sidecars and
-    manifest are rewritten, so a run killed in between leaves a file whose header names the new key and whose
-    sidecars describe the old ciphertext. The next run recognises such a file by the key id in its header,
+    manifest are rewritten, so a run killed in between leaves a file under the new key whose
+    sidecars describe the old ciphertext. The next run recognises such a file because O(new_key) opens it,
     authenticates it by decrypting it with O(new_key), and finishes it; sets already complete under O(new_key)
     are skipped. Run it under the backup lock (M(atlasia.dr.dr_lock)), as C(playbooks/rekey.yml) does.
   - With O(state=rekeyed) and O(s3=true), every set in S3 (the set manifests directly under O(prefix) in O(bucket))
@@ -92,7 +94,9 @@ options:
     type: bool
     default: false
   chunk_size_mb:
-    description: Size of the authenticated chunks.
+    description:
+      - Ignored since artifacts are written in the age format, whose chunks are 64 KiB; kept so existing plays
+        still run.
     type: int
     default: 4
   s3:
@@ -333,7 +337,7 @@ def decrypt(module, src, dest_dir, key):
 def rotate(module, src, key, new_key, chunk):
     """Re-key one artifact (and its manifest), resumably: a file already under ``new_key`` is finished, not refused."""
     new_kid = _kid(new_key)
-    resumed = crypto.is_encrypted(src) and _header_kid(src) == new_kid
+    resumed = crypto.is_encrypted(src) and _header_kid(src, new_key) == new_kid
     if not resumed:
         checksum.verify_sidecars(src)
         crypto.check_key(src, key)
@@ -352,9 +356,9 @@ def rotate(module, src, key, new_key, chunk):
 #   3. it is hard-linked over the copy of every other tier (link to a temporary name, rename over);
 #   4. its sidecars, then its artifact manifest, are written once and linked into the same tiers;
 #   5. once every artifact of the set is done, each tier's set manifest is refreshed and signed with the new key.
-# A run killed between 2 and 4 leaves a file whose header names the new key while its sidecars still describe
+# A run killed between 2 and 4 leaves a file under the new key while its sidecars still describe
 # the old ciphertext: verification fails ("resume needed") until rekey runs again, which recognises the file by
-# the key id in its header, authenticates it by decrypting it with the new key (its AES-GCM tags), and finishes
+# the new key opening it (file key unwrapped), authenticates it by decrypting it with that key (every chunk's tag), and finishes
 # steps 3-5. The other order (sidecars first) would leave the OLD file failing NEW sidecars, which no key id can
 # explain; there is no atomic swap of two names, so the window is closed by the rerun, under the lock.
 
@@ -369,13 +373,14 @@ class RekeyError(Exception):
     """A set or artifact that cannot be re-keyed safely (not authentic, third key, damaged)."""
 
 
-def _header_kid(path):
-    with open(path, "rb") as handle:
-        return crypto.read_header(handle)[1].hex()
+def _header_kid(path, *keys):
+    """Key id of the key ``path`` is under: named in an earlier-format header, or (age) the first of ``keys``
+    that unwraps its file key; None when none does."""
+    return crypto.file_key_id(path, keys)
 
 
 def _authenticate(path, key):
-    """Decrypt ``path`` to nowhere: every AES-GCM tag checks under ``key``, or :class:`crypto.CryptoError`."""
+    """Decrypt ``path`` to nowhere: every chunk's tag checks under ``key``, or :class:`crypto.CryptoError`."""
     with open(path, "rb") as source:
         crypto.decrypt_stream(source, lambda block: None, key)
 
@@ -477,10 +482,10 @@ def rekey_artifact(name, dirs, key, new_key, chunk, dry_run=False):
     for path in paths:
         if os.path.isdir(path) or not crypto.is_encrypted(path):
             raise RekeyError("%s is named as encrypted but holds no encryption header" % path)
-        kids[path] = _header_kid(path)
+        kids[path] = _header_kid(path, new_key, key)
         if kids[path] not in (old_kid, new_kid):
             raise RekeyError("%s is encrypted under a third key (key id %s; the old key has id %s, the new one %s)"
-                             % (path, kids[path], old_kid, new_kid))
+                             % (path, kids[path] or "unknown: neither key opens it", old_kid, new_kid))
     done = []
     rekeyed = [path for path in paths if kids[path] == new_kid]
     parsed = naming.parse_backup_name(name)
@@ -526,7 +531,8 @@ def _set_done(directory, data, new_key, new_kid):
     if backupset.verify(directory, data):
         return False
     for entry in data["artifacts"]:
-        if entry["name"].endswith(crypto.EXTENSION) and _header_kid(os.path.join(directory, entry["name"])) != new_kid:
+        path = os.path.join(directory, entry["name"])
+        if entry["name"].endswith(crypto.EXTENSION) and _header_kid(path, new_key) != new_kid:
             return False
     if auth:
         try:

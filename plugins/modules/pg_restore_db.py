@@ -87,7 +87,7 @@ options:
     type: path
   encryption_key:
     description:
-      - Passphrase the safety backup is encrypted with (AES-256-GCM, the C(.enc) format of
+      - Passphrase the safety backup is encrypted with (age v1 with a passphrase, the C(.enc) format of
         M(atlasia.dr.dr_crypt)), while it is written. Give it whenever the backups are encrypted.
       - Leave it out for a plain C(.sql.gz) safety backup (private to its owner, mode 0600).
     type: str

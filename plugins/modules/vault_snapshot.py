@@ -148,7 +148,7 @@ options:
     version_added: 0.2.0
   encryption_key:
     description:
-      - With O(state=restored), passphrase the safety snapshot is encrypted with (AES-256-GCM, the C(.enc) format
+      - With O(state=restored), passphrase the safety snapshot is encrypted with (age v1 with a passphrase, the C(.enc) format
         of M(atlasia.dr.dr_crypt), streamed, so the plaintext never reaches the disk). The manifest records the key id.
       - Leave it out for a plain C(.snap) (Vault's barrier still encrypts the data inside; keep the file private).
       - Not accepted with O(state=saved); encrypt saved snapshots with M(atlasia.dr.dr_crypt).

@@ -57,7 +57,7 @@ def test_encrypted_set_round_trip_wrong_key_and_rotation(env):
         subprocess.run(["sha256sum", "-c", name + ".sha256"], cwd=str(daily), check=True, capture_output=True)
         assert KEY.encode() not in (daily / name).read_bytes()
     manifest = json.loads((daily / ("backup_%s.json" % data["set_id"])).read_text())
-    assert manifest["encryption"]["algorithm"] == "AES-256-GCM" and len(manifest["encryption"]["key_id"]) == 32
+    assert manifest["encryption"]["algorithm"] == crypto.ALGORITHM and len(manifest["encryption"]["key_id"]) == 32
 
     # a wrong key is refused before anything is touched
     env.pg.psql("INSERT INTO users (email, display_name, created_at) VALUES ('after-backup@example.com', 'after', now())", db=DB_NAME)

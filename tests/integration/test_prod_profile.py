@@ -39,7 +39,7 @@ from tests.support.postgres import table_digests
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
 
-ENC_HEADER = b"ATLASIA-DR-ENC1\n"
+ENC_HEADER = b"age-encryption.org/v1\n"
 DB = PROFILE["dr_db_name"]
 DAYS = 3
 

@@ -270,7 +270,7 @@ def test_keys_that_no_longer_open_the_data_lead_to_a_restore(world):
     assert report["action"] == "restored"
     # the safety snapshot is encrypted like every artifact of an encrypted environment, and decrypts to a snapshot
     path, data, manifest = assert_safety_snapshot(report)
-    assert path.name.endswith(".snap.enc") and data.startswith(b"ATLASIA-DR-ENC1\n")
+    assert path.name.endswith(".snap.enc") and data.startswith(b"age-encryption.org/v1\n")
     plain = run_module("atlasia.dr.dr_crypt",
                        dict(state="decrypted", src=str(path), key=ENCRYPTION_KEY, dest=str(ROOT / "safety-plain")))
     assert not plain.get("failed"), plain.get("msg")

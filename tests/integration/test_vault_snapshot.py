@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 MODULE = "atlasia.dr.vault_snapshot"
 ORIGINAL = {"username": "aiteam", "password": "original-password"}
 CHANGED = {"username": "aiteam", "password": "changed-after-snapshot"}
-ENC_MAGIC = b"ATLASIA-DR-ENC1\n"
+ENC_MAGIC = b"age-encryption.org/v1\n"
 KEY = "safety-snapshot-test-key"
 SAFETY_NAME = re.compile(r"^vault-prerestore_\d{8}_\d{6}\.snap(\.enc)?$")
 
@@ -192,7 +192,7 @@ def test_safety_snapshot_is_encrypted_with_the_key(bao, saved, tmp_path):
         assert manifest["artifact"] == os.path.basename(path) and manifest["size"] == len(data)
         assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
         assert manifest["encryption"]["key_id"] == crypto.key_id(KEY).hex()
-        assert manifest["encryption"]["algorithm"] == "AES-256-GCM"
+        assert manifest["encryption"]["algorithm"] == crypto.ALGORITHM
         assert manifest["encryption"]["plaintext"]["name"] == os.path.basename(path)[: -len(".enc")]
         assert result["safety_snapshot_data"]["encrypted"] is True
         assert KEY not in json.dumps(manifest)

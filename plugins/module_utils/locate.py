@@ -215,8 +215,13 @@ class Policy(object):
                                         "backups: %s" % (name, ", ".join(plain)), "unauthentic"))
         return problems
 
-    def file_problems(self, path, name):
-        """Problems of one artifact file on disk: encryption required, key id."""
+    def file_problems(self, path, name, authenticated=False):
+        """Problems of one artifact file on disk: encryption required, key.
+
+        ``authenticated``: the file belongs to a set whose MAC was checked under this key; the set's checksums,
+        verified next, then prove the file is the one written with this key, so its key is not opened again (an
+        age file's key costs one scrypt to open, and sets are checked many times).
+        """
         if not name.endswith(crypto.EXTENSION):
             return []
         if os.path.isdir(path):
@@ -225,6 +230,8 @@ class Policy(object):
             return [Problem("%s is named as encrypted but holds plaintext (no encryption header)" % name, "unauthentic")]
         if self.key is None:
             return [Problem("%s is encrypted: give the environment's key (dr_encryption_key)" % name, "key")]
+        if authenticated:
+            return []
         try:
             crypto.check_key(path, self.key)
         except crypto.CryptoError as exc:
@@ -313,10 +320,11 @@ class Locator(object):
             return problems
         directory = os.path.dirname(manifest_path)
         wanted = [e for e in data["artifacts"] if every_artifact or self._wanted(e)]
+        authenticated = bool(self.policy.key and data.get("auth"))
         for entry in wanted:
             path = os.path.join(directory, entry["name"])
             if os.path.lexists(path):
-                problems.extend(self.policy.file_problems(path, entry["name"]))
+                problems.extend(self.policy.file_problems(path, entry["name"], authenticated))
         if problems:
             return problems
         return backupset.verify(directory, data, None if every_artifact or not self.components else

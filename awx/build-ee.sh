@@ -27,25 +27,34 @@ echo "build-ee: awx/ee/atlasia-dr.tar.gz from $(basename "${tarball}")"
 
 for collection in community.general community.docker; do
   python - "${collection}" "awx/ee/${collection/./-}.tar.gz" <<'PY'
-import importlib.util, json, os, sys, tarfile
+import hashlib, importlib.util, io, json, os, sys, tarfile, time
 name, dest = sys.argv[1], sys.argv[2]
 namespace, short = name.split(".")
 spec = importlib.util.find_spec("ansible_collections.%s.%s" % (namespace, short))
 if spec is None or not spec.submodule_search_locations:
     sys.exit("build-ee: %s is not installed in this Python (pip install -r requirements-dev.txt)" % name)
 root = list(spec.submodule_search_locations)[0]
-files = json.load(open(os.path.join(root, "FILES.json")))["files"]
-version = json.load(open(os.path.join(root, "MANIFEST.json")))["collection_info"]["version"]
+files = json.load(open(os.path.join(root, "FILES.json")))
+manifest = json.load(open(os.path.join(root, "MANIFEST.json")))
+# The `ansible` package leaves out what a collection only needs for its own CI (tests, .azure-pipelines...):
+# FILES.json lists only what is there, so ansible-galaxy installs it and checks every file's SHA-256.
+kept = [f for f in files["files"] if f["name"] == "." or os.path.lexists(os.path.join(root, f["name"]))]
+files["files"] = kept
+files_json = json.dumps(files, indent=4).encode("utf-8")
+manifest["file_manifest_file"]["chksum_sha256"] = hashlib.sha256(files_json).hexdigest()
+manifest_json = json.dumps(manifest, indent=4).encode("utf-8")
 tmp = dest + ".tmp"
 with tarfile.open(tmp, "w:gz") as tar:
-    for member in ["MANIFEST.json", "FILES.json"] + [f["name"] for f in files if f["name"] != "."]:
-        path = os.path.join(root, member)
-        if not os.path.lexists(path):
-            sys.exit("build-ee: %s lacks %s (listed in its FILES.json): reinstall the ansible package" % (name, member))
-        tar.add(path, arcname=member, recursive=False)
+    for member, data in (("MANIFEST.json", manifest_json), ("FILES.json", files_json)):
+        info = tarfile.TarInfo(member)
+        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    for entry in kept:
+        if entry["name"] != ".":
+            tar.add(os.path.join(root, entry["name"]), arcname=entry["name"], recursive=False)
 os.chmod(tmp, 0o644)
 os.replace(tmp, dest)
-print("build-ee: %s from %s %s (%s)" % (dest, name, version, root))
+print("build-ee: %s from %s %s (%d files)" % (dest, name, manifest["collection_info"]["version"], len(kept) - 1))
 PY
 done
 

@@ -225,9 +225,9 @@ options:
       role_id:
         description:
         - Role ID of a Vault AppRole. With O(vault.secret_id), and when no token is
-          given (neither O(vault.token) nor O(vault.token_file) where the module takes
-          them), the module logs in with AppRole (C(POST auth/<approle_mount>/login))
-          and uses the token of that login for its requests.
+          given (neither C(token) nor C(token_file) where the module takes them),
+          the module logs in with AppRole (C(POST auth/<approle_mount>/login)) and
+          uses the token of that login for its requests.
         - The AppRole login takes precedence over the C(VAULT_TOKEN) environment variable.
         - The modules that do not authenticate (M(atlasia.dr.vault_init), M(atlasia.dr.vault_unseal))
           accept and ignore it, so one connection fits the whole group in C(module_defaults).

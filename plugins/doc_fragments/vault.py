@@ -49,8 +49,8 @@ options:
     default: 60
   role_id:
     description:
-      - Role ID of a Vault AppRole. With O(secret_id), and when no token is given (neither O(token) nor
-        O(token_file) where the module takes them), the module logs in with AppRole
+      - Role ID of a Vault AppRole. With O(secret_id), and when no token is given (neither C(token) nor
+        C(token_file) where the module takes them), the module logs in with AppRole
         (C(POST auth/<approle_mount>/login)) and uses the token of that login for its requests.
       - The AppRole login takes precedence over the C(VAULT_TOKEN) environment variable.
       - The modules that do not authenticate (M(atlasia.dr.vault_init), M(atlasia.dr.vault_unseal)) accept and

@@ -148,8 +148,8 @@ def test_awx_setup_syntax_and_rendered_objects(tmp_path):
 
 def test_an_environment_can_use_an_inventory_of_awx(tmp_path):
     data = controller()
-    environments = data["awx_environments"] + [{"name": "staging", "schedules": False,
-                                                 "inventory": {"source": "awx", "name": "Staging servers"}}]
+    staging_env = {"name": "staging", "schedules": False, "inventory": {"source": "awx", "name": "Staging servers"}}
+    environments = data["awx_environments"] + [staging_env]
     overrides = tmp_path / "controller.json"
     overrides.write_text(json.dumps({"awx_environments": environments}))
     dest = tmp_path / "awx-objects.json"
@@ -316,8 +316,8 @@ def test_prod_restore_job_needs_the_survey_confirmation(awx_site):
     stats = next(e for e in confirmed["events"] if e.get("event") == "playbook_on_stats")
     restores = stats["event_data"]["artifact_data"]["atlasia_dr_restore"]
     assert [(r["host"], r["verified"], r["report"]) for r in restores] == [("db1", True, str(report.with_suffix(".md")))]
-    keys = [o["Key"] for o in env.s3.client().list_objects_v2(Bucket=env.vars()["dr_s3_bucket"],
-                                                             Prefix="atlasia-backups/reports/")["Contents"]]
+    listing = env.s3.client().list_objects_v2(Bucket=env.vars()["dr_s3_bucket"], Prefix="atlasia-backups/reports/")
+    keys = [o["Key"] for o in listing["Contents"]]
     assert "atlasia-backups/reports/" + report.name in keys
 
 

@@ -197,6 +197,12 @@ options:
     description:
     - Vault connection to check, as for M(atlasia.dr.vault_snapshot). Omit to skip.
     suboptions:
+      approle_mount:
+        default: approle
+        description:
+        - Path the AppRole auth method is mounted at (C(bao/vault auth enable -path=<mount>
+          approle)).
+        type: str
       ca_cert:
         description:
         - CA certificate (PEM) that signed Vault's TLS certificate. When not set,
@@ -216,6 +222,20 @@ options:
           endpoints live in the root namespace, so this is rarely needed.
         - When not set, the C(VAULT_NAMESPACE) environment variable is used.
         type: str
+      role_id:
+        description:
+        - Role ID of a Vault AppRole. With O(vault.secret_id), and when no token is
+          given (neither C(token) nor C(token_file) where the module takes them),
+          the module logs in with AppRole (C(POST auth/<approle_mount>/login)) and
+          uses the token of that login for its requests.
+        - The AppRole login takes precedence over the C(VAULT_TOKEN) environment variable.
+        - The modules that do not authenticate (M(atlasia.dr.vault_init), M(atlasia.dr.vault_unseal))
+          accept and ignore it, so one connection fits the whole group in C(module_defaults).
+        type: str
+      secret_id:
+        description:
+        - Secret ID of the AppRole O(vault.role_id). Required together with O(vault.role_id).
+        type: str
       timeout:
         default: 60
         description:
@@ -225,8 +245,9 @@ options:
       token:
         description:
         - Vault token.
-        - When neither O(vault.token) nor O(vault.token_file) is set, the C(VAULT_TOKEN)
-          environment variable is used.
+        - When neither O(vault.token) nor O(vault.token_file) is set, the module logs
+          in with AppRole when O(vault.role_id) and O(vault.secret_id) are set, else
+          the C(VAULT_TOKEN) environment variable is used.
         - Raft snapshots need a token whose policy grants C(read) on C(sys/storage/raft/snapshot)
           (save), or C(update) on C(sys/storage/raft/snapshot) and C(sys/storage/raft/snapshot-force)
           (restore); in practice a root or operator token.

@@ -47,6 +47,24 @@ options:
         server fails after this long.
     type: int
     default: 60
+  role_id:
+    description:
+      - Role ID of a Vault AppRole. With O(secret_id), and when no token is given (neither C(token) nor
+        C(token_file) where the module takes them), the module logs in with AppRole
+        (C(POST auth/<approle_mount>/login)) and uses the token of that login for its requests.
+      - The AppRole login takes precedence over the C(VAULT_TOKEN) environment variable.
+      - The modules that do not authenticate (M(atlasia.dr.vault_init), M(atlasia.dr.vault_unseal)) accept and
+        ignore it, so one connection fits the whole group in C(module_defaults).
+    type: str
+  secret_id:
+    description:
+      - Secret ID of the AppRole O(role_id). Required together with O(role_id).
+    type: str
+  approle_mount:
+    description:
+      - Path the AppRole auth method is mounted at (C(bao/vault auth enable -path=<mount> approle)).
+    type: str
+    default: approle
 """
 
     TOKEN = r"""
@@ -54,7 +72,8 @@ options:
   token:
     description:
       - Vault token.
-      - When neither O(token) nor O(token_file) is set, the C(VAULT_TOKEN) environment variable is used.
+      - When neither O(token) nor O(token_file) is set, the module logs in with AppRole when O(role_id) and
+        O(secret_id) are set, else the C(VAULT_TOKEN) environment variable is used.
       - Raft snapshots need a token whose policy grants C(read) on C(sys/storage/raft/snapshot) (save), or
         C(update) on C(sys/storage/raft/snapshot) and C(sys/storage/raft/snapshot-force) (restore); in
         practice a root or operator token.

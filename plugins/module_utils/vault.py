@@ -7,8 +7,9 @@
 PRIVATE to this collection: names and signatures may change in any release; do not import this file from
 outside ``atlasia.dr``.
 
-- :func:`vault_argument_spec` / :func:`resolve_token`: the connection options documented by the
-  ``atlasia.dr.vault`` doc fragment.
+- :func:`vault_argument_spec` / :func:`resolve_token` / :func:`obtain_token`: the connection options
+  documented by the ``atlasia.dr.vault`` doc fragment; :func:`obtain_token` logs in with AppRole
+  (``POST auth/<approle_mount>/login``) when no token is given and a role_id/secret_id pair is.
 - :class:`VaultClient`: requests through ``ansible.module_utils.urls.Request`` (no third-party library),
   bodies streamed both ways, every failure raised as a :class:`VaultError` whose ``kind`` tells the
   on-call engineer what to fix (sealed, permission denied, invalid token, unreachable, TLS...).
@@ -80,6 +81,9 @@ def vault_argument_spec():
         url=dict(type="str", fallback=(env_fallback, ["VAULT_ADDR"]), aliases=["addr"]),
         token=dict(type="str", no_log=True),
         token_file=dict(type="path"),
+        role_id=dict(type="str", no_log=False),
+        secret_id=dict(type="str", no_log=True),
+        approle_mount=dict(type="str", default="approle"),
         namespace=dict(type="str", fallback=(env_fallback, ["VAULT_NAMESPACE"])),
         ca_cert=dict(type="path", fallback=(env_fallback, ["VAULT_CACERT"])),
         client_cert=dict(type="path"),
@@ -90,7 +94,7 @@ def vault_argument_spec():
 
 
 VAULT_MUTUALLY_EXCLUSIVE = [["token", "token_file"]]
-VAULT_REQUIRED_TOGETHER = [["client_cert", "client_key"]]
+VAULT_REQUIRED_TOGETHER = [["client_cert", "client_key"], ["role_id", "secret_id"]]
 
 
 class VaultError(Exception):
@@ -138,6 +142,44 @@ def resolve_token(params, environ=None):
         return token
     token = (environ.get("VAULT_TOKEN") or "").strip()
     return token or None
+
+
+def approle_login(client, role_id, secret_id, mount="approle"):
+    """Log in with AppRole (``POST auth/<mount>/login``); returns the client token of the login.
+
+    Raises :class:`VaultError` with kind ``invalid_token`` when Vault refuses the role_id/secret_id pair.
+    """
+    mount = (mount or "approle").strip("/")
+    try:
+        answer = client.json("POST", "auth/%s/login" % mount, body=dict(role_id=role_id, secret_id=secret_id),
+                             auth=False)
+    except VaultError as exc:
+        if exc.kind in (PERMISSION_DENIED, HTTP_ERROR) and exc.status in (400, 403):
+            raise VaultError("AppRole login at auth/%s/login refused (%s): check role_id and secret_id, and that AppRole is enabled "
+                             "at auth/%s (a secret_id can expire or be used up: generate a new one with bao/vault write -f auth/%s/role/"
+                             "<role>/secret-id)" % (mount, "; ".join(exc.errors) or exc, mount, mount),
+                             kind=INVALID_TOKEN, status=exc.status, errors=exc.errors)
+        if exc.status == 404 or (exc.kind == HTTP_ERROR and "no handler" in str(exc).lower()):
+            raise VaultError("no AppRole auth method at auth/%s: enable it (bao/vault auth enable approle) or set "
+                             "approle_mount" % mount, kind=INVALID_ARGUMENT, status=exc.status, errors=exc.errors)
+        raise
+    token = ((answer or {}).get("auth") or {}).get("client_token")
+    if not token:
+        raise VaultError("AppRole login at auth/%s/login answered no client_token" % mount, kind=BAD_RESPONSE)
+    return token
+
+
+def obtain_token(params, client, environ=None):
+    """The token to use: O(token), O(token_file), else an AppRole login with O(role_id)/O(secret_id), else
+    ``VAULT_TOKEN``; ``None`` when there is none. ``client`` (a :class:`VaultClient`) does the login."""
+    environ = os.environ if environ is None else environ
+    if params.get("token") or params.get("token_file"):
+        return resolve_token(params, environ)
+    if params.get("role_id") or params.get("secret_id"):
+        if not (params.get("role_id") and params.get("secret_id")):
+            raise VaultError("AppRole login needs both role_id and secret_id", kind=MISSING_TOKEN)
+        return approle_login(client, params["role_id"], params["secret_id"], params.get("approle_mount"))
+    return resolve_token(params, environ)
 
 
 def clean_errors(errors):

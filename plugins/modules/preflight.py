@@ -189,7 +189,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.vault import (
     VAULT_MUTUALLY_EXCLUSIVE,
     VaultClient,
     VaultError,
-    resolve_token,
+    obtain_token,
     vault_argument_spec,
 )
 
@@ -260,11 +260,13 @@ def check_vault(module, checks):
     params = module.params["vault"]
     target = params.get("url") or "Vault"
     try:
-        token = resolve_token(params)
+        client = VaultClient.from_params(params)
+        token = obtain_token(params, client)
         if not token:
-            checks.add("vault", target, False, "no token", "set dr_vault_token (in the environment's vault.yml)")
+            checks.add("vault", target, False, "no token",
+                       "set dr_vault_token, or dr_vault_role_id and dr_vault_secret_id (in the environment's vault.yml)")
             return
-        client = VaultClient.from_params(params, token=token)
+        client.token = token
         status = client.preflight()
         allowed = client.check_capabilities(VAULT_SNAPSHOT_PATH, ["read"])
         detail = "unsealed, raft storage, version %s" % status.get("version", "?")

@@ -438,7 +438,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.vault import (
     VaultError,
     inspect_snapshot,
     read_back_snapshot,
-    resolve_token,
+    obtain_token,
     vault_argument_spec,
     write_snapshot,
 )
@@ -837,16 +837,15 @@ def main():
     if module.params["timeout"] <= 0 or module.params["wait_timeout"] <= 0:
         _fail(module, "timeout and wait_timeout must be positive", INVALID_ARGUMENT)
     try:
-        token = resolve_token(module.params)
+        client = VaultClient.from_params(module.params)
+        token = obtain_token(module.params, client)
     except VaultError as exc:
         _fail_vault(module, exc)
     if not token:
-        _fail(module, "no Vault token: set token or token_file, or VAULT_TOKEN in the environment", MISSING_TOKEN)
+        _fail(module, "no Vault token: set token or token_file, role_id and secret_id (AppRole), or VAULT_TOKEN in "
+              "the environment", MISSING_TOKEN)
     module.no_log_values.add(token)
-    try:
-        client = VaultClient.from_params(module.params, token=token)
-    except VaultError as exc:
-        _fail_vault(module, exc)
+    client.token = token
     if module.params["state"] == "saved":
         save(module, client, t0)
     else:

@@ -55,21 +55,24 @@ def test_ansible_builder_creates_the_ee_context(ee_context):
     assert 'ARG EE_BASE_IMAGE="quay.io/centos/centos:stream9"' in dockerfile
     assert 'ARG ANSIBLE_INSTALL_REFS="ansible-core==2.19.14 ansible-runner==2.4.3"' in dockerfile
     assert "ansible-galaxy collection install $ANSIBLE_GALAXY_CLI_COLLECTION_OPTS -r requirements.yml" in dockerfile
-    # the galaxy stage has ansible-core only: galaxy.yml's dependencies come with the `ansible` package later
+    # every collection is a tarball of the context: nothing is resolved on Galaxy
     assert 'ARG ANSIBLE_GALAXY_CLI_COLLECTION_OPTS="--no-deps"' in dockerfile
     assert "RUN $PKGMGR -y module enable postgresql:15" in dockerfile
     build = ee_context / "_build"
     for name in ("requirements.txt", "bindep.txt", "requirements.yml"):
         assert (build / name).read_text() == (REPO_ROOT / name).read_text()
-    assert (build / "collections" / "atlasia-dr.tar.gz").is_file()
+    # ansible-core, not the `ansible` package
+    assert not any(line.split("=")[0].strip() == "ansible" for line in (build / "requirements.txt").read_text().splitlines())
+    for name in ("atlasia-dr.tar.gz", "community-general.tar.gz", "community-docker.tar.gz"):
+        assert (build / "collections" / name).is_file(), name
     # bindep reads the system requirements (exit 1 only lists packages missing on this machine)
     proc = run([VENV_BIN / "bindep", "--file", REPO_ROOT / "bindep.txt", "--brief"])
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
 
 
 def install_collection(ee_context, dest):
-    """What the EE's galaxy stage does in /build: install requirements.yml (offline, from the tarball), with the
-    options execution-environment.yml gives it (--no-deps: that stage has no `ansible` package)."""
+    """What the EE's galaxy stage does in /build: install requirements.yml (offline, from the tarballs), with the
+    options execution-environment.yml gives it (--no-deps: nothing from Galaxy)."""
     env = ansible_env({"ANSIBLE_GALAXY_DISABLE_GPG_VERIFY": "1", "ANSIBLE_COLLECTIONS_PATH": str(dest)})
     env.pop("ANSIBLE_CONFIG")  # the image build has no ansible.cfg (this checkout's would find atlasia.dr installed)
     ee = yaml.safe_load((REPO_ROOT / "execution-environment.yml").read_text())
@@ -90,6 +93,14 @@ def test_requirements_install_the_collection_without_galaxy(ee_context, tmp_path
                  "plugins/modules/pg_scratch_db.py", "playbooks/verify.yml"):
         assert (installed / path).is_file(), path
     assert not (installed / ".venv").exists() and not (installed / ".tmp").exists()
+    # the collections the roles use, exactly those, each consistent with its manifest
+    root = installed.parents[1]
+    assert sorted(p.parent.name + "." + p.name for p in root.glob("*/*") if p.is_dir()) == [
+        "atlasia.dr", "community.docker", "community.general"]
+    for name in ("community.general", "community.docker"):
+        proc = run([VENV_BIN / "ansible-galaxy", "collection", "verify", "--offline", name, "-p", root.parent],
+                   cwd=tmp_path)
+        assert proc.returncode == 0 and "internally consistent" in proc.stdout, proc.stdout + proc.stderr
 
 
 # -- awx_setup.yml -------------------------------------------------------------------------------------------
@@ -129,6 +140,40 @@ def test_awx_setup_syntax_and_rendered_objects(tmp_path):
     assert all(s["unified_job_template"] in targets for s in schedules)
     # the credential type's injectors reach AWX untemplated
     assert objects["credential_type"]["injectors"]["extra_vars"]["vault_dr_db_password"] == "{{ db_password }}"
+    assert objects["credential_type"]["injectors"]["extra_vars"]["vault_dr_encryption_key"] == \
+        "{{ encryption_key | default('') }}"
+    assert [s["source_path"] for s in objects["inventory_sources"]] == ["inventories/%s/hosts.yml" % e for e in envs]
+    assert objects["external_inventories"] == []
+
+
+def test_an_environment_can_use_an_inventory_of_awx(tmp_path):
+    data = controller()
+    staging_env = {"name": "staging", "schedules": False, "inventory": {"source": "awx", "name": "Staging servers"}}
+    environments = data["awx_environments"] + [staging_env]
+    overrides = tmp_path / "controller.json"
+    overrides.write_text(json.dumps({"awx_environments": environments}))
+    dest = tmp_path / "awx-objects.json"
+    proc = run([VENV_BIN / "ansible-playbook", "playbooks/awx_setup.yml", "-i", "localhost,", "-c", "local",
+                "-e", "ansible_python_interpreter=%s" % VENV_PYTHON, "-e", "@%s" % overrides,
+                "-e", "awx_render_only=true", "-e", "awx_render_dest=%s" % dest])
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+    objects = json.loads(dest.read_text())
+    staging = [t for t in objects["job_templates"] if t["environment"] == "staging"]
+    assert len(staging) == len(data["awx_job_templates"])
+    assert all(t["inventory"] == "Staging servers" for t in staging)
+    assert next(w for w in objects["workflows"] if w["name"].startswith("atlasia.dr staging "))["inventory"] == \
+        "Staging servers"
+    # used as it is: neither created nor synced from the project
+    assert objects["external_inventories"] == ["Staging servers"]
+    assert "Staging servers" not in objects["inventories"] and "atlasia.dr staging" not in objects["inventories"]
+    assert not any(s["inventory"] == "Staging servers" for s in objects["inventory_sources"])
+
+    environments[-1]["inventory"] = {"source": "awx"}
+    overrides.write_text(json.dumps({"awx_environments": environments}))
+    proc = run([VENV_BIN / "ansible-playbook", "playbooks/awx_setup.yml", "-i", "localhost,", "-c", "local",
+                "-e", "ansible_python_interpreter=%s" % VENV_PYTHON, "-e", "@%s" % overrides,
+                "-e", "awx_render_only=true", "-e", "awx_render_dest=%s" % dest])
+    assert proc.returncode != 0 and "awx_environments staging: inventory must be" in proc.stdout, proc.stdout[-3000:]
 
 
 def test_awx_setup_uses_only_options_the_awx_modules_have():
@@ -267,6 +312,13 @@ def test_prod_restore_job_needs_the_survey_confirmation(awx_site):
     assert table_digests(env.pg, DB_NAME) == before
     report = sorted((env.root / "reports").glob("restore-*.json"))[-1]
     assert json.loads(report.read_text())["environment"] == "prod"
+    # the summary is a job artifact (set_stats), the report is kept in S3 beside the sets
+    stats = next(e for e in confirmed["events"] if e.get("event") == "playbook_on_stats")
+    restores = stats["event_data"]["artifact_data"]["atlasia_dr_restore"]
+    assert [(r["host"], r["verified"], r["report"]) for r in restores] == [("db1", True, str(report.with_suffix(".md")))]
+    listing = env.s3.client().list_objects_v2(Bucket=env.vars()["dr_s3_bucket"], Prefix="atlasia-backups/reports/")
+    keys = [o["Key"] for o in listing["Contents"]]
+    assert "atlasia-backups/reports/" + report.name in keys
 
 
 def test_a_job_with_an_invalid_answer_is_not_started(awx_site):

@@ -131,3 +131,25 @@ def test_record_mode_adopts_a_restore_report_once(site):
 def test_drill_playbook_syntax_with_rebuild_mode(site):
     result = playbook("drill.yml", site["inventory"], "--syntax-check", "-e", "drill_mode=rebuild")
     assert result.returncode == 0, tail(result)
+
+
+def test_history_and_reports_persist_in_s3(site):
+    """An AWX job starts in an empty folder: the history and the reports live on in S3 under <prefix>reports/."""
+    client = site["env"].s3.client()
+    prefix = "atlasia-backups/"  # dr_s3_prefix of the role's defaults
+    bucket = site["env"].vars()["dr_s3_bucket"]
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix + "reports/").get("Contents", [])]
+    local = history(site)
+    remote = client.get_object(Bucket=bucket, Key=prefix + "reports/drills.jsonl")["Body"].read().decode()
+    assert [json.loads(line)["started"] for line in remote.splitlines()] == [line["started"] for line in local]
+    for kind in ("drill", "restore"):
+        newest = Path(newest_report(site["reports"], kind)["_path"])
+        assert prefix + "reports/" + newest.name in keys and prefix + "reports/" + newest.with_suffix(".md").name in keys
+    # a run in a fresh folder reads the history back before it appends: the run recorded above is refused again
+    fresh = site["env"].root / "fresh-reports"
+    restore = newest_report(site["reports"], "restore")
+    result = playbook("drill.yml", site["inventory"], "-e", "drill_mode=record", "-e", "drill_record=" + restore["_path"],
+                      "-e", "dr_reports_dir=%s" % fresh, extra_env={"ANSIBLE_SHOW_CUSTOM_STATS": "true"})
+    assert result.returncode != 0
+    assert "is already in" in result.stdout + result.stderr
+    assert len((fresh / "drills.jsonl").read_text().splitlines()) == len(local)

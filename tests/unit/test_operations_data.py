@@ -211,8 +211,33 @@ def test_credential_type_injects_what_the_inventories_read():
     for value in injected.values():
         assert set(re.findall(r"\{\{\s*(\w+)", value)) <= fields
     prod = (REPO_ROOT / "inventories" / "prod" / "group_vars" / "prod" / "main.yml").read_text()
-    for name in ("vault_dr_db_password", "vault_dr_vault_token", "vault_dr_webhook_url"):
+    for name in ("vault_dr_db_password", "vault_dr_vault_token", "vault_dr_webhook_url", "vault_dr_encryption_key",
+                 "vault_dr_vault_role_id", "vault_dr_vault_secret_id"):
         assert name in injected and name in prod
+    secret = set(f["id"] for f in data["awx_credential_type"]["inputs"]["fields"] if f.get("secret"))
+    assert {"db_password", "encryption_key", "vault_token", "vault_secret_id", "s3_secret_key"} <= secret
+
+
+def test_collections_of_the_ee_are_those_the_roles_and_playbooks_use():
+    used = set()
+    for path in list((REPO_ROOT / "roles").rglob("*.yml")) + list((REPO_ROOT / "playbooks").glob("*.yml")):
+        if path.name == "awx_setup.yml":  # runs where AWX is administered, not in the EE
+            continue
+        used.update(re.findall(r"\b(community\.[a-z_]+|ansible\.(?!builtin)[a-z_]+|awx\.awx)\.[a-z_]+",
+                               path.read_text()))
+    galaxy = yaml.safe_load((REPO_ROOT / "requirements.yml").read_text())
+    shipped = set(c["name"].split("/")[-1][:-len(".tar.gz")].replace("-", ".", 1) for c in galaxy["collections"])
+    assert used == shipped - {"atlasia.dr"}
+
+
+def test_every_environment_names_where_its_inventory_comes_from():
+    for environment in controller()["awx_environments"]:
+        inventory = environment.get("inventory", {"source": "project"})
+        assert inventory["source"] in ("project", "awx")
+        if inventory["source"] == "project":
+            assert (REPO_ROOT / "inventories" / environment["name"] / "hosts.yml").is_file()
+        else:
+            assert inventory["name"]
 
 
 # -- execution environment -----------------------------------------------------------------------------------
@@ -228,12 +253,15 @@ def test_execution_environment_definition():
     core = re.search(r"^ansible-core==(\S+)$", dev, re.M).group(1)
     assert deps["ansible_core"]["package_pip"] == "ansible-core==" + core
     requirements = (REPO_ROOT / "requirements.txt").read_text()
-    for name in ("ansible", "boto3"):
-        pinned = re.search(r"^%s==(\S+)$" % name, dev, re.M).group(1)
-        assert "%s==%s" % (name, pinned) in requirements
+    pinned = re.search(r"^boto3==(\S+)$", dev, re.M).group(1)
+    assert "boto3==%s" % pinned in requirements
+    # ansible-core only, not the whole `ansible` package
+    assert not re.search(r"^ansible\b", requirements, re.M)
+    # the collections are tarballs of the build context (no Galaxy): atlasia.dr and what its roles use
+    tarballs = ["atlasia-dr.tar.gz", "community-general.tar.gz", "community-docker.tar.gz"]
     galaxy = yaml.safe_load((REPO_ROOT / "requirements.yml").read_text())
-    assert galaxy["collections"] == [{"name": "collections/atlasia-dr.tar.gz", "type": "file"}]
-    assert ee["additional_build_files"] == [{"src": "awx/ee/atlasia-dr.tar.gz", "dest": "collections"}]
+    assert galaxy["collections"] == [{"name": "collections/" + t, "type": "file"} for t in tarballs]
+    assert ee["additional_build_files"] == [{"src": "awx/ee/" + t, "dest": "collections"} for t in tarballs]
 
 
 # -- monitoring files (promtool checks them in tests/integration/test_monitor.py) ------------------------------

@@ -415,6 +415,34 @@ def test_token_resolution(tmp_path):
         assert err.value.kind == vault.MISSING_TOKEN
 
 
+class _LoginStub(object):
+    """Answers an AppRole login like Vault; records the requests."""
+
+    def __init__(self, answer=None):
+        self.calls = []
+        self.answer = answer if answer is not None else {"auth": {"client_token": "s.approle"}}
+
+    def json(self, method, path, body=None, auth=True, **kwargs):
+        self.calls.append((method, path, body, auth))
+        return self.answer
+
+
+def test_obtain_token_prefers_a_token_then_approle_then_the_environment():
+    client = _LoginStub()
+    params = {"token": "s.a", "role_id": "r", "secret_id": "x"}
+    assert vault.obtain_token(params, client, {"VAULT_TOKEN": "s.env"}) == "s.a" and not client.calls
+    params = {"role_id": "r", "secret_id": "x", "approle_mount": "ci/"}
+    assert vault.obtain_token(params, client, {"VAULT_TOKEN": "s.env"}) == "s.approle"
+    assert client.calls == [("POST", "auth/ci/login", {"role_id": "r", "secret_id": "x"}, False)]
+    assert vault.obtain_token({}, client, {"VAULT_TOKEN": "s.env"}) == "s.env"
+    with pytest.raises(vault.VaultError) as err:
+        vault.obtain_token({"role_id": "r"}, client, {})
+    assert err.value.kind == vault.MISSING_TOKEN
+    with pytest.raises(vault.VaultError) as err:
+        vault.obtain_token({"role_id": "r", "secret_id": "x"}, _LoginStub(answer={"auth": None}), {})
+    assert err.value.kind == vault.BAD_RESPONSE
+
+
 # -- the module's main() ------------------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils import (
     crypto,
     dbprops,
     naming,
+    progress,
 )
 from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import (
     BackgroundSink,
@@ -194,9 +195,18 @@ def write_dump(module, client, opts):
         encryptor = crypto.Encryptor(key, out.write) if key else None
         write = encryptor.write if encryptor else out.handle.write
 
+        # the database's size: the only estimate of a dump's size before it is written
+        report = progress.Reporter.from_module(module, verb="written")
+        if report.enabled:
+            try:
+                report.set_total(client.database_size(db, db), estimate=True)
+            except PostgresError:
+                pass  # no estimate: bytes and rate only
+
         def sink(block):
             write(block)
             behind(block)
+            report.add(len(block))
 
         client.pipeline(stages, sink=sink, env_extra=env_extra)
         behind.close()

@@ -195,9 +195,12 @@ def write_dump(module, client, opts):
         encryptor = crypto.Encryptor(key, out.write) if key else None
         write = encryptor.write if encryptor else out.handle.write
 
-        # the database's size: the only estimate of a dump's size before it is written
         report = progress.Reporter.from_module(module, verb="written")
-        if report.enabled:
+        if report.enabled and opts["format"] == "plain":
+            # the plain SQL (measured by the check, after decompression) against the database's size: the only
+            # estimate there is before the dump ends; an archive's compressed output has no such yardstick
+            report.verb = "dumped"
+            report.measure = lambda: check.keeper.size
             try:
                 report.set_total(client.database_size(db, db), estimate=True)
             except PostgresError:

@@ -32,18 +32,21 @@ def progress_argument_spec():
 
 
 class Reporter(object):
-    """Counts bytes and writes ``{"done", "total", "estimate", "verb", "started", "updated", "pgid"}``.
+    """Counts bytes and writes ``{"done", "total", "estimate", "verb", "started", "updated"[, "written"]}``.
 
     ``total`` is the expected number of bytes (None when unknown); ``estimate`` says it is a guess (a database's
     size for a dump) rather than a file's size. Writing never fails the module: a state that cannot be written
     (permissions, disk full) turns the reporter off.
     """
 
-    def __init__(self, path, total=None, estimate=False, verb="written", clock=time.time):
+    def __init__(self, path, total=None, estimate=False, verb="written", clock=time.time, measure=None):
         self.path = path
         self.total = total
         self.estimate = estimate
         self.verb = verb
+        # when what is compared with ``total`` is not the bytes counted here (a compressed dump's output is
+        # counted, its uncompressed size is measured): the counted bytes are then reported as ``written``
+        self.measure = measure
         self.done = 0
         self._clock = clock
         self._started = clock()
@@ -76,9 +79,11 @@ class Reporter(object):
         self.add(len(block))
 
     def state(self, now=None):
-        return {"done": self.done, "total": self.total, "estimate": bool(self.estimate), "verb": self.verb,
-                "started": self._started, "updated": self._clock() if now is None else now,
-                "pgid": os.getpgid(0)}
+        state = {"done": self.done, "total": self.total, "estimate": bool(self.estimate), "verb": self.verb,
+                 "started": self._started, "updated": self._clock() if now is None else now}
+        if self.measure is not None:
+            state["done"], state["written"] = self.measure(), self.done
+        return state
 
     def write(self, now=None):
         if self._next is None:
@@ -162,4 +167,6 @@ def format_line(label, state, previous=None):
         parts.append("%s/s" % human_bytes(rate))
         if total and total > done:
             parts.append("about %s left" % human_duration((total - done) / rate))
+    if state.get("written") is not None:
+        parts.append("%s written" % human_bytes(state["written"]))
     return "%s: %s" % (label, ", ".join(parts))

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -42,7 +41,6 @@ def test_reporter_writes_at_most_once_a_second(tmp_path):
     state = json.loads(path.read_text())
     assert state["done"] == 200 and state["total"] == 4096 and state["estimate"] is True
     assert state["verb"] == "written" and state["started"] == 1000.0 and state["updated"] == 1001.0
-    assert state["pgid"] == os.getpgid(0)
     clock.now += 0.5
     report.add(100)
     assert json.loads(path.read_text())["done"] == 200  # not due yet
@@ -114,3 +112,18 @@ def test_state_file_is_world_readable_and_removed_by_close(tmp_path):
     assert oct(path.stat().st_mode & 0o777) == "0o644"
     report.close()
     assert not path.exists()
+
+
+def test_measured_progress_reports_the_counted_bytes_as_written(tmp_path):
+    path = tmp_path / "progress.json"
+    clock = Clock()
+    plain = {"size": 0}
+    report = progress.Reporter(str(path), total=10 * 1024 ** 2, estimate=True, verb="dumped", clock=clock,
+                               measure=lambda: plain["size"])
+    plain["size"] = 4 * 1024 ** 2
+    clock.now += 2
+    report.add(1024 ** 2)
+    state = json.loads(path.read_text())
+    assert (state["done"], state["written"]) == (4 * 1024 ** 2, 1024 ** 2)
+    assert progress.format_line("pg_dump_backup on db1", state) == (
+        "pg_dump_backup on db1: 4.0 MiB of about 10.0 MiB dumped, 2.0 MiB/s, about 3 s left, 1.0 MiB written")

@@ -35,8 +35,8 @@ def slow_db(pg_server):
 
 
 def _play(pg_server, db, tmp_path):
-    args = h.conn_args(pg_server, db, login_password="{{ atlasia_test_password }}", format="plain", dump_options=["--inserts"],
-                       compression="gzip", compression_level=9, compression_threads=1)
+    args = h.conn_args(pg_server, db, login_password="{{ atlasia_test_password }}", format="plain",
+                       dump_options=["--inserts"], compression="gzip", compression_level=9, compression_threads=1)
     tasks = []
     for name, interval in (("with progress", INTERVAL), ("without progress", 0)):
         tasks.append({"name": name, "atlasia.dr.pg_dump_backup": dict(args, dest=str(tmp_path / name.split()[0])),

@@ -12,7 +12,7 @@ path comes from the internal ``progress_file`` option, which the collection's ac
 per block. The file is removed when the module exits.
 
 Controller side: :func:`format_line` turns two successive states into the line the action plugin prints, e.g.
-``pg_dump_backup on db1: 1.2 GiB of about 3.4 GiB written, 85 MiB/s, about 26 s left``.
+``pg_dump_backup on db1: 1.2 GiB of about 3.4 GiB dumped, 85 MiB/s, about 26 s left, 210 MiB written``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import atexit
 import json
 import os
 import tempfile
+import threading
 import time
 
 WRITE_EVERY = 1.0
@@ -52,6 +53,7 @@ class Reporter(object):
         self._started = clock()
         self._next = self._started + WRITE_EVERY if path else None
         self._registered = False
+        self._lock = threading.Lock()
 
     @classmethod
     def from_module(cls, module, **kwargs):
@@ -66,13 +68,17 @@ class Reporter(object):
         self.estimate = estimate
 
     def add(self, count):
-        """``count`` more bytes handled; writes the state when it is due."""
-        self.done += count
-        if self._next is not None:
+        """``count`` more bytes handled; writes the state when it is due. Thread-safe (boto3 calls it from its
+        transfer threads)."""
+        with self._lock:
+            self.done += count
+            if self._next is None:
+                return
             now = self._clock()
-            if now >= self._next:
-                self._next = now + WRITE_EVERY
-                self.write(now)
+            if now < self._next:
+                return
+            self._next = now + WRITE_EVERY
+            self.write(now)
 
     def __call__(self, block):
         """Usable as a sink beside others: counts ``len(block)``."""

@@ -10,8 +10,8 @@ the shell's ``system_tmpdirs``, where the module's user can write and the login 
 ``module_utils/progress.py``), runs the module exactly as a normal task does (same transfer, pipelining, become,
 result parsing) in a thread of the worker process, and meanwhile, every ``dr_progress_interval`` seconds (default
 10, 0 turns this off), reads that file through a copy of the connection and prints one line such as
-``pg_dump_backup on db1: 1.2 GiB of about 3.4 GiB dumped, 85 MiB/s, about 26 s left, 210 MiB written``. The line goes to stderr
-when the stdout callback writes JSON, which any other line on stdout would break.
+``pg_dump_backup on db1: 1.2 GiB of about 3.4 GiB dumped, 85 MiB/s, about 26 s left, 210 MiB written``.
+The line goes to stderr when the stdout callback writes JSON, which any other line on stdout would break.
 
 A module that ends before the first interval costs nothing more than a normal run: no extra command reaches the
 host. The read uses no become (the file is world-readable and holds only byte counts and times) and a copy of the

@@ -88,8 +88,8 @@ def test_line_with_an_estimated_total():
 
 
 def test_line_with_an_exact_total_and_the_rate_since_the_start():
-    line = progress.format_line("s3_backup_transfer on db1", state(50 * 1024 ** 2, 5.0, total=100 * 1024 ** 2,
-                                                                       verb="uploaded"))
+    halfway = state(50 * 1024 ** 2, 5.0, total=100 * 1024 ** 2, verb="uploaded")
+    line = progress.format_line("s3_backup_transfer on db1", halfway)
     assert line == "s3_backup_transfer on db1: 50.0 MiB of 100 MiB uploaded, 10.0 MiB/s, about 5 s left"
 
 

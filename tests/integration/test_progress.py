@@ -13,6 +13,7 @@ import re
 import pytest
 
 from tests.integration import pg_helpers as h
+from tests.support import VENV_PYTHON
 from tests.support.ansible_run import run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -93,3 +94,47 @@ def test_long_dump_prints_progress_and_returns_the_same_result(pg_server, slow_d
         one.pop(key, None)
         two.pop(key, None)
     assert one == two
+
+
+@pytest.fixture
+def ssh_host():
+    from tests.support.sshd import SshServer
+
+    if os.geteuid() != 0:
+        pytest.skip("the SSH test host needs root (sshd, useradd, sudoers)")
+    server = SshServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_progress_over_ssh_with_become(pg_server, slow_db, tmp_path, ssh_host):
+    """As in production: an unprivileged login user, the module run by root through sudo; the progress file is
+    written by root and read by the login user, without become."""
+    inventory = tmp_path / "hosts.json"
+    host_vars = dict(ssh_host.inventory_vars(), ansible_python_interpreter=str(VENV_PYTHON), ansible_become=True,
+                     ansible_become_method="sudo", ansible_become_user="root")
+    inventory.write_text(json.dumps({"all": {"hosts": {"db1": host_vars}}}))
+    args = h.conn_args(pg_server, slow_db, login_password="{{ atlasia_test_password }}", format="plain",
+                       dump_options=["--inserts"], compression="gzip", compression_level=9, compression_threads=1,
+                       dest=str(tmp_path / "dumps"))
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps([{"hosts": "db1", "gather_facts": False, "tasks": [
+        {"name": "dump", "atlasia.dr.pg_dump_backup": args, "vars": {"dr_progress_interval": 2},
+         "register": "dump"},
+        {"name": "who ran it", "ansible.builtin.command": "id -un", "register": "who", "changed_when": False},
+        {"name": "show", "ansible.builtin.debug": {"msg": "ran as {{ who.stdout }}, {{ dump.duration }} s"}},
+    ]}]))
+    vars_file = tmp_path / "vars.json"
+    fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"atlasia_test_password": pg_server.password}, handle)
+    proc = run_playbook(playbook, inventory=inventory, extra_args=["-e", f"@{vars_file}"], timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + ssh_host.log_tail()
+    assert "ran as root" in proc.stdout
+    lines = [line for line in _section(proc.stdout, "dump") if line.startswith("pg_dump_backup on db1: ")]
+    print("\n".join([""] + lines))  # shown with pytest -s
+    assert lines, proc.stdout[-3000:]
+    assert all(LINE.match(line.replace(" on db1:", " on localhost:")) for line in lines), lines
+    assert (tmp_path / "dumps").is_dir() and os.stat(tmp_path / "dumps").st_uid == 0

@@ -32,6 +32,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils import (
     crypto,
     dbprops,
     naming,
+    progress,
 )
 from ansible_collections.atlasia.dr.plugins.module_utils.pipeline import (
     BackgroundSink,
@@ -194,9 +195,21 @@ def write_dump(module, client, opts):
         encryptor = crypto.Encryptor(key, out.write) if key else None
         write = encryptor.write if encryptor else out.handle.write
 
+        report = progress.Reporter.from_module(module, verb="written")
+        if report.enabled and opts["format"] == "plain":
+            # the plain SQL (measured by the check, after decompression) against the database's size: the only
+            # estimate there is before the dump ends; an archive's compressed output has no such yardstick
+            report.verb = "dumped"
+            report.measure = lambda: check.keeper.size
+            try:
+                report.set_total(client.database_size(db, db), estimate=True)
+            except PostgresError:
+                pass  # no estimate: bytes and rate only
+
         def sink(block):
             write(block)
             behind(block)
+            report.add(len(block))
 
         client.pipeline(stages, sink=sink, env_extra=env_extra)
         behind.close()

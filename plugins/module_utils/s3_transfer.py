@@ -29,6 +29,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.checksum import (
     tree_listing,
 )
 from ansible_collections.atlasia.dr.plugins.module_utils.naming import manifest_name, parse_backup_name, sidecar_names
+from ansible_collections.atlasia.dr.plugins.module_utils.progress import Reporter
 from ansible_collections.atlasia.dr.plugins.module_utils.retention import group_names
 from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
     Boto3Error,
@@ -188,6 +189,9 @@ class BackupTransfer(object):
         self.params = module.params
         self.bucket = self.params["bucket"]
         self.result = dict(changed=False, mode=self.params["mode"])
+        # progress lines of the action plugin (a no-op unless it set progress_file)
+        self.progress = Reporter(self.params.get("progress_file"),
+                                 verb="uploaded" if self.params["mode"] == "upload" else "downloaded")
 
     def run(self):
         """Do what ``params['mode']`` says; the outcome is in :attr:`result`."""
@@ -223,6 +227,7 @@ class BackupTransfer(object):
                 for chunk in body.iter_chunks(CHUNK):
                     handle.write(chunk)
                     hasher.update(chunk)
+                    self.progress.add(len(chunk))
         finally:
             body.close()
         self.result["bytes_transferred"] += hasher.size
@@ -416,9 +421,10 @@ class BackupTransfer(object):
             result["changed"] = bool(todo or stale)
             result["bytes_transferred"] = sum(item[3] for item in todo)
             return
+        self.progress.set_total(sum(item[3] for item in todo))
         for path, item_key, item_digests, item_size in todo:
             self.client.upload_file(path, self.bucket, item_key, ExtraArgs=self._extra_args(item_digests),
-                                    Config=self._transfer_config(item_size))
+                                    Config=self._transfer_config(item_size), Callback=self.progress.add)
             result["changed"] = True
             result["transferred"].append(item_key)
             result["bytes_transferred"] += item_size
@@ -569,6 +575,7 @@ class BackupTransfer(object):
         temp = self._start_download(final, [key], matches)
         if temp is None:
             return
+        self.progress.set_total(head.get("ContentLength"))
         try:
             answer, hasher = self._fetch(key, temp)
             digests = hasher.hexdigests()

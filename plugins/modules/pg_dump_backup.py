@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - atlasia.dr.postgres
   - atlasia.dr.compression
+  - atlasia.dr.progress
 attributes:
   check_mode:
     support: full
@@ -184,7 +185,7 @@ server_version:
 
 import time
 
-from ansible_collections.atlasia.dr.plugins.module_utils import pgdump
+from ansible_collections.atlasia.dr.plugins.module_utils import pgdump, progress
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import (
     PostgresClient,
@@ -197,6 +198,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.postgres import (
 def main():
     argument_spec = postgres_argument_spec()
     argument_spec.update(pgdump.dump_argument_spec())
+    argument_spec.update(progress.progress_argument_spec())
     module = DRModule(argument_spec=argument_spec, supports_check_mode=True)
     t0 = time.time()
     try:

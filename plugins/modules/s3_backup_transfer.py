@@ -138,6 +138,7 @@ options:
     default: true
 extends_documentation_fragment:
   - atlasia.dr.s3
+  - atlasia.dr.progress
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -400,6 +401,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
     fail_json_aws,
     get_s3_client,
 )
+from ansible_collections.atlasia.dr.plugins.module_utils.progress import progress_argument_spec
 from ansible_collections.atlasia.dr.plugins.module_utils.s3_transfer import (
     BackupTransfer,
     TransferError,
@@ -409,7 +411,9 @@ from ansible_collections.atlasia.dr.plugins.module_utils.s3_transfer import (
 
 
 def main():
-    module = DRModule(argument_spec=transfer_argument_spec(), supports_check_mode=True, **transfer_module_kwargs())
+    argument_spec = transfer_argument_spec()
+    argument_spec.update(progress_argument_spec())
+    module = DRModule(argument_spec=argument_spec, supports_check_mode=True, **transfer_module_kwargs())
     started = time.monotonic()
     ensure_boto3(module)
     transfer = BackupTransfer(module, get_s3_client(module))

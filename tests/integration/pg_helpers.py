@@ -255,11 +255,20 @@ def start_module(module: str, args: dict, stdout_path) -> subprocess.Popen:
 
 
 def children(pid: int) -> list:
+    """The children of every thread of ``pid`` (a process started from a thread is listed under that thread only:
+    Ansible's worker starts the module from a thread when it prints progress)."""
+    found = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(p) for p in handle.read().split()]
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return []
+        return found
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as handle:
+                found.extend(int(p) for p in handle.read().split())
+        except OSError:
+            continue
+    return found
 
 
 def descendants(pid: int) -> list:

@@ -108,10 +108,12 @@ class FakeS3(object):
         data, meta = self.objects[Key]
         return dict(Body=FakeBody(data), ContentLength=len(data), Metadata=dict(meta))
 
-    def upload_file(self, Filename, Bucket, Key, ExtraArgs=None, Config=None):
+    def upload_file(self, Filename, Bucket, Key, ExtraArgs=None, Config=None, Callback=None):
         self.calls.append(("upload_file", Key))
         with open(Filename, "rb") as handle:
             self.objects[Key] = (handle.read(), dict((ExtraArgs or {}).get("Metadata", {})))
+        if Callback is not None:  # boto3 reports the bytes sent, part by part
+            Callback(len(self.objects[Key][0]))
 
     def delete_object(self, Bucket, Key):
         self.calls.append(("delete_object", Key))

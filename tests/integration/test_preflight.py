@@ -91,3 +91,75 @@ def test_a_key_other_than_the_newest_sets_is_named(env):
                           dr_encryption_key="sets-passphrase-91c2")
     assert proc.returncode == 0, out[-3000:]
     assert "the newest authenticated set (20261201_020000) was made with it" in out
+
+
+# -- the preflight as the first phase of playbooks/backup.yml ------------------------------------------------------
+def backup(env, name, **overrides):
+    vars_file = env.write_vars(path=env.root / ("%s.json" % name), **overrides)
+    proc = run_playbook("backup.yml", vars_file, check=False, capture=True, timeout=600)
+    return proc, " ".join((proc.stdout + proc.stderr).split())
+
+
+def files_under(root):
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()) if root.exists() else []
+
+
+def keyed_root(root, key):
+    """A backup root whose newest set was made (authenticated) with ``key``."""
+    from ansible_collections.atlasia.dr.plugins.module_utils import backupset, checksum
+
+    daily = root / "daily"
+    daily.mkdir(parents=True, exist_ok=True)
+    dump = daily / "backup_20261201_020000.sql.gz.enc"
+    dump.write_bytes(b"x")
+    checksum.write_sidecars(str(dump), checksum.artifact_digests(str(dump))[2])
+    backupset.build(str(daily), "20261201_020000", [dict(name=dump.name, component="database")],
+                    environment="local", auth_key=key)
+    return root
+
+
+def test_a_backup_missing_dependencies_stops_before_any_file_is_written(env):
+    root = env.root / "backup-missing"
+    proc, out = backup(env, "backup-missing", dr_backup_root=str(root), dr_s3_secret_key="not-the-secret",
+                       dr_encryption_enabled=True, dr_encryption_key="")
+    assert proc.returncode != 0, out[-3000:]
+    assert "Preflight, everything the backup needs" in out
+    failure = out[out.index("checks are not ready"):]
+    for expected in ("s3 s3://%s/" % BUCKET, "key dr_encryption_key", "set dr_encryption_key"):
+        assert expected in failure, (expected, failure[-3000:])
+    assert "| tool | pg_dump |" in out and "| vault | %s |" % env.bao.addr in out  # the whole table
+    assert "Dump the database" not in out
+    assert files_under(root) == []
+
+
+def test_a_backup_skips_what_it_does_not_use(env):
+    root = env.root / "backup-lean"
+    proc, out = backup(env, "backup-lean", dr_backup_root=str(root), dr_vault_enabled=False, dr_s3_enabled=False,
+                       dr_db_password="not-the-password")
+    assert proc.returncode != 0, out[-3000:]
+    assert "check dr_db_user and dr_db_password" in out
+    assert "| vault |" not in out and "| s3 |" not in out and "| tool | pg_restore |" not in out
+    assert files_under(root) == []
+
+
+def test_a_wrong_key_stops_the_backup_before_the_dump(env):
+    root = keyed_root(env.root / "backup-keyed", "sets-passphrase-91c2")
+    before = files_under(root)
+    proc, out = backup(env, "backup-wrongkey", dr_backup_root=str(root), dr_s3_enabled=False,
+                       dr_encryption_enabled=True, dr_encryption_key="wrong-passphrase-7f3a")
+    assert proc.returncode != 0, out[-3000:]
+    assert "made with another key" in out and "give the key the sets were made with" in out, out[-3000:]
+    assert "Dump the database" not in out
+    assert files_under(root) == before
+
+
+def test_a_failed_encrypting_backup_leaves_no_plaintext(env):
+    # without the preflight the missing key is found only after the dump; the plaintext dump must not stay
+    root = env.root / "backup-noplain"
+    proc, out = backup(env, "backup-noplain", dr_backup_root=str(root), dr_s3_enabled=False, dr_preflight=False,
+                       dr_encryption_enabled=True, dr_encryption_key="")
+    assert proc.returncode != 0, out[-3000:]
+    assert "Preflight, everything the backup needs" not in out or "skipping" in out
+    assert "dr_encryption_key is empty" in out, out[-3000:]
+    assert "Remove the plaintext artifacts of the failed run" in out
+    assert [name for name in files_under(root) if name.startswith("daily/")] == []

@@ -671,6 +671,17 @@ class Bench(object):
                         target=1.05),
               self.pair("overhead", "restore.pipe", "restore.hand", "pipeline without its checks")]),
         ]
+        if self.args.restore_pairs:
+            keep = set(self.args.restore_pairs)
+            chosen = []
+            for base, ours_list, pair_keys in families:
+                kept = [(o, k) for o, k in zip(ours_list, pair_keys) if self.pairs[k]["ours"] in keep]
+                for o, k in zip(ours_list, pair_keys):
+                    if self.pairs[k]["ours"] not in keep:
+                        del self.pairs[k]
+                if kept:
+                    chosen.append((base, [o for o, k in kept], [k for o, k in kept]))
+            families = chosen
         self.run_rounds(families, rounds)
 
     # -- S3 -----------------------------------------------------------------------------------------------
@@ -885,6 +896,8 @@ class Bench(object):
                 ("backup.default", "backup.baseline", "default backup <= 0.85 x pg_dump | gzip -6"),
                 ("backup.fastest", "backup.baseline", "fastest backup <= 0.5 x pg_dump | gzip -6 at <= 0.9 x the size"),
                 ("restore.fastest", "restore.baseline", "fastest restore <= 0.75 x gunzip | psql"),
+                ("restore.default.plan", "restore.plan",
+                 "default restore <= 0.5 x the plan's whole script (safety dump included)"),
                 ("backup.default.direct", "backup.default.hand", "module overhead <= 1.05 x by hand (backup, default)"),
                 ("backup.fastest.direct", "backup.fastest.hand", "module overhead <= 1.05 x by hand (backup, fastest)"),
                 ("restore.nosafety.direct", "restore.hand", "module overhead <= 1.05 x by hand (restore)")):
@@ -1117,6 +1130,9 @@ def parse_args(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny database, one round: checks the bench still works")
     parser.add_argument("--only", default=env.get("BENCH_ONLY", ",".join(GROUPS)),
                         help="comma-separated groups among %s" % ",".join(GROUPS))
+    parser.add_argument("--restore-pairs", default=env.get("BENCH_RESTORE_PAIRS", ""),
+                        help="comma-separated restore cases to run beside their baselines (default: all), "
+                             "e.g. restore.default.plan")
     parser.add_argument("--out", default=env.get("BENCH_OUT", str(REPO / "reports")), help="report folder (reports/)")
     parser.add_argument("--work", default=None, help="scratch folder (default .tmp/bench-<pid>, removed at the end)")
     parser.add_argument("--keep-work", action="store_true", help="keep the scratch folder")
@@ -1129,6 +1145,7 @@ def parse_args(argv=None):
     args.small_scale = args.small_scale or max(1, args.scale // 4)
     args.small_rows = args.small_rows or max(100, args.rows // 4)
     args.only = [g.strip() for g in args.only.split(",") if g.strip()]
+    args.restore_pairs = [k.strip() for k in args.restore_pairs.split(",") if k.strip()]
     unknown = set(args.only) - set(GROUPS)
     if unknown:
         parser.error("unknown group(s): %s" % ", ".join(sorted(unknown)))

@@ -314,6 +314,8 @@ timings:
 import datetime
 import json
 import os
+import subprocess
+import tempfile
 import threading
 import time
 
@@ -326,12 +328,14 @@ from ansible_collections.atlasia.dr.plugins.module_utils import (
     dbprops,
     naming,
     pgdump,
+    plainload,
     safety,
 )
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 from ansible_collections.atlasia.dr.plugins.module_utils.postgres import (
     PostgresClient,
     PostgresError,
+    classify,
     fail_postgres,
     postgres_argument_spec,
     quote_ident,
@@ -438,6 +442,52 @@ class Restorer(object):
         if comp == "zstd":
             return [("zstd -d", compression.decompressor_argv(self.module, "zstd", src)), stage], None
         return [stage], (src if from_stdin else None)
+
+    def load_plain_parallel(self, src, comp, target, env_extra):
+        """Load a plain dump over O(jobs) psql sessions (module_utils/plainload); False when it cannot be cut.
+
+        The dump is decompressed once and read as a stream; a session's failure stops the others and fails the
+        load like one psql would (the caller drops the scratch database).
+        """
+        decomp = compression.decompressor_argv(self.module, comp, src)
+
+        def session(name):
+            argv, env = self.client.command("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target], env_extra)
+            full = dict(os.environ)
+            full.update(env)
+            return argv, full
+
+        err = tempfile.TemporaryFile()
+        proc, done = None, False
+        try:
+            if decomp:
+                proc = subprocess.Popen(decomp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                        close_fds=True)
+                stream = proc.stdout
+            else:
+                stream = open(src, "rb")
+            try:
+                stats = plainload.load(stream, session, self.params["jobs"])
+                done = True
+            finally:
+                stream.close()
+        except plainload.Unsupported:
+            return False
+        except plainload.LoadError as exc:
+            kind, hint = classify(exc.stderr)
+            raise PostgresError(str(exc) + (" -- %s" % hint if hint else ""), kind=kind, stderr=exc.stderr)
+        finally:
+            if proc is not None:
+                if not done and proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+        if proc is not None and proc.returncode != 0:
+            err.seek(0)
+            raise PostgresError("%s failed (exit status %d) while reading %s: %s" % (
+                os.path.basename(decomp[0]), proc.returncode, src,
+                err.read().decode("utf-8", "replace").strip()[-500:] or "no error output"), kind="io")
+        self.result["parallel_load"] = stats
+        return True
 
     def properties(self, target_exists):
         """Database-level properties to give the restored database, and where they come from.
@@ -600,9 +650,11 @@ class Restorer(object):
         try:
             settings = p["session_settings"] or {}
             env_extra = {"PGOPTIONS": _pgoptions(settings)} if settings else None
-            stages, stdin_path = self.restore_stages(src, info["format"], info["compression"], target, env_extra)
             mark = lap("prepare", mark)
-            self.client.pipeline(stages, stdin_path=stdin_path, env_extra=env_extra)
+            if not (info["format"] == "plain" and p["jobs"] > 1
+                    and self.load_plain_parallel(src, info["compression"], target, env_extra)):
+                stages, stdin_path = self.restore_stages(src, info["format"], info["compression"], target, env_extra)
+                self.client.pipeline(stages, stdin_path=stdin_path, env_extra=env_extra)
             self.apply_properties(target, like)
             mark = lap("load", mark)
             rows = self.client.exact_counts(target)

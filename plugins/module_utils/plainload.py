@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - Python 2
 
 
 HEADER = re.compile(br"^-- (?:Data for )?Name: .*; Type: ([A-Z ]+); Schema: .*; Owner: .*$")
-DATA_TYPES = (b"TABLE DATA", b"SEQUENCE SET")
+DATA_TYPES = (b"TABLE DATA", b"SEQUENCE SET", b"BLOBS", b"BLOB DATA", b"LARGE OBJECTS")
 PARALLEL_POST_TYPES = (b"INDEX", b"CONSTRAINT")
 STATE_SET = re.compile(br"^SET (default_tablespace|default_table_access_method) = .*;$")
 # psql meta-commands pg_dump writes that keep the load in one database: \restrict / \unrestrict (15.14+)

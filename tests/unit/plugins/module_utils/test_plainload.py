@@ -30,8 +30,8 @@ def dump(rows_a, rows_b):
              b"SET default_tablespace = '';\n\n",
              entry(b"a a_pkey", b"CONSTRAINT", b"ALTER TABLE ONLY public.a ADD CONSTRAINT a_pkey PRIMARY KEY (x);"),
              entry(b"b_y", b"INDEX", b"CREATE INDEX b_y ON public.b USING btree (y);"),
-             entry(b"b b_fk", b"FK CONSTRAINT", b"ALTER TABLE ONLY public.b ADD CONSTRAINT b_fk FOREIGN KEY (y) "
-                                                 b"REFERENCES public.c(y);"),
+             entry(b"b b_fk", b"FK CONSTRAINT",
+                   b"ALTER TABLE ONLY public.b ADD CONSTRAINT b_fk FOREIGN KEY (y) REFERENCES public.c(y);"),
              b"\\unrestrict abc\n\n--\n-- PostgreSQL database dump complete\n--\n\n"]
     return b"".join(parts)
 

@@ -628,8 +628,8 @@ class Bench(object):
              "%s -d {db} > /dev/null" % (PG_BINDIR / "pg_dump", PG_BINDIR / "dropdb", PG_BINDIR / "createdb", psql)),
             ("restore.default.plan", "pg_restore_db defaults, beside the plan's script", "ours", "ansible",
              "backup.default", {}, None),
-            ("restore.jobs.plan", "pg_restore_db defaults and jobs=%d (plain dump over %d sessions), beside the plan's "
-             "script" % (n, n), "ours", "ansible", "backup.default", dict(jobs=n), None),
+            ("restore.onejob.plan", "pg_restore_db defaults but jobs=1 (one psql session), beside the plan's script",
+             "ours", "ansible", "backup.default", dict(jobs=1), None),
             ("restore.nosafety", "pg_restore_db, safety_backup=false", "ours", "ansible", "backup.default",
              dict(safety_backup=False), None),
             ("restore.fastest", "pg_restore_db directory dump, jobs=%d, no safety backup" % n, "ours", "ansible",
@@ -638,8 +638,9 @@ class Bench(object):
              "backup.directory", None,
              "PGOPTIONS=%s %s -j %d --exit-on-error -d {db} {src}" % (
                  shlex.quote(SESSION_SETTINGS), PG_BINDIR / "pg_restore", n)),
-            ("restore.nosafety.direct", "pg_restore_db, safety_backup=false, no Ansible", "ours", "direct",
-             "backup.default", dict(safety_backup=False), None),
+            # jobs=1: the same single psql as the steps by hand, so the pair measures the module's own overhead
+            ("restore.nosafety.direct", "pg_restore_db, safety_backup=false, jobs=1, no Ansible", "ours", "direct",
+             "backup.default", dict(safety_backup=False, jobs=1), None),
             ("restore.hand",
              "same steps by hand: md5sum -c, sha256sum -c, pigz -t, pigz -d | psql (same session settings), "
              "count rows", "baseline", "shell", "backup.default", None,
@@ -665,11 +666,12 @@ class Bench(object):
               self.pair("restore", "restore.nosafety", "restore.baseline", "no safety backup vs the plan"),
               self.pair("restore", "restore.fastest", "restore.baseline", "fastest vs the plan", target=0.75),
               self.pair("restore", "restore.fastest.hand", "restore.baseline", "pg_restore -j by hand vs the plan")]),
-            (runners["restore.plan"], [runners["restore.default.plan"], runners["restore.jobs.plan"]],
+            (runners["restore.plan"], [runners["restore.default.plan"], runners["restore.onejob.plan"]],
              [self.pair("restore", "restore.default.plan", "restore.plan",
-                        "default vs the plan's whole restore script (its safety dump included)", target=0.5),
-              self.pair("restore", "restore.jobs.plan", "restore.plan",
-                        "jobs=%d vs the plan's whole restore script (its safety dump included)" % n)]),
+                        "default (jobs: one per CPU) vs the plan's whole restore script (its safety dump included)",
+                        target=0.5),
+              self.pair("restore", "restore.onejob.plan", "restore.plan",
+                        "jobs=1 vs the plan's whole restore script (its safety dump included)")]),
             (runners["restore.hand"], [runners["restore.nosafety.direct"], runners["restore.pipe"]],
              [self.pair("overhead", "restore.nosafety.direct", "restore.hand", "module vs by hand (restore)",
                         target=1.05),
@@ -793,7 +795,8 @@ class Bench(object):
         self.case("restore.nosafety.direct@small", "pg_restore_db, no safety backup, no Ansible (small db)", "memory",
                   "ours", "direct")
         self.restore_runner("restore.nosafety.direct@small", "backup.default@small", "direct",
-                            dict(safety_backup=False), None, target="restored_small", rows_from="bench_small")(1)
+                            dict(safety_backup=False, jobs=1), None, target="restored_small",
+                            rows_from="bench_small")(1)
         checks.append(("restore.nosafety.direct", "restore.nosafety.direct@small"))
         if self.s3 is not None or "s3" in self.args.only:
             self.start_s3()
@@ -1136,7 +1139,7 @@ def parse_args(argv=None):
                         help="comma-separated groups among %s" % ",".join(GROUPS))
     parser.add_argument("--restore-pairs", default=env.get("BENCH_RESTORE_PAIRS", ""),
                         help="comma-separated restore cases to run beside their baselines (default: all), "
-                             "e.g. restore.default.plan")
+                             "e.g. restore.default.plan,restore.onejob.plan")
     parser.add_argument("--out", default=env.get("BENCH_OUT", str(REPO / "reports")), help="report folder (reports/)")
     parser.add_argument("--work", default=None, help="scratch folder (default .tmp/bench-<pid>, removed at the end)")
     parser.add_argument("--keep-work", action="store_true", help="keep the scratch folder")

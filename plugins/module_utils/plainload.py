@@ -20,8 +20,9 @@ Every session runs with ``ON_ERROR_STOP``; the first failure stops all of them. 
 indexes and constraints as one ``psql`` replaying the file; only the physical order of rows of a table loaded
 in several pieces may differ.
 
-A dump this cannot cut safely is refused by :func:`plan_check` before anything starts (psql meta-commands
-such as ``\\connect``, large objects); the caller loads those with one ``psql``.
+A dump this cannot cut safely raises :class:`Unsupported` before any session starts (psql commands such as
+``\\connect`` in its preamble, or a dump taken with ``--create``); the caller loads those with one ``psql``.
+Other lines starting with a backslash (inside function bodies, for instance) go to the sessions as written.
 """
 
 from __future__ import annotations
@@ -190,9 +191,8 @@ def load(stream, session_factory, jobs, piece=PIECE):
     """Load the plain dump read from ``stream`` (a binary file object).
 
     ``session_factory(name)`` returns ``(argv, env)`` of a ``psql`` reading SQL from its stdin with
-    ``ON_ERROR_STOP``. Returns a dict of counts. Raises :class:`LoadError` (a session failed) or
-    :class:`Unsupported` (raised before the first statement is sent only when the dump starts with
-    something this cannot cut; later it becomes a :class:`LoadError`).
+    ``ON_ERROR_STOP``. Returns a dict of counts. Raises :class:`LoadError` (a session failed, or the dump is
+    truncated) or :class:`Unsupported` (before any session started: load the dump with one psql).
     """
     reader = _Reader(stream)
     sessions = []
@@ -213,6 +213,10 @@ def load(stream, session_factory, jobs, piece=PIECE):
             _check_meta(line)
             preamble.append(line)
             line = reader.line()
+        first = HEADER.match(line.rstrip(b"\n"))
+        if first and first.group(1) == b"DATABASE":
+            # pg_dump --create: CREATE DATABASE, then \connect to it; only one psql follows that
+            raise Unsupported("a dump taken with --create")
         head = b"".join(preamble)
         pre = start("pre-data")
         pre.send(head)
@@ -249,9 +253,6 @@ def load(stream, session_factory, jobs, piece=PIECE):
                     # the header itself, then the entry's body: COPY blocks streamed in pieces
                     line = _data_entry(reader, line, choose, stats, piece, state)
                     continue
-            elif line.startswith(b"\\") and not ALLOWED_META.match(line):
-                raise LoadError("the dump holds the psql command %s outside a COPY block; it cannot be loaded in "
-                                "parallel (restore it with jobs: 1)" % line.strip().decode("utf-8", "replace"))
             if STATE_SET.match(text):
                 state[STATE_SET.match(text).group(1)] = line
             if phase == "pre":
@@ -308,9 +309,6 @@ def _data_entry(reader, header, choose, stats, piece, state):
     target = choose()
     target.send(b"".join(lines))
     while line and not HEADER.match(line.rstrip(b"\n")):
-        if line.startswith(b"\\") and not ALLOWED_META.match(line):
-            raise LoadError("the dump holds the psql command %s outside a COPY block; it cannot be loaded in "
-                            "parallel (restore it with jobs: 1)" % line.strip().decode("utf-8", "replace"))
         setting = STATE_SET.match(line.rstrip(b"\n"))
         if setting:
             state[setting.group(1)] = line

@@ -80,8 +80,8 @@ options:
         first by one session, then every table's rows go as C(COPY) pieces to the sessions, then its indexes and
         primary key, unique, check and exclusion constraints are built in parallel, and last the rest (foreign
         keys, triggers, comments, grants...) in the dump's order. The database is the same as one C(psql)
-        gives; only the physical order of a table's rows may differ. A dump whose preamble holds psql commands
-        such as C(\connect) is loaded by one session.
+        gives; only the physical order of a table's rows may differ. A dump taken with C(--create), or whose
+        preamble holds psql commands such as C(\connect), is loaded by one session.
     type: int
     default: 0
   safety_backup:

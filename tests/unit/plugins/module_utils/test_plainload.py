@@ -123,3 +123,18 @@ def test_a_failing_session_stops_the_load(tmp_path):
     rows = [b"%d\n" % i for i in range(20000)]
     with pytest.raises(plainload.LoadError, match="boom"):
         plainload.load(io.BytesIO(dump(rows, rows)), factory, 2, piece=100)
+
+
+def test_a_dump_taken_with_create_is_left_to_one_psql(capture):
+    factory, names = capture
+    text = PREAMBLE + entry(b"app", b"DATABASE", b"CREATE DATABASE app;") + b"\\connect app\n\n" + PREAMBLE
+    with pytest.raises(plainload.Unsupported):
+        plainload.load(io.BytesIO(text), factory, 2)
+    assert names == []
+
+
+def test_backslash_lines_in_a_function_body_pass_through(capture):
+    factory, names = capture
+    body = b"CREATE FUNCTION public.f() RETURNS text LANGUAGE sql AS $$SELECT '\n\\d+'$$;"
+    plainload.load(io.BytesIO(PREAMBLE + entry(b"f()", b"FUNCTION", body)), factory, 2)
+    assert body in names[0].read_bytes()

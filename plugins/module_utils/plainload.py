@@ -278,6 +278,33 @@ def load(stream, session_factory, jobs, piece=PIECE):
         raise
 
 
+def load_file(path, decompressor, session_factory, jobs, piece=PIECE):
+    """:func:`load` of the dump at ``path``, read through ``decompressor`` (an argv writing it to stdout) or
+    directly when that is None. A decompressor that fails raises :class:`LoadError` too."""
+    if not decompressor:
+        with open(path, "rb") as stream:
+            return load(stream, session_factory, jobs, piece)
+    err = tempfile.TemporaryFile()
+    proc = subprocess.Popen(decompressor, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, close_fds=True)
+    done = False
+    try:
+        try:
+            stats = load(proc.stdout, session_factory, jobs, piece)
+            done = True
+        finally:
+            proc.stdout.close()
+    finally:
+        if not done and proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    if proc.returncode != 0:
+        err.seek(0)
+        raise LoadError("%s failed (exit status %d) while reading %s: %s" % (
+            decompressor[0].rsplit("/", 1)[-1], proc.returncode, path,
+            err.read().decode("utf-8", "replace").strip()[-500:] or "no error output"))
+    return stats
+
+
 def _check_meta(line):
     if line.startswith(b"\\") and not ALLOWED_META.match(line):
         raise Unsupported("psql command %s" % line.strip().decode("utf-8", "replace"))

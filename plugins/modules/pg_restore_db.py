@@ -330,8 +330,6 @@ timings:
 import datetime
 import json
 import os
-import subprocess
-import tempfile
 import threading
 import time
 
@@ -473,35 +471,13 @@ class Restorer(object):
             full.update(env)
             return argv, full
 
-        err = tempfile.TemporaryFile()
-        proc, done = None, False
         try:
-            if decomp:
-                proc = subprocess.Popen(decomp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                        close_fds=True)
-                stream = proc.stdout
-            else:
-                stream = open(src, "rb")
-            try:
-                stats = plainload.load(stream, session, self.params["jobs"])
-                done = True
-            finally:
-                stream.close()
+            stats = plainload.load_file(src, decomp, session, self.params["jobs"])
         except plainload.Unsupported:
             return False
         except plainload.LoadError as exc:
             kind, hint = classify(exc.stderr)
             raise PostgresError(str(exc) + (" -- %s" % hint if hint else ""), kind=kind, stderr=exc.stderr)
-        finally:
-            if proc is not None:
-                if not done and proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-        if proc is not None and proc.returncode != 0:
-            err.seek(0)
-            raise PostgresError("%s failed (exit status %d) while reading %s: %s" % (
-                os.path.basename(decomp[0]), proc.returncode, src,
-                err.read().decode("utf-8", "replace").strip()[-500:] or "no error output"), kind="io")
         self.result["parallel_load"] = stats
         return True
 

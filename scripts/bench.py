@@ -628,6 +628,8 @@ class Bench(object):
              "%s -d {db} > /dev/null" % (PG_BINDIR / "pg_dump", PG_BINDIR / "dropdb", PG_BINDIR / "createdb", psql)),
             ("restore.default.plan", "pg_restore_db defaults, beside the plan's script", "ours", "ansible",
              "backup.default", {}, None),
+            ("restore.onejob.plan", "pg_restore_db defaults but jobs=1 (one psql session), beside the plan's script",
+             "ours", "ansible", "backup.default", dict(jobs=1), None),
             ("restore.nosafety", "pg_restore_db, safety_backup=false", "ours", "ansible", "backup.default",
              dict(safety_backup=False), None),
             ("restore.fastest", "pg_restore_db directory dump, jobs=%d, no safety backup" % n, "ours", "ansible",
@@ -636,8 +638,9 @@ class Bench(object):
              "backup.directory", None,
              "PGOPTIONS=%s %s -j %d --exit-on-error -d {db} {src}" % (
                  shlex.quote(SESSION_SETTINGS), PG_BINDIR / "pg_restore", n)),
-            ("restore.nosafety.direct", "pg_restore_db, safety_backup=false, no Ansible", "ours", "direct",
-             "backup.default", dict(safety_backup=False), None),
+            # jobs=1: the same single psql as the steps by hand, so the pair measures the module's own overhead
+            ("restore.nosafety.direct", "pg_restore_db, safety_backup=false, jobs=1, no Ansible", "ours", "direct",
+             "backup.default", dict(safety_backup=False, jobs=1), None),
             ("restore.hand",
              "same steps by hand: md5sum -c, sha256sum -c, pigz -t, pigz -d | psql (same session settings), "
              "count rows", "baseline", "shell", "backup.default", None,
@@ -663,14 +666,28 @@ class Bench(object):
               self.pair("restore", "restore.nosafety", "restore.baseline", "no safety backup vs the plan"),
               self.pair("restore", "restore.fastest", "restore.baseline", "fastest vs the plan", target=0.75),
               self.pair("restore", "restore.fastest.hand", "restore.baseline", "pg_restore -j by hand vs the plan")]),
-            (runners["restore.plan"], [runners["restore.default.plan"]],
+            (runners["restore.plan"], [runners["restore.default.plan"], runners["restore.onejob.plan"]],
              [self.pair("restore", "restore.default.plan", "restore.plan",
-                        "default vs the plan's whole restore script (its safety dump included)", target=0.5)]),
+                        "default (jobs: one per CPU) vs the plan's whole restore script (its safety dump included)",
+                        target=0.5),
+              self.pair("restore", "restore.onejob.plan", "restore.plan",
+                        "jobs=1 vs the plan's whole restore script (its safety dump included)")]),
             (runners["restore.hand"], [runners["restore.nosafety.direct"], runners["restore.pipe"]],
              [self.pair("overhead", "restore.nosafety.direct", "restore.hand", "module vs by hand (restore)",
                         target=1.05),
               self.pair("overhead", "restore.pipe", "restore.hand", "pipeline without its checks")]),
         ]
+        if self.args.restore_pairs:
+            keep = set(self.args.restore_pairs)
+            chosen = []
+            for base, ours_list, pair_keys in families:
+                kept = [(o, k) for o, k in zip(ours_list, pair_keys) if self.pairs[k]["ours"] in keep]
+                for o, k in zip(ours_list, pair_keys):
+                    if self.pairs[k]["ours"] not in keep:
+                        del self.pairs[k]
+                if kept:
+                    chosen.append((base, [o for o, k in kept], [k for o, k in kept]))
+            families = chosen
         self.run_rounds(families, rounds)
 
     # -- S3 -----------------------------------------------------------------------------------------------
@@ -778,7 +795,8 @@ class Bench(object):
         self.case("restore.nosafety.direct@small", "pg_restore_db, no safety backup, no Ansible (small db)", "memory",
                   "ours", "direct")
         self.restore_runner("restore.nosafety.direct@small", "backup.default@small", "direct",
-                            dict(safety_backup=False), None, target="restored_small", rows_from="bench_small")(1)
+                            dict(safety_backup=False, jobs=1), None, target="restored_small",
+                            rows_from="bench_small")(1)
         checks.append(("restore.nosafety.direct", "restore.nosafety.direct@small"))
         if self.s3 is not None or "s3" in self.args.only:
             self.start_s3()
@@ -885,6 +903,8 @@ class Bench(object):
                 ("backup.default", "backup.baseline", "default backup <= 0.85 x pg_dump | gzip -6"),
                 ("backup.fastest", "backup.baseline", "fastest backup <= 0.5 x pg_dump | gzip -6 at <= 0.9 x the size"),
                 ("restore.fastest", "restore.baseline", "fastest restore <= 0.75 x gunzip | psql"),
+                ("restore.default.plan", "restore.plan",
+                 "default restore <= 0.5 x the plan's whole script (safety dump included)"),
                 ("backup.default.direct", "backup.default.hand", "module overhead <= 1.05 x by hand (backup, default)"),
                 ("backup.fastest.direct", "backup.fastest.hand", "module overhead <= 1.05 x by hand (backup, fastest)"),
                 ("restore.nosafety.direct", "restore.hand", "module overhead <= 1.05 x by hand (restore)")):
@@ -1117,6 +1137,9 @@ def parse_args(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny database, one round: checks the bench still works")
     parser.add_argument("--only", default=env.get("BENCH_ONLY", ",".join(GROUPS)),
                         help="comma-separated groups among %s" % ",".join(GROUPS))
+    parser.add_argument("--restore-pairs", default=env.get("BENCH_RESTORE_PAIRS", ""),
+                        help="comma-separated restore cases to run beside their baselines (default: all), "
+                             "e.g. restore.default.plan,restore.onejob.plan")
     parser.add_argument("--out", default=env.get("BENCH_OUT", str(REPO / "reports")), help="report folder (reports/)")
     parser.add_argument("--work", default=None, help="scratch folder (default .tmp/bench-<pid>, removed at the end)")
     parser.add_argument("--keep-work", action="store_true", help="keep the scratch folder")
@@ -1129,6 +1152,7 @@ def parse_args(argv=None):
     args.small_scale = args.small_scale or max(1, args.scale // 4)
     args.small_rows = args.small_rows or max(100, args.rows // 4)
     args.only = [g.strip() for g in args.only.split(",") if g.strip()]
+    args.restore_pairs = [k.strip() for k in args.restore_pairs.split(",") if k.strip()]
     unknown = set(args.only) - set(GROUPS)
     if unknown:
         parser.error("unknown group(s): %s" % ", ".join(sorted(unknown)))

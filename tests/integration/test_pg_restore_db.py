@@ -321,6 +321,31 @@ def test_parallel_restore_of_a_custom_archive(pg_server, backups, source, source
         pg_server.dropdb(name)
 
 
+@pytest.mark.parametrize("combo", [PLAIN_GZ, PLAIN], ids=["plain-gzip", "plain"])
+def test_parallel_load_of_a_plain_dump(pg_server, backups, source, source_state, target, tmp_path, combo):
+    """A plain dump over three psql sessions (data and index/constraint sections) gives the database one psql
+    gives; it replaces the target, keeps the previous one and a safety backup."""
+    result = h.restore(pg_server, target, backups.get(combo)["path"], jobs=3, safety_backup_dir=str(tmp_path))
+    assert not result.get("failed"), result.get("msg")
+    assert result["parallel_load"]["sessions"] == 3 and result["parallel_load"]["parallel_post"] > 0
+    h.assert_same_database(pg_server, source, target, *source_state)
+    assert result["previous_db"] and os.path.exists(result["safety_backup"])
+
+
+def test_parallel_load_failing_keeps_target(pg_server, backups, target, tmp_path):
+    """A statement failing in one of the sessions stops them all; the target is as it was."""
+    src = tmp_path / "broken.sql"
+    text = gzip.decompress(open(backups.get(PLAIN_GZ)["path"], "rb").read()).decode("utf-8")
+    marker = "\n--\n-- PostgreSQL database dump complete"
+    text = text.replace(marker, "\nSELECT no_such_function_here();\n" + marker)
+    src.write_text(text)
+    before = table_digests(pg_server, target)
+    result = h.restore(pg_server, target, src, jobs=2, safety_backup=False)
+    assert result.get("failed") and "no_such_function_here" in result["msg"], result.get("msg")
+    assert table_digests(pg_server, target) == before
+    assert h.scratch_databases(pg_server, target) == []
+
+
 # --- check mode ------------------------------------------------------------------------------------------
 def test_check_mode_leaves_the_server_untouched(pg_server, backups, target, tmp_path):
     stale = f"{target}_restore_20200101_000000"

@@ -40,6 +40,15 @@ def _encrypt(directory, name, key):
     return name + crypto.EXTENSION
 
 
+def flip_byte(path, offset):
+    """Damage one byte for sure (writing a fixed byte leaves the file unchanged when it already holds it)."""
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0x01]))
+
+
 def make_set(root, set_id, key=None, encrypt=False, environment="prod", database="aiteam", tier="daily",
              content=b"-- dump of aiteam\nSELECT 1;\n"):
     directory = os.path.join(root, tier)
@@ -186,9 +195,7 @@ def test_a_damaged_set_given_by_path_is_an_error_not_a_dump(tmp_path):
     root = str(tmp_path / "backups")
     path, data = make_set(root, "20261201_020000", key=KEY, encrypt=True)
     dump = os.path.join(root, "daily", "backup_20261201_020000.sql.gz.enc")
-    with open(dump, "r+b") as handle:
-        handle.seek(60)
-        handle.write(b"X")
+    flip_byte(dump, 60)
     with pytest.raises(locate.LocateError, match="cannot be used"):
         locator(root, tmp_path).locate(locate.parse(path))
     with pytest.raises(locate.LocateError, match="no backup set in .* can be used"):
@@ -339,9 +346,7 @@ def test_a_set_staged_by_a_download_needs_only_the_components_fetched(tmp_path):
     with pytest.raises(locate.LocateError, match="vault_20261201_020000.snap.enc"):  # wanted, but not fetched
         locator(tmp_path / "backups", tmp_path, components=["database", "vault"]).locate(locate.parse(path))
     dump = os.path.join(os.path.dirname(path), "backup_20261201_020000.sql.gz.enc")
-    with open(dump, "r+b") as handle:  # what is there is still verified
-        handle.seek(60)
-        handle.write(b"X")
+    flip_byte(dump, 60)  # what is there is still verified
     with pytest.raises(locate.LocateError, match="cannot be used"):
         locator(tmp_path / "backups", tmp_path, components=["database"]).locate(locate.parse(path))
 

@@ -54,6 +54,7 @@ Needs root, a Docker engine (scripts/docker-engine.sh) and the local images (scr
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -214,24 +215,23 @@ class Controller:
                                           "quickstart", str(self.home), str(self.hosts), str(script)],
                               env=self.env(), cwd=str(self.home), encoding="utf-8", codec_errors="replace",
                               timeout=30, dimensions=(50, 200))
-        output = []
+        output = io.StringIO()
+        child.logfile_read = output  # everything the block printed, once
         deadline = time.monotonic() + timeout
         try:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError("block %d still running after %d s:\n%s\n%s"
-                                         % (self.count, timeout, body, clean("".join(output))[-4000:]))
+                                         % (self.count, timeout, body, clean(output.getvalue())[-4000:]))
                 index = child.expect([PROMPT, pexpect.EOF, pexpect.TIMEOUT], timeout=min(left, 30))
-                output.append(child.before or "")
                 if index == 0:
-                    output.append(child.after)
                     child.sendline(self.password)
                 elif index == 1:
                     break
         finally:
             child.close(force=True)
-        text = clean("".join(output))
+        text = clean(output.getvalue())
         (self.logs / ("%02d.log" % self.count)).write_text(body + "\n--- output ---\n" + text)
         status = child.exitstatus if child.exitstatus is not None else 128 + (child.signalstatus or 0)
         return status, text

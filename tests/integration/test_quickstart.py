@@ -119,7 +119,7 @@ def port_free(port):
 @pytest.fixture(scope="module")
 def blocks():
     found = quickstart_blocks(README.read_text(encoding="utf-8"))
-    assert [lang for lang, _ in found if lang == "bash"], "the quickstart has no ```bash block"
+    assert [lang for lang, _body in found if lang == "bash"], "the quickstart has no ```bash block"
     return found
 
 

@@ -46,8 +46,9 @@ Not run:
   are fixed by the profile); a second host is not cheap here. The drill itself is tested by
   tests/integration/test_drill.py.
 
-The run time is printed (``-s`` shows it): about 6-10 minutes on this 2-CPU machine under load, of which the
-install of the ``ansible`` package takes one to two.
+The run time is printed (``-s`` shows it): 510 s alone on this 2-CPU machine, 740 s beside a sanity run (step 1,
+mostly the install of the ``ansible`` package, about 2.5 minutes; step 5's backup and restore test 4-6 minutes;
+the restore 1.5-3 minutes).
 
 Needs root, a Docker engine (scripts/docker-engine.sh) and the local images (scripts/build-images.sh).
 """

@@ -116,7 +116,9 @@ def docker_images():
 #: The longest files (minutes each, from ``--durations``), started first: with several pytest-xdist workers (make
 #: integration: one file per worker at a time) the short files then run beside them instead of after them.
 LONGEST_FIRST = ("test_prod_profile.py", "test_bench_smoke.py", "test_encryption.py", "test_rebuild_set.py",
-                 "test_restore_strict.py", "test_verify.py", "test_playbooks.py", "test_pgbackrest.py")
+                 "test_restore_strict.py", "test_verify.py", "test_playbooks.py", "test_pgbackrest.py",
+                 # one prod world per machine (tests/support/prodprofile.py): far from test_prod_profile.py
+                 "test_quickstart.py")
 
 
 def pytest_collection_modifyitems(config, items):

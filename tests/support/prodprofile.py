@@ -19,13 +19,16 @@
   Nothing else is overridden, except what this machine cannot do (:data:`MACHINE_LIMITS`).
 
 The profile's paths are kept: ``/srv/atlasia`` (refused when it exists and was not made by this helper) and
-the metrics textfile under ``/var/lib/prometheus/node-exporter``. Needs root (CI runs as root on a throwaway
+the metrics textfile under ``/var/lib/prometheus/node-exporter``. Those paths and the container name are the
+machine's, so one world at a time: :meth:`ProdWorld.start` waits for a machine-wide lock (:data:`WORLD_LOCK`,
+held until :meth:`ProdWorld.stop`), which the prod profile and quickstart tests take in parallel workers. Needs root (CI runs as root on a throwaway
 machine). :meth:`ProdWorld.stop` stops every server and container it started and removes what it created,
 even after a failure.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -59,6 +62,8 @@ COMPOSE = VENV_BIN / "docker-compose"
 #: (dr_backup_schedule_enabled, method systemd) cannot be enabled. Not a host name, address or secret: the one
 #: deviation from the shipped profile, listed so that a test can check it stays the only one.
 MACHINE_LIMITS = {"dr_backup_schedule_enabled": False}
+#: One prod world per machine (/srv/atlasia, the container aiteam_db_prod): held from start to stop.
+WORLD_LOCK = Path("/run/lock/atlasia-dr-prod-world.lock")
 
 
 class ProdWorldError(RuntimeError):
@@ -104,8 +109,9 @@ class ContainerDatabase:
 class ProdWorld:
     """Everything the shipped prod profile needs, on 127.0.0.1; see the module docstring."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, ssh_port=None):
         self.workdir = Path(workdir)
+        self.ssh_port = ssh_port  # None: a free port
         self.inventory = self.workdir / "inventory"
         self.password_file = self.workdir / "vault-password"
         self.limits_file = self.workdir / "machine-limits.yml"
@@ -120,11 +126,15 @@ class ProdWorld:
         self.compose_up = False
         self.made_metrics_dir = []
         self.reports_before = set()
+        self._lock = None
 
     # -- life cycle -----------------------------------------------------------------------------------------
     def start(self):
         if os.geteuid() != 0:
             raise ProdWorldError("the prod profile test needs root (sshd, sudoers, /srv/atlasia, Docker)")
+        WORLD_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(WORLD_LOCK, "w")  # pylint: disable=consider-using-with  # closed in stop()
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # another prod world on this machine: wait for its stop()
         if SRV.exists() and not MARKER.exists():
             raise ProdWorldError("%s exists and was not made by this test: refusing to use or remove it" % SRV)
         try:
@@ -133,7 +143,7 @@ class ProdWorld:
             self.workdir.mkdir(parents=True, exist_ok=True)
             os.chmod(self.workdir, 0o700)
             # its own folder under /tmp: the login user must traverse it to read its authorized_keys
-            self.ssh = SshServer().start()
+            self.ssh = SshServer(port=self.ssh_port).start()
             self.bao = OpenBaoServer(directory=str(self.workdir / "openbao"))
             self.bao.setup()
             self.s3 = SeaweedS3Server(directory=str(self.workdir / "s3")).start(bucket=PROFILE["dr_s3_bucket"])
@@ -173,6 +183,9 @@ class ProdWorld:
             attempt(shutil.rmtree, SRV)
         for path in set(self.report_files()) - self.reports_before:
             attempt(lambda p: p.unlink() if p.exists() else None, path)
+        if self._lock is not None:
+            self._lock.close()  # releases the machine-wide lock
+            self._lock = None
         if errors:
             raise errors[0]
 

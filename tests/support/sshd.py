@@ -231,7 +231,9 @@ class SshServer:
         if self.port is None:
             self.port = free_port(HOST)
         host_pub = Path(str(host_key) + ".pub").read_text().split()
-        self.known_hosts.write_text("[%s]:%d %s %s\n" % (HOST, self.port, host_pub[0], host_pub[1]))
+        # OpenSSH names a host on port 22 without the [host]:port form
+        pattern = HOST if self.port == 22 else "[%s]:%d" % (HOST, self.port)
+        self.known_hosts.write_text("%s %s %s\n" % (pattern, host_pub[0], host_pub[1]))
         self.config_file.write_text("\n".join([
             "# atlasia.dr test SSH server (tests/support/sshd.py)",
             "Port %d" % self.port,

@@ -633,9 +633,6 @@ class Bench(object):
             ("restore.level5.plan", "pg_restore_db defaults but a safety dump at gzip level 5 (the default before "
              "level 1), beside the plan's script", "ours", "ansible", "backup.default",
              dict(safety_backup_compression_level=5), None),
-            ("restore.wrapper.plan", "pg_restore_db defaults but every client program through Debian's pg_wrapper "
-             "(pg_bin_dir=/usr/bin), beside the plan's script", "ours", "ansible", "backup.default",
-             dict(pg_bin_dir="/usr/bin"), None),
             ("restore.nosafety", "pg_restore_db, safety_backup=false", "ours", "ansible", "backup.default",
              dict(safety_backup=False), None),
             ("restore.fastest", "pg_restore_db directory dump, jobs=%d, no safety backup" % n, "ours", "ansible",
@@ -659,6 +656,11 @@ class Bench(object):
              "pigz -d -c {src} | PGOPTIONS=%s %s -v ON_ERROR_STOP=1 -d {db} > /dev/null" % (
                  shlex.quote(SESSION_SETTINGS), psql)),
         ]
+        wrapper = os.path.basename(os.path.realpath("/usr/bin/psql")) == "pg_wrapper"
+        if wrapper:  # Debian's /usr/bin/psql: the same restore with every client program started through it
+            specs.append(("restore.wrapper.plan", "pg_restore_db defaults but every client program through Debian's "
+                          "pg_wrapper (pg_bin_dir=/usr/bin), beside the plan's script", "ours", "ansible",
+                          "backup.default", dict(pg_bin_dir="/usr/bin"), None))
         runners = {}
         for key, label, kind, how, src_key, module_args, script in specs:
             self.case(key, label, "restore", kind, how)
@@ -673,16 +675,17 @@ class Bench(object):
               self.pair("restore", "restore.fastest", "restore.baseline", "fastest vs the plan", target=0.75),
               self.pair("restore", "restore.fastest.hand", "restore.baseline", "pg_restore -j by hand vs the plan")]),
             (runners["restore.plan"], [runners[k] for k in ("restore.default.plan", "restore.onejob.plan",
-                                                            "restore.level5.plan", "restore.wrapper.plan")],
+                                                            "restore.level5.plan", "restore.wrapper.plan")
+                                       if k in runners],
              [self.pair("restore", "restore.default.plan", "restore.plan",
                         "default (jobs: one per CPU) vs the plan's whole restore script (its safety dump included)",
                         target=0.5),
               self.pair("restore", "restore.onejob.plan", "restore.plan",
                         "jobs=1 vs the plan's whole restore script (its safety dump included)"),
               self.pair("restore", "restore.level5.plan", "restore.plan",
-                        "safety dump at gzip level 5 vs the plan's whole restore script"),
-              self.pair("restore", "restore.wrapper.plan", "restore.plan",
-                        "client programs through pg_wrapper vs the plan's whole restore script")]),
+                        "safety dump at gzip level 5 vs the plan's whole restore script")]
+             + ([self.pair("restore", "restore.wrapper.plan", "restore.plan",
+                           "client programs through pg_wrapper vs the plan's whole restore script")] if wrapper else [])),
             (runners["restore.hand"], [runners["restore.nosafety.direct"], runners["restore.pipe"]],
              [self.pair("overhead", "restore.nosafety.direct", "restore.hand", "module vs by hand (restore)",
                         target=1.05),

@@ -630,6 +630,9 @@ class Bench(object):
              "backup.default", {}, None),
             ("restore.onejob.plan", "pg_restore_db defaults but jobs=1 (one psql session), beside the plan's script",
              "ours", "ansible", "backup.default", dict(jobs=1), None),
+            ("restore.level5.plan", "pg_restore_db defaults but a safety dump at gzip level 5 (the default before "
+             "level 1), beside the plan's script", "ours", "ansible", "backup.default",
+             dict(safety_backup_compression_level=5), None),
             ("restore.nosafety", "pg_restore_db, safety_backup=false", "ours", "ansible", "backup.default",
              dict(safety_backup=False), None),
             ("restore.fastest", "pg_restore_db directory dump, jobs=%d, no safety backup" % n, "ours", "ansible",
@@ -653,6 +656,11 @@ class Bench(object):
              "pigz -d -c {src} | PGOPTIONS=%s %s -v ON_ERROR_STOP=1 -d {db} > /dev/null" % (
                  shlex.quote(SESSION_SETTINGS), psql)),
         ]
+        wrapper = os.path.basename(os.path.realpath("/usr/bin/psql")) == "pg_wrapper"
+        if wrapper:  # Debian's /usr/bin/psql: the same restore with every client program started through it
+            specs.append(("restore.wrapper.plan", "pg_restore_db defaults but every client program through Debian's "
+                          "pg_wrapper (pg_bin_dir=/usr/bin), beside the plan's script", "ours", "ansible",
+                          "backup.default", dict(pg_bin_dir="/usr/bin"), None))
         runners = {}
         for key, label, kind, how, src_key, module_args, script in specs:
             self.case(key, label, "restore", kind, how)
@@ -666,12 +674,18 @@ class Bench(object):
               self.pair("restore", "restore.nosafety", "restore.baseline", "no safety backup vs the plan"),
               self.pair("restore", "restore.fastest", "restore.baseline", "fastest vs the plan", target=0.75),
               self.pair("restore", "restore.fastest.hand", "restore.baseline", "pg_restore -j by hand vs the plan")]),
-            (runners["restore.plan"], [runners["restore.default.plan"], runners["restore.onejob.plan"]],
+            (runners["restore.plan"], [runners[k] for k in ("restore.default.plan", "restore.onejob.plan",
+                                                            "restore.level5.plan", "restore.wrapper.plan")
+                                       if k in runners],
              [self.pair("restore", "restore.default.plan", "restore.plan",
                         "default (jobs: one per CPU) vs the plan's whole restore script (its safety dump included)",
                         target=0.5),
               self.pair("restore", "restore.onejob.plan", "restore.plan",
-                        "jobs=1 vs the plan's whole restore script (its safety dump included)")]),
+                        "jobs=1 vs the plan's whole restore script (its safety dump included)"),
+              self.pair("restore", "restore.level5.plan", "restore.plan",
+                        "safety dump at gzip level 5 vs the plan's whole restore script")]
+             + ([self.pair("restore", "restore.wrapper.plan", "restore.plan",
+                           "client programs through pg_wrapper vs the plan's whole restore script")] if wrapper else [])),
             (runners["restore.hand"], [runners["restore.nosafety.direct"], runners["restore.pipe"]],
              [self.pair("overhead", "restore.nosafety.direct", "restore.hand", "module vs by hand (restore)",
                         target=1.05),

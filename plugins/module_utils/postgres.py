@@ -94,6 +94,40 @@ def quote_literal(value):
     return "'%s'" % value.replace("'", "''")
 
 
+# Debian's /usr/bin/psql, pg_dump, pg_restore... are links to pg_wrapper, a Perl script that picks a version and
+# then runs /usr/lib/postgresql/<major>/bin/<program>; its start costs every call (see docs/performance.md).
+PG_LIB_DIR = "/usr/lib/postgresql"
+# the programs pg_wrapper always runs from the newest version installed (they are downwards compatible)
+NEWEST_VERSION_PROGRAMS = ("psql", "pg_isready", "pg_archivecleanup")
+_UNWRAPPED = {}
+
+
+def unwrapped_program(path, name, lib_dir=None):
+    """The binary Debian's ``pg_wrapper`` would run for ``path`` (program ``name``), or ``path`` itself.
+
+    Resolved only where the wrapper's choice does not depend on the cluster: ``psql`` (and the other programs
+    the wrapper always takes from the newest version) from the newest version installed, any other program
+    when exactly one version is installed. With ``PGCLUSTER`` set, or several versions for a version-specific
+    program such as ``pg_dump``, the wrapper keeps choosing. Not a wrapper: ``path`` unchanged.
+    """
+    lib_dir = lib_dir or PG_LIB_DIR
+    key = (path, name, lib_dir, os.environ.get("PGCLUSTER"))
+    if key in _UNWRAPPED:
+        return _UNWRAPPED[key]
+    found = path
+    try:
+        wrapped = os.path.basename(os.path.realpath(path)) == "pg_wrapper"
+        versions = sorted((entry for entry in os.listdir(lib_dir) if re.match(r"^\d+(\.\d+)?$", entry)
+                           and os.access(os.path.join(lib_dir, entry, "bin", name), os.X_OK)),
+                          key=lambda entry: [int(part) for part in entry.split(".")]) if wrapped else []
+    except OSError:
+        versions = []
+    if versions and not os.environ.get("PGCLUSTER") and (name in NEWEST_VERSION_PROGRAMS or len(versions) == 1):
+        found = os.path.join(lib_dir, versions[-1], "bin", name)
+    _UNWRAPPED[key] = found
+    return found
+
+
 class PostgresError(Exception):
     """A client program failed; ``kind`` classifies the cause for the on-call engineer."""
 
@@ -220,7 +254,7 @@ class PostgresClient(object):
             if not os.access(path, os.X_OK):
                 self.module.fail_json(msg="%s not found in pg_bin_dir %s" % (name, self.params["pg_bin_dir"]))
             return path
-        return self.module.get_bin_path(name, required=True)
+        return unwrapped_program(self.module.get_bin_path(name, required=True), name)
 
     def command(self, name, args, env_extra=None, interactive=True):
         """``(argv, env)`` for client program ``name`` with ``args``."""

@@ -197,9 +197,11 @@ def test_verify_that_cannot_run_does_not_mark_the_set_failed(env, encrypted):
 
 
 def test_a_failure_after_the_swap_is_reported_as_a_replaced_database(env, encrypted):
-    # the Vault restore fails (nothing listens there) after the database was swapped in
+    # the Vault restore fails (nothing listens there) after the database was swapped in; without the preflight,
+    # which would stop the run before anything is touched
     broken = env.write_vars(path=env.root / "broken-vault.json", dr_reports_dir=str(env.root / "reports"),
-                            dr_encryption_enabled=True, dr_encryption_key=KEY, dr_vault_url="http://127.0.0.1:9")
+                            dr_encryption_enabled=True, dr_encryption_key=KEY, dr_vault_url="http://127.0.0.1:9",
+                            dr_preflight=False)
     result = playbook("restore.yml", broken)
     assert result.returncode != 0
     report = json.loads(reports(env)[-1].read_text())

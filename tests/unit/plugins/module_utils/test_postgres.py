@@ -48,6 +48,13 @@ class FakeModule(object):
         raise Failed(kwargs)
 
 
+@pytest.fixture(autouse=True)
+def no_debian_wrapper(tmp_path, monkeypatch):
+    """The host's own /usr/lib/postgresql (when there is one) stays out of these tests."""
+    monkeypatch.setattr(postgres, "PG_LIB_DIR", str(tmp_path / "no-postgresql-here"))
+    monkeypatch.setattr(postgres, "_UNWRAPPED", {})
+
+
 def test_argument_spec_matches_community_postgresql_names():
     spec = postgres.postgres_argument_spec()
     assert spec["db"]["required"] is True
@@ -363,3 +370,59 @@ def test_connection_env_leaves_out_empty_values():
                                        login_password=None, ssl_mode="require"), extra={"PGDATABASE": "app"})
     assert env == {"PGHOST": "db", "PGPORT": "5432", "PGUSER": "app", "PGSSLMODE": "require",
                    "PGAPPNAME": "atlasia.dr", "PGDATABASE": "app"}
+
+
+def _debian_layout(tmp_path, versions, programs=("psql", "pg_dump")):
+    """A fake /usr/lib/postgresql with ``versions`` and a /usr/bin whose programs link to pg_wrapper."""
+    lib = tmp_path / "lib"
+    for version in versions:
+        (lib / version / "bin").mkdir(parents=True)
+        for name in programs:
+            path = lib / version / "bin" / name
+            path.write_text("#!/bin/sh\n")
+            path.chmod(0o755)
+    common = tmp_path / "share"
+    common.mkdir()
+    (common / "pg_wrapper").write_text("#!/usr/bin/perl\n")
+    (common / "pg_wrapper").chmod(0o755)
+    usr_bin = tmp_path / "bin"
+    usr_bin.mkdir()
+    for name in programs:
+        (usr_bin / name).symlink_to(common / "pg_wrapper")
+    return str(lib), usr_bin
+
+
+@pytest.mark.parametrize("versions, name, expected", [
+    (["15"], "psql", "15"),
+    (["15"], "pg_dump", "15"),
+    (["13", "15", "9.6"], "psql", "15"),    # psql: the newest, as pg_wrapper does
+    (["13", "15"], "pg_dump", None),        # several versions: the wrapper picks by cluster
+])
+def test_pg_wrapper_resolved_where_its_choice_is_fixed(tmp_path, monkeypatch, versions, name, expected):
+    monkeypatch.delenv("PGCLUSTER", raising=False)
+    lib, usr_bin = _debian_layout(tmp_path, versions)
+    found = postgres.unwrapped_program(str(usr_bin / name), name, lib_dir=lib)
+    assert found == (os.path.join(lib, expected, "bin", name) if expected else str(usr_bin / name))
+
+
+def test_pg_wrapper_kept_with_pgcluster_and_plain_binaries_untouched(tmp_path, monkeypatch):
+    lib, usr_bin = _debian_layout(tmp_path, ["15"])
+    monkeypatch.setenv("PGCLUSTER", "15/main")
+    assert postgres.unwrapped_program(str(usr_bin / "psql"), "psql", lib_dir=lib) == str(usr_bin / "psql")
+    monkeypatch.delenv("PGCLUSTER")
+    plain = os.path.join(lib, "15", "bin", "psql")
+    assert postgres.unwrapped_program(plain, "psql", lib_dir=lib) == plain
+    assert postgres.unwrapped_program(str(usr_bin / "psql"), "psql", lib_dir=str(tmp_path / "missing")) == str(
+        usr_bin / "psql")
+
+
+def test_tool_unwraps_only_programs_found_on_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("PGCLUSTER", raising=False)
+    lib, usr_bin = _debian_layout(tmp_path, ["15"])
+    monkeypatch.setattr(postgres, "PG_LIB_DIR", lib)
+    module = FakeModule()
+    module.get_bin_path = lambda name, required=False: str(usr_bin / name)
+    assert postgres.PostgresClient(module).tool("psql") == os.path.join(lib, "15", "bin", "psql")
+    # an explicit pg_bin_dir is taken as given, wrapper or not
+    module = FakeModule(pg_bin_dir=str(usr_bin))
+    assert postgres.PostgresClient(module).tool("pg_dump") == str(usr_bin / "pg_dump")

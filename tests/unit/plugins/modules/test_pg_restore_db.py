@@ -283,6 +283,7 @@ def test_replace_existing_database(fake, backups, capsys):
     for suffix in (".md5", ".sha256"):
         assert os.path.exists(safety + suffix)
     assert gzip.decompress(open(safety, "rb").read()).endswith(TRAILER)
+    assert open(safety, "rb").read()[8] == 4  # gzip's "fastest" flag: level 1 (safety_backup_compression_level)
     dump_env = fake.calls("pg_dump")[0]["env"]
     assert dump_env["PGDATABASE"] == "appdb"
     assert "SHOW server_version" in fake.sql  # the safety dump ran (beside the load; the swap waited for it)
@@ -881,3 +882,11 @@ def test_role_settings_left_out_with_a_warning_when_the_login_may_not_set_them(f
     assert "IN DATABASE" in json.dumps(result.get("warnings", []))
     applied = _applied(fake)[0]
     assert "ALTER ROLE" not in applied and "search_path" in applied
+
+
+@pytest.mark.parametrize("value", [0, 10])
+def test_safety_backup_compression_level_outside_gzip_levels_is_refused(fake, backups, capsys, value):
+    result = run_main(args_for(fake, make_backup(backups), safety_backup_compression_level=value), capsys)
+    assert result["failed"] and result["error_kind"] == "invalid_argument"
+    assert "safety_backup_compression_level" in result["msg"]
+    assert fake.sql == []

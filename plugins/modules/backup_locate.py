@@ -29,9 +29,9 @@ description:
     takes its final name). Encrypted artifacts are decrypted into the private folder O(staging_dir)/<set id>.plain
     (mode 0700), which the caller removes once done (RV(plain_dir)).
   - Run through the collection's action plugin, a long download or decryption prints a progress line every
-    C(dr_progress_interval) seconds, e.g. C(backup_locate on db1: 1.2 GiB of 3.4 GiB downloaded, 85 MiB/s, about
-    26 s left), then C(... decrypted, ...): the bytes of the objects downloaded against their size, then the
-    bytes of the encrypted artifacts read by the decryption against their size. The checks of a local set are
+    C(dr_progress_interval) seconds, such as C(1.2 GiB of 3.4 GiB downloaded, 85 MiB/s, about 26 s left) after
+    the task's name and host, then the same with C(decrypted); the bytes are those of the objects downloaded
+    against their size, then those of the encrypted artifacts read by the decryption against their size. The checks of a local set are
     not measured.
 author:
   - atlasia DevOps team (@atlasia-devops)

@@ -45,8 +45,8 @@ description:
     header). Until it ends without error, do not destroy the old key, since S3 copies may still need it.
   - Every output is written under a temporary name and renamed when complete.
   - Run through the collection's action plugin, a long run prints a progress line every C(dr_progress_interval)
-    seconds, e.g. C(dr_crypt on db1: 1.2 GiB of 3.4 GiB decrypted, 150 MiB/s, about 15 s left): the bytes of
-    O(src) read so far against its size; with O(state=rekeyed), the bytes of the local C(.enc) files under
+    seconds, such as C(1.2 GiB of 3.4 GiB decrypted, 150 MiB/s, about 15 s left) after the task's name and host;
+    the bytes are those of O(src) read so far against its size; with O(state=rekeyed), the bytes of the local C(.enc) files under
     O(root) read so far against their total size (each file counted once, hard links included; the S3 part is
     not measured).
   - The key never leaves the controller's variables; keep it in an Ansible Vault-encrypted variable or file,

@@ -45,8 +45,8 @@ description:
   - When those properties name roles the server does not have, the restore fails before changing anything
     and lists them (replay the set's cluster globals with M(atlasia.dr.pg_globals) first).
   - Run through the collection's action plugin, a long check and load print progress lines every
-    C(dr_progress_interval) seconds, e.g. C(pg_restore_db on db1: 1.2 GiB of 3.4 GiB loaded, 60 MiB/s, about
-    38 s left; safety dump: 800 MiB of about 2.1 GiB dumped, 40 MiB/s, about 34 s left). The bytes are those of
+    C(dr_progress_interval) seconds, such as C(1.2 GiB of 3.4 GiB loaded, 60 MiB/s, about 38 s left) after the
+    task's name and host, followed by the safety dump's own figures when it runs. The bytes are those of
     O(src) read so far by the check, then by the load (psql, pg_restore or the decompressor, measured from the
     file position of their descriptors, C(/proc/<pid>/fdinfo) on Linux; the furthest worker of a parallel
     pg_restore), against the size of O(src).

@@ -31,7 +31,7 @@ description:
     progress is pgBackRest's own, read from its backup lock file C(<lock-path>/<stanza>-backup.lock) (bytes
     copied against the backup's size with pgBackRest 2.48 and later; with earlier versions its percentage,
     applied to the size of O(pg_path) measured at the start, an estimate). A restore's progress is the size of
-    O(pg_path) against the database size of the backup restored (an estimate too: a restore to a point in
+    O(pg_path) against the database size of the backup restored (an estimate too, since a restore to a point in
     time replays WAL after the copy); none with O(delta=true).
 author:
   - atlasia DevOps team (@atlasia-devops)

@@ -17,6 +17,9 @@
 from __future__ import annotations
 
 import datetime
+import json
+import os
+import stat
 import re
 
 COMMANDS = ("info", "stanza-create", "check", "backup", "expire", "verify", "restore")
@@ -353,3 +356,85 @@ def explain(command, rc, stdout, stderr):
     if advice:
         msg += " -- %s" % advice
     return msg
+
+
+# --- progress of a backup or a restore (printed by the action plugin, see module_utils/progress.py) ----------
+DEFAULT_CONFIG = "/etc/pgbackrest/pgbackrest.conf"
+DEFAULT_LOCK_PATH = "/tmp/pgbackrest"
+
+
+def lock_path(options, config=None):
+    """pgBackRest's lock-path: the module's options, else the configuration file's ``lock-path=``, else the
+    default. The configuration is read loosely (the last ``lock-path=`` line of any section)."""
+    if (options or {}).get("lock-path"):
+        return str(options["lock-path"])
+    found = None
+    try:
+        with open(config or DEFAULT_CONFIG) as handle:
+            for line in handle:
+                key, sep, value = line.partition("=")
+                if sep and key.strip() == "lock-path" and value.strip():
+                    found = value.strip()
+    except (OSError, UnicodeDecodeError):
+        pass
+    return found or DEFAULT_LOCK_PATH
+
+
+def backup_lock_progress(text):
+    """What the backup lock file of a running backup says of its progress: ``(done, total)`` in bytes (pgBackRest
+    2.48 and later write ``sz``/``szCplt``), ``(fraction, None)`` for a percentage only (2.41 to 2.47 write
+    ``percentComplete`` in hundredths of a percent), or None (no progress recorded yet, or not a lock file)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    size, done = data.get("sz"), data.get("szCplt")
+    if isinstance(size, int) and isinstance(done, int) and size > 0:
+        return min(done, size), size
+    for key in ("pctCplt", "percentComplete"):
+        if isinstance(data.get(key), int):
+            return min(max(data[key], 0), 10000) / 10000.0, None
+    return None
+
+
+class BackupProgress(object):
+    """Bytes copied by a running ``pgbackrest backup``, from its lock file ``<lock-path>/<stanza>-backup.lock``.
+
+    Called, it returns ``(done, total)``: the lock's own byte counts, or its percentage applied to ``estimate``
+    (the data directory's size); ``(0, estimate)`` until the lock holds progress.
+    """
+
+    def __init__(self, lock_dir, stanza, estimate=None):
+        self.path = os.path.join(lock_dir, "%s-backup.lock" % stanza)
+        self.estimate = estimate
+
+    def __call__(self):
+        try:
+            with open(self.path) as handle:
+                found = backup_lock_progress(handle.read())
+        except (OSError, UnicodeDecodeError):
+            found = None
+        if found is None:
+            return 0, self.estimate
+        done, total = found
+        if total is None:
+            if not self.estimate:
+                return 0, None
+            return int(done * self.estimate), self.estimate
+        return done, total
+
+
+def tree_size(path):
+    """Bytes of the regular files under ``path`` (0 when it cannot be read); links are not followed."""
+    total = 0
+    for folder, dummy, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total

@@ -120,8 +120,11 @@ def _dump_args(opts):
     return args + list(opts.get("dump_options") or [])
 
 
-def write_dump(module, client, opts):
+def write_dump(module, client, opts, report=None):
     """Dump ``opts['db']`` to ``opts['path']``; returns the result dict (path, size, checksums, manifest...).
+
+    ``report`` is the :class:`progress.Reporter` of the dump (by default the module's own, from its
+    ``progress_file`` option; a dump running beside another step passes a child of that step's reporter).
 
     Raises :class:`PostgresError` (client or pipeline failure) or :class:`ArtifactError` (verification).
     Nothing with the final name exists unless every step succeeded.
@@ -195,7 +198,8 @@ def write_dump(module, client, opts):
         encryptor = crypto.Encryptor(key, out.write) if key else None
         write = encryptor.write if encryptor else out.handle.write
 
-        report = progress.Reporter.from_module(module, verb="written")
+        if report is None:
+            report = progress.Reporter.from_module(module, verb="written")
         if report.enabled and opts["format"] == "plain":
             # the plain SQL (measured by the check, after decompression) against the database's size: the only
             # estimate there is before the dump ends; an archive's compressed output has no such yardstick

@@ -13,6 +13,13 @@ per block. The file is removed when the module exits.
 
 Controller side: :func:`format_line` turns two successive states into the line the action plugin prints, e.g.
 ``pg_dump_backup on db1: 1.2 GiB of about 3.4 GiB dumped, 85 MiB/s, about 26 s left, 210 MiB written``.
+
+A step whose bytes pass through a program rather than through the module's own loop (psql or pg_restore reading
+the dump, gzip decompressing it) is measured from outside: :class:`FileReads` reads the file position of every
+descriptor the module's process and its children hold on the file (``/proc/<pid>/fdinfo/<fd>``, Linux), and
+:class:`Watch` feeds that count to the reporter from a thread while the step runs. A step that runs beside another
+(the safety dump beside the load of a restore) reports through :meth:`Reporter.child`: its state rides in the
+main one's file, under ``also``, and is printed after it.
 """
 
 from __future__ import annotations
@@ -54,6 +61,10 @@ class Reporter(object):
         self._next = self._started + WRITE_EVERY if path else None
         self._registered = False
         self._lock = threading.Lock()
+        self.parent = None
+        self.label = None
+        self.finished = False
+        self._children = []
 
     @classmethod
     def from_module(cls, module, **kwargs):
@@ -62,6 +73,39 @@ class Reporter(object):
     @property
     def enabled(self):
         return self._next is not None
+
+    def child(self, label, verb="written"):
+        """A reporter for a step running beside this one (``label`` names it, e.g. ``safety dump``): its state is
+        written inside this reporter's file, under ``also``; it is enabled when this one is."""
+        kid = Reporter(None, verb=verb, clock=self._clock)
+        kid.label = label
+        if self._next is not None:
+            kid.parent = self
+            kid._next = kid._started + WRITE_EVERY
+        self._children.append(kid)
+        return kid
+
+    def restart(self, verb, total=None, estimate=False):
+        """A new step under the same file: counts, rate and start time begin again."""
+        with self._lock:
+            self.verb = verb
+            self.total = total
+            self.estimate = estimate
+            self.measure = None
+            self.done = 0
+            self._started = self._clock()
+
+    def update(self, done):
+        """The step has handled ``done`` bytes in all (a measured count); writes the state when it is due."""
+        with self._lock:
+            self.done = done
+            if self._next is None:
+                return
+            now = self._clock()
+            if now < self._next:
+                return
+            self._next = now + WRITE_EVERY
+            self.write(now)
 
     def set_total(self, total, estimate=False):
         self.total = total
@@ -89,9 +133,17 @@ class Reporter(object):
                  "started": self._started, "updated": self._clock() if now is None else now}
         if self.measure is not None:
             state["done"], state["written"] = self.measure(), self.done
+        if self.finished:
+            state["finished"] = True
+        also = [dict(kid.state(now), label=kid.label) for kid in self._children if kid.done or kid.finished]
+        if also:
+            state["also"] = also
         return state
 
     def write(self, now=None):
+        if self.parent is not None:
+            self.parent.write(now)
+            return
         if self._next is None:
             return
         temp = None
@@ -112,9 +164,141 @@ class Reporter(object):
             atexit.register(_unlink, self.path)
 
     def close(self):
-        """Removes the state file (also done at the module's exit)."""
-        if self.path:
+        """Removes the state file (also done at the module's exit); a child is marked finished instead."""
+        if self.parent is not None or self.label is not None:
+            self.finished = True
+            self.write()
+        elif self.path:
             _unlink(self.path)
+
+
+def _family(root):
+    """``root`` and every process descending from it (Linux ``/proc``); just ``[root]`` elsewhere."""
+    children = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return [root]
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as handle:
+                fields = handle.read().rpartition(b")")[2].split()
+            children.setdefault(int(fields[1]), []).append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    family, todo = [], [root]
+    while todo and len(family) < 10000:
+        pid = todo.pop()
+        family.append(pid)
+        todo.extend(children.get(pid, ()))
+    return family
+
+
+def _position(pid, fd):
+    try:
+        with open("/proc/%d/fdinfo/%s" % (pid, fd), "rb") as handle:
+            for line in handle:
+                if line.startswith(b"pos:"):
+                    return int(line.split()[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+class FileReads(object):
+    """How far this process and its children have read ``paths`` (files, or every file under a directory).
+
+    Calling it returns the sum, over those files, of the furthest file position seen on a descriptor open on the
+    file, each at most the file's size; a file seen open and closed since counts as read to its end (the readers
+    here read sequentially, and a reader that stops early fails the step). A program reading the file through its
+    standard input (``psql < dump``), a decompressor opening it by name, pg_restore's parallel workers (the
+    furthest of them) and a loop of the module itself are all seen. Between two calls a file opened, read and
+    closed is missed, so the count can lag; it never goes back. :attr:`total` is the size of the files.
+    """
+
+    def __init__(self, paths, pid=None):
+        self.pid = os.getpid() if pid is None else pid
+        self.sizes = {}
+        for path in paths:
+            if os.path.isdir(path):
+                for folder, dummy, files in os.walk(path):
+                    for name in files:
+                        self._add(os.path.join(folder, name))
+            else:
+                self._add(path)
+        self.total = sum(self.sizes.values())
+        self._seen = {}
+        self._open = set()
+
+    def _add(self, path):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        self.sizes[(st.st_dev, st.st_ino)] = st.st_size
+
+    def __call__(self):
+        open_now = set()
+        for pid in _family(self.pid):
+            folder = "/proc/%d/fd" % pid
+            try:
+                fds = os.listdir(folder)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    st = os.stat(os.path.join(folder, fd))
+                except OSError:
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key not in self.sizes:
+                    continue
+                open_now.add(key)
+                pos = _position(pid, fd)
+                if pos is not None and pos > self._seen.get(key, 0):
+                    self._seen[key] = min(pos, self.sizes[key])
+        for key in self._open - open_now:  # read and closed since: the readers here read to the end
+            self._seen[key] = self.sizes[key]
+        self._open = open_now
+        return sum(self._seen.values())
+
+
+class Watch(object):
+    """While the ``with`` block runs, feeds ``measure()`` (a byte count, or ``(count, total)``) to ``reporter``
+    every ``every`` seconds from a thread. Does nothing when the reporter is off; a failing measure stops the feeding, never the step."""
+
+    def __init__(self, reporter, measure, every=WRITE_EVERY):
+        self.reporter = reporter
+        self.measure = measure
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            try:
+                done = self.measure()
+                if isinstance(done, tuple):  # (done, total): a total learnt while the step runs
+                    done, total = done
+                    self.reporter.set_total(total)
+                self.reporter.update(done)
+            except Exception:  # pylint: disable=broad-except
+                return
+
+    def __enter__(self):
+        if self.reporter.enabled:
+            self._thread = threading.Thread(target=self._run, name="atlasia-dr-progress")
+            self._thread.daemon = True
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        return False
 
 
 def _unlink(path):
@@ -175,4 +359,14 @@ def format_line(label, state, previous=None):
             parts.append("about %s left" % human_duration((total - done) / rate))
     if state.get("written") is not None:
         parts.append("%s written" % human_bytes(state["written"]))
-    return "%s: %s" % (label, ", ".join(parts))
+    line = "%s: %s" % (label, ", ".join(parts))
+    before = dict((item.get("label"), item) for item in (previous or {}).get("also") or () if isinstance(item, dict))
+    for item in state.get("also") or ():
+        if not isinstance(item, dict) or "done" not in item:
+            continue
+        name = item.get("label") or "also"
+        if item.get("finished"):
+            line += "; %s: %s %s, finished" % (name, human_bytes(item.get("done") or 0), item.get("verb") or "done")
+        else:
+            line += "; " + format_line(name, dict(item, also=None), before.get(name))
+    return line

@@ -44,11 +44,18 @@ description:
     defaults and O(owner) (or O(login_user)) as owner.
   - When those properties name roles the server does not have, the restore fails before changing anything
     and lists them (replay the set's cluster globals with M(atlasia.dr.pg_globals) first).
+  - Run through the collection's action plugin, a long check and load print progress lines every
+    C(dr_progress_interval) seconds, such as C(1.2 GiB of 3.4 GiB loaded, 60 MiB/s, about 38 s left) after the
+    task's name and host, followed by the safety dump's own figures when it runs. The bytes are those of
+    O(src) read so far by the check, then by the load (psql, pg_restore or the decompressor, measured from the
+    file position of their descriptors, C(/proc/<pid>/fdinfo) on Linux; the furthest worker of a parallel
+    pg_restore), against the size of O(src).
 author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - atlasia.dr.postgres
+  - atlasia.dr.progress
 attributes:
   check_mode:
     support: full
@@ -352,6 +359,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils import (
     naming,
     pgdump,
     plainload,
+    progress,
     safety,
 )
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
@@ -429,6 +437,8 @@ class Restorer(object):
         self.moment = naming.utc_now()
         self.result = dict(db=self.db, safety_backup=None, safety_backup_encrypted=False, previous_db=None,
                            dropped_stale=[], changed=False)
+        # progress lines of the action plugin (a no-op unless it set progress_file): bytes of the backup read
+        self.report = progress.Reporter.from_module(module, verb="checked")
 
     def sql(self, statement):
         return self.client.query(statement, db=self.maint)
@@ -613,7 +623,11 @@ class Restorer(object):
 
         src = p["src"]
         try:
-            info = pgdump.inspect(self.module, self.client, src, require_checksum=p["require_checksum"])
+            reads = progress.FileReads([src]) if self.report.enabled else None
+            if reads is not None:
+                self.report.set_total(reads.total)
+            with progress.Watch(self.report, reads):
+                info = pgdump.inspect(self.module, self.client, src, require_checksum=p["require_checksum"])
         except pgdump.ArtifactError as exc:
             self.module.fail_json(msg="backup refused, nothing was changed: %s" % exc, error_kind="bad_backup",
                                   **self.result)
@@ -652,10 +666,14 @@ class Restorer(object):
             settings = p["session_settings"] or {}
             env_extra = {"PGOPTIONS": _pgoptions(settings)} if settings else None
             mark = lap("prepare", mark)
-            if not (info["format"] == "plain" and p["jobs"] > 1
-                    and self.load_plain_parallel(src, info["compression"], target, env_extra)):
-                stages, stdin_path = self.restore_stages(src, info["format"], info["compression"], target, env_extra)
-                self.client.pipeline(stages, stdin_path=stdin_path, env_extra=env_extra)
+            reads = progress.FileReads([src]) if self.report.enabled else None
+            self.report.restart("loaded", reads.total if reads is not None else None)
+            with progress.Watch(self.report, reads):
+                if not (info["format"] == "plain" and p["jobs"] > 1
+                        and self.load_plain_parallel(src, info["compression"], target, env_extra)):
+                    stages, stdin_path = self.restore_stages(src, info["format"], info["compression"], target,
+                                                             env_extra)
+                    self.client.pipeline(stages, stdin_path=stdin_path, env_extra=env_extra)
             self.apply_properties(target, like)
             mark = lap("load", mark)
             rows = self.client.exact_counts(target)
@@ -799,9 +817,14 @@ class Restorer(object):
                                   **self.result)
         self.client.tool("pg_dump")
         compression.compressor_argv(self.module, opts["compression"], opts["compression_level"], 0)
+        # its progress rides in the restore's own lines ("; safety dump: ...")
+        report = self.report.child("safety dump")
 
         def task():
-            return pgdump.write_dump(self.module, self.client, opts)["path"]
+            try:
+                return pgdump.write_dump(self.module, self.client, opts, report=report)["path"]
+            finally:
+                report.close()
         return task
 
 
@@ -828,6 +851,7 @@ def main():
         session_settings=dict(type="dict", default={"synchronous_commit": "off", "maintenance_work_mem": "512MB"}),
         swap_attempts=dict(type="int", default=5),
     )
+    argument_spec.update(progress.progress_argument_spec())
     module = DRModule(argument_spec=argument_spec, supports_check_mode=True)
     for name in ("safety_backup_retention", "previous_retention"):
         if module.params[name] == 0 or module.params[name] < -1:

@@ -26,10 +26,18 @@ description:
     reaches every repository. V(verify) checks every file of the repository against its checksum.
   - V(restore) restores a backup into O(pg_path), to the end of the archive (O(target=latest)), to the end
     of the backup (O(target=immediate)), or to a point in time.
+  - Run through the collection's action plugin, a long V(backup) or V(restore) prints a progress line every
+    C(dr_progress_interval) seconds (not with O(container), whose files the module does not see). A backup's
+    progress is pgBackRest's own, read from its backup lock file C(<lock-path>/<stanza>-backup.lock) (bytes
+    copied against the backup's size with pgBackRest 2.48 and later; with earlier versions its percentage,
+    applied to the size of O(pg_path) measured at the start, an estimate). A restore's progress is the size of
+    O(pg_path) against the database size of the backup restored (an estimate too, since a restore to a point in
+    time replays WAL after the copy); none with O(delta=true).
 author:
   - atlasia DevOps team (@atlasia-devops)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - atlasia.dr.progress
 attributes:
   check_mode:
     support: full
@@ -342,17 +350,19 @@ error_code:
   type: int
 """
 
+import functools
 import json
 import os
 import pwd
 import time
 
 from ansible_collections.atlasia.dr.plugins.module_utils import pgbackrest as pgbr
+from ansible_collections.atlasia.dr.plugins.module_utils import progress
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
 
 
 def argument_spec():
-    return dict(
+    spec = dict(
         command=dict(type="str", required=True, choices=list(pgbr.COMMANDS)),
         stanza=dict(type="str", required=True),
         config=dict(type="path"),
@@ -377,6 +387,8 @@ def argument_spec():
         pitr_target=dict(type="str"),
         pitr_requested_at=dict(type="float"),
     )
+    spec.update(progress.progress_argument_spec())
+    return spec
 
 
 class Runner(object):
@@ -523,8 +535,15 @@ def run_backup(module, runner, result):
     if module.check_mode:
         module.exit_json(**result)
     before = set(b["label"] for b in pgbr.summarize(runner.info())["backups"])
-    argv, rc, out, err = runner.run("backup", command_args=args, repo=p["repo"],
-                                    options={"log-level-console": "info"})
+    report = progress.Reporter.from_module(module, verb="backed up")
+    measure = None
+    if report.enabled and not p["container"]:
+        estimate = pgbr.tree_size(p["pg_path"]) if p["pg_path"] else None
+        report.set_total(estimate, estimate=True)
+        measure = pgbr.BackupProgress(pgbr.lock_path(p["options"], p["config"]), p["stanza"], estimate)
+    with progress.Watch(report if measure else progress.Reporter(None), measure, every=PROGRESS_EVERY):
+        argv, rc, out, err = runner.run("backup", command_args=args, repo=p["repo"],
+                                        options={"log-level-console": "info"})
     result.update(info_result(runner.info()), output=out, stderr=err)
     new = [b for b in result["backups"] if b["label"] not in before and (not p["repo"] or b["repo"] == p["repo"])]
     result["backup"] = new[-1] if new else None
@@ -553,6 +572,20 @@ def run_expire(module, runner, result):
     module.exit_json(**result)
 
 
+# seconds between two measures of a backup's or restore's progress (a restore's walks the data directory)
+PROGRESS_EVERY = 3.0
+
+
+def _restore_size(runner, p):
+    """The database size of the backup a restore takes (O(set), else the newest of O(repo)); None if unknown."""
+    try:
+        backups = pgbr.summarize(runner.info(repo=p["repo"]))["backups"]
+    except pgbr.PgBackRestError:
+        return None
+    chosen = [b for b in backups if b["label"] == p["set"]] if p["set"] else backups[-1:]
+    return chosen[0]["size"] if chosen and chosen[0].get("size") else None
+
+
 def run_restore(module, runner, result):
     p = module.params
     try:
@@ -579,8 +612,14 @@ def run_restore(module, runner, result):
     result["changed"] = True
     if module.check_mode:
         module.exit_json(**result)
-    argv, rc, out, err = runner.run("restore", command_args=args, repo=p["repo"],
-                                    options={"log-level-console": "info"})
+    report = progress.Reporter.from_module(module, verb="restored")
+    measure = None
+    if report.enabled and p["pg_path"] and not p["container"] and not p["delta"]:
+        report.set_total(_restore_size(runner, p), estimate=True)
+        measure = functools.partial(pgbr.tree_size, p["pg_path"])
+    with progress.Watch(report if measure else progress.Reporter(None), measure, every=PROGRESS_EVERY):
+        argv, rc, out, err = runner.run("restore", command_args=args, repo=p["repo"],
+                                        options={"log-level-console": "info"})
     result["restore"].update(pgbr.restored_set(out))
     result.update(output=out, stderr=err)
     module.exit_json(**result)

@@ -138,3 +138,65 @@ def test_progress_over_ssh_with_become(pg_server, slow_db, tmp_path, ssh_host):
     assert lines, proc.stdout[-3000:]
     assert all(LINE.match(line.replace(" on db1:", " on localhost:")) for line in lines), lines
     assert (tmp_path / "dumps").is_dir() and os.stat(tmp_path / "dumps").st_uid == 0
+
+
+RESTORE_INTERVAL = 1
+RESTORE_LINE = re.compile(
+    rf"^pg_restore_db on localhost: {_SIZE} of {_SIZE} (?:checked|loaded)"
+    rf"(?:, {_SIZE}/s(?:, about (?:\d+ h )?(?:\d+ min )?\d+ s left)?)?"
+    rf"(?:; safety dump: {_SIZE} (?:of about {_SIZE} )?dumped(?:, .+)?)?$")
+
+
+def test_long_restore_prints_progress_and_returns_the_same_result(pg_server, slow_db, tmp_path):
+    """A load longer than the interval: lines with the bytes of the dump read against its size, through one psql
+    fed by gzip (jobs 1) and through the parallel plain load (jobs 2) with its safety dump beside it; the result is
+    the one of a restore with progress off."""
+    targets = [h.unique("prog_rs"), h.unique("prog_rs")]
+    conn = h.conn_args(pg_server, slow_db, login_password="{{ atlasia_test_password }}")
+    dump = dict(conn, format="plain", compression="gzip", compression_level=1, dest=str(tmp_path / "dumps"))
+    tasks = [{"name": "dump", "atlasia.dr.pg_dump_backup": dump, "vars": {"dr_progress_interval": 0},
+              "register": "dump"}]
+    runs = (("restore with progress", targets[0], "new", 1, RESTORE_INTERVAL),
+            ("restore without progress", targets[1], "new", 1, 0),
+            ("restore over it with progress", targets[0], "replace", 2, RESTORE_INTERVAL))
+    for index, (name, db, mode, jobs, interval) in enumerate(runs):
+        args = dict(conn, db=db, src="{{ dump.path }}", mode=mode, jobs=jobs,
+                    safety_backup_dir=str(tmp_path / "safety"))
+        tasks.append({"name": name, "atlasia.dr.pg_restore_db": args, "vars": {"dr_progress_interval": interval},
+                      "register": "restored"})
+        tasks.append({"name": "keep the result of run %d" % index, "ansible.builtin.copy": {
+            "content": "{{ restored | to_json }}", "dest": str(tmp_path / ("run%d.json" % index)), "mode": "0600"}})
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}], indent=1))
+    vars_file = tmp_path / "vars.json"
+    fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"atlasia_test_password": pg_server.password}, handle)
+    try:
+        proc = run_playbook(playbook, extra_args=["-e", f"@{vars_file}"], timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        results = [json.loads((tmp_path / ("run%d.json" % index)).read_text()) for index in range(3)]
+    finally:
+        h.drop_databases(pg_server, targets + h.previous_databases(pg_server, targets[0]))
+
+    for index, name in ((0, "restore with progress"), (2, "restore over it with progress")):
+        load = results[index]["timings"]["load"]
+        lines = [line for line in _section(proc.stdout, name) if line.startswith("pg_restore_db on")]
+        print("\n".join(["", "%s: load %.1f s" % (name, load)] + lines))  # shown with pytest -s
+        assert load > 2 * RESTORE_INTERVAL, "the load took %.1f s: not long enough to show progress" % load
+        assert lines and all(RESTORE_LINE.match(line) for line in lines), lines
+        assert [line for line in lines if " loaded" in line], lines
+        assert "left" in " ".join(lines)
+    replace_lines = [line for line in _section(proc.stdout, "restore over it with progress") if "; safety dump: " in line]
+    assert replace_lines, "no line shows the safety dump beside the load"
+    assert results[2]["safety_backup"] and os.path.exists(results[2]["safety_backup"])
+    assert not [line for line in _section(proc.stdout, "restore without progress") if "pg_restore_db on" in line]
+
+    def comparable(result):
+        data = dict(result)
+        for key in ("db", "duration", "timings", "invocation", "space"):  # free space moves between runs
+            data.pop(key, None)
+        return data
+
+    assert comparable(results[0]) == comparable(results[1])
+    assert results[0]["rows"] == results[2]["rows"]

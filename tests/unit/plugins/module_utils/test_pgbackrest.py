@@ -213,3 +213,45 @@ def test_coverage_problem_says_why_a_target_cannot_be_reached(newest, oldest, ar
 def test_coverage_problem_refuses_a_target_that_is_no_time():
     with pytest.raises(ValueError):
         pgbr.coverage_problem(NEWEST, OLDEST, 2000, "T", "yesterday", 3000)
+
+
+# --- progress -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, expected", [
+    ('{"execId":"11623-8a6d5ca8","pctCplt":3412,"pid":11623,"sz":9439150710,"szCplt":3221225472}',
+     (3221225472, 9439150710)),
+    ('{"execId":"1-2","percentComplete":2500}', (0.25, None)),
+    ('{"execId":"1-2"}', None),
+    ("", None),
+    ("[]", None),
+    ('{"sz":0,"szCplt":0}', None),
+])
+def test_backup_lock_progress(text, expected):
+    assert pgbr.backup_lock_progress(text) == expected
+
+
+def test_backup_progress_from_the_lock_file(tmp_path):
+    measure = pgbr.BackupProgress(str(tmp_path), "main", estimate=1000)
+    assert measure() == (0, 1000)  # no lock yet
+    lock = tmp_path / "main-backup.lock"
+    lock.write_text('{"execId":"1-2","percentComplete":4000}')
+    assert measure() == (400, 1000)  # a percentage applied to the estimate
+    lock.write_text('{"execId":"1-2","sz":5000,"szCplt":1250}')
+    assert measure() == (1250, 5000)  # pgBackRest's own byte counts win
+    assert pgbr.BackupProgress(str(tmp_path), "other")() == (0, None)
+
+
+def test_lock_path(tmp_path):
+    conf = tmp_path / "pgbackrest.conf"
+    conf.write_text("[global]\nrepo1-path=/x\nlock-path = /run/pgbackrest\n\n[main]\npg1-path=/data\n")
+    assert pgbr.lock_path({}, str(conf)) == "/run/pgbackrest"
+    assert pgbr.lock_path({"lock-path": "/opt/lock"}, str(conf)) == "/opt/lock"
+    assert pgbr.lock_path({}, str(tmp_path / "missing.conf")) == pgbr.DEFAULT_LOCK_PATH
+
+
+def test_tree_size_counts_regular_files_only(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "1").write_bytes(b"x" * 100)
+    (tmp_path / "PG_VERSION").write_bytes(b"15\n")
+    (tmp_path / "link").symlink_to(tmp_path / "base" / "1")
+    assert pgbr.tree_size(str(tmp_path)) == 103
+    assert pgbr.tree_size(str(tmp_path / "missing")) == 0

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 
 import pytest
 
@@ -127,3 +129,101 @@ def test_measured_progress_reports_the_counted_bytes_as_written(tmp_path):
     assert (state["done"], state["written"]) == (4 * 1024 ** 2, 1024 ** 2)
     assert progress.format_line("pg_dump_backup on db1", state) == (
         "pg_dump_backup on db1: 4.0 MiB of about 10.0 MiB dumped, 2.0 MiB/s, about 3 s left, 1.0 MiB written")
+
+
+def test_a_child_rides_in_the_parent_file_and_is_printed_after_it(tmp_path):
+    path = tmp_path / "progress.json"
+    clock = Clock()
+    report = progress.Reporter(str(path), total=1000, verb="loaded", clock=clock)
+    kid = report.child("safety dump", verb="dumped")
+    assert kid.enabled
+    kid.set_total(4096, estimate=True)
+    clock.now += 1.0
+    kid.add(1024)  # the child's write is the parent's file
+    state = json.loads(path.read_text())
+    assert state["done"] == 0 and state["also"][0]["label"] == "safety dump" and state["also"][0]["done"] == 1024
+    report.add(500)
+    clock.now += 1.0
+    report.add(0)
+    line = progress.format_line("pg_restore_db on db1", json.loads(path.read_text()), state)
+    assert line.startswith("pg_restore_db on db1: 500 B of 1000 B loaded, ")
+    assert "; safety dump: 1.0 KiB of about 4.0 KiB dumped" in line
+    kid.close()
+    assert progress.format_line("x", json.loads(path.read_text())).endswith("; safety dump: 1.0 KiB dumped, finished")
+    assert path.exists()  # closing a child keeps the parent's file
+
+
+def test_a_child_of_a_reporter_that_is_off_is_off():
+    kid = progress.Reporter(None).child("safety dump")
+    assert not kid.enabled
+    kid.add(10)
+    kid.close()
+    assert kid.done == 10
+
+
+def test_restart_begins_a_new_step(tmp_path):
+    clock = Clock()
+    report = progress.Reporter(str(tmp_path / "p.json"), total=10, verb="checked", clock=clock)
+    report.add(10)
+    clock.now += 5
+    report.restart("loaded", 20)
+    state = report.state()
+    assert (state["done"], state["total"], state["verb"], state["started"]) == (0, 20, "loaded", clock.now)
+
+
+def test_file_reads_follow_a_child_process_reading_its_stdin(tmp_path):
+    src = tmp_path / "dump.sql"
+    src.write_bytes(b"x" * (1 << 20))
+    reads = progress.FileReads([str(src)])
+    assert reads.total == 1 << 20 and reads() == 0
+    with open(src, "rb") as handle:
+        # reads 64 KiB of its stdin (the file), then waits for its stdin to be closed... it never is: killed
+        proc = subprocess.Popen(["sh", "-c", "head -c 65536 >/dev/null; sleep 30"], stdin=handle)
+    try:
+        for dummy in range(500):
+            if reads() == 65536:
+                break
+            time.sleep(0.01)
+        assert reads() == 65536
+    finally:
+        proc.kill()
+        proc.wait()
+    assert reads() == 1 << 20  # seen open, now closed by every reader: read to its end
+
+
+def test_file_reads_of_this_process_and_of_a_directory(tmp_path):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    (folder / "a").write_bytes(b"a" * 100)
+    (folder / "b").write_bytes(b"b" * 300)
+    reads = progress.FileReads([str(folder)])
+    assert reads.total == 400
+    with open(folder / "b", "rb") as handle:
+        handle.raw.read(120)
+        assert reads() == 120
+        handle.raw.read(1000)
+        assert reads() == 300
+    assert reads() == 300
+    with open(folder / "a", "rb") as handle:
+        handle.raw.read(10)
+        assert reads() == 310
+
+
+def test_watch_feeds_the_reporter_and_stops(tmp_path):
+    path = tmp_path / "p.json"
+    report = progress.Reporter(str(path), total=100, verb="decrypted")
+    counts = iter(range(1, 1000))
+    with progress.Watch(report, lambda: next(counts) * 10, every=0.01) as watch:
+        for dummy in range(500):
+            if path.exists():
+                break
+            watch._stop.wait(0.01)
+    assert json.loads(path.read_text())["verb"] == "decrypted"
+    seen = report.done
+    watch._stop.wait(0.05)
+    assert report.done == seen  # stopped with the block
+
+
+def test_watch_does_nothing_when_progress_is_off():
+    with progress.Watch(progress.Reporter(None), None) as watch:
+        assert watch._thread is None

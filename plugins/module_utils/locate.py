@@ -170,7 +170,7 @@ class Policy(object):
     """What makes a set acceptable for this target.
 
     - ``key``: the environment's secret; with it, every set must carry a valid MAC and a single dump must be
-      encrypted under it (its AES-GCM tags authenticate it).
+      encrypted under it (its encryption authenticates it: the MACs of age, the tags of the earlier AES-GCM format).
     - ``encryption_required``: every artifact must be encrypted under ``key``; a plaintext artifact is refused.
     - ``environment``/``database``: the target's; a set of another one is refused unless ``allow_foreign``.
     - ``allow_unauthenticated``: accept a set without a MAC (made before sets were authenticated); a MAC that

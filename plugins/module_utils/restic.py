@@ -70,13 +70,13 @@ _PROBLEMS = (
                 r"Forbidden|status code 403", re.I), "credentials",
      "the S3 endpoint refused the credentials for {repo}: check access_key/secret_key (dr_s3_connection) and that "
      "the bucket policy allows listing, reading, writing and deleting under the prefix"),
-    (re.compile(r"unable to open config file|Is there a repository at the following location", re.I), "missing",
-     "there is no restic repository at {repo}: check the path or bucket/prefix; a first backup creates it "
-     "(init: true)"),
     (re.compile(r"connection refused|no such host|i/o timeout|network is unreachable|TLS handshake|"
                 r"certificate signed by unknown authority|x509:", re.I), "unreachable",
      "cannot reach the repository {repo} ({detail}): check endpoint_url, the network and TLS settings "
      "(ca_bundle, validate_certs)"),
+    (re.compile(r"unable to open config file|Is there a repository at the following location", re.I), "missing",
+     "there is no restic repository at {repo}: check the path or bucket/prefix; a first backup creates it "
+     "(init: true)"),
     (re.compile(r"no space left on device", re.I), "space",
      "no space left while writing {repo} or restic's cache: free space, or set cache_dir on a larger disk"),
 )
@@ -341,9 +341,11 @@ class Restic(object):
         return int(found[-1].get("total_size") or 0) if found else 0
 
 
+_PROGRESS = ("using temporary", "create exclusive", "load indexes", "check all packs", "check snapshots", "read ",
+             "[", "no errors")
+
+
 def _damage(stderr):
     lines = [line.strip() for line in (stderr or "").splitlines()
-             if line.strip() and not line.startswith(("using temporary", "create exclusive", "load indexes",
-                                                       "check all packs", "check snapshots", "read ",
-                                                       "[", "no errors"))]
+             if line.strip() and not line.startswith(_PROGRESS)]
     return "; ".join(lines[:5]) or "see restic's output"

@@ -246,7 +246,7 @@ class Restic(object):
 
     # --- snapshots ---------------------------------------------------------------------------------------
     def snapshots(self, tags=None):
-        """Snapshots (oldest first), those carrying every tag of ``tags`` when given."""
+        """Snapshots (oldest first), those carrying every tag of ``tags`` when given; raises ``missing``."""
         args = []
         if tags:
             args += ["--tag", ",".join(tags)]
@@ -262,8 +262,11 @@ class Restic(object):
         raise ResticError("snapshot %s is not in %s: list them with state=snapshots" % (snapshot, self.location),
                           kind="not_found")
 
-    def backup(self, paths=None, tags=(), files_from=None, exclude=(), host=None, parent=None):
-        """Back ``paths`` (absolute) or the list in ``files_from`` up; restic's summary (``snapshot_id``...)."""
+    def backup(self, paths=None, tags=(), files_from=None, exclude=(), host=None, parent=None, full_id=True):
+        """Back ``paths`` (absolute) or the list in ``files_from`` up; restic's summary (``snapshot_id``...).
+
+        restic 0.14 names the new snapshot by its short id; ``full_id`` looks the full one up (one more run).
+        """
         args = ["--quiet"]
         for tag in tags:
             args += ["--tag", tag]
@@ -283,7 +286,7 @@ class Restic(object):
                               rc=rc, stderr=err)
         result = dict(summary[-1])
         short = result.get("snapshot_id") or ""
-        if short and len(short) < 64:  # restic 0.14 names the snapshot by its short id
+        if full_id and short and len(short) < 64:
             result["snapshot_id"] = self.find(short)["id"]
         result["incomplete"] = rc == 3
         result["errors"] = [item for item in json_lines(out) if item.get("message_type") == "error"]

@@ -356,7 +356,13 @@ def do_backup(module, repo, result):
     tags = [restic.TAG_SET + timestamp, restic.TAG_COMPONENT + p["component"]]
     result.update(timestamp=timestamp, component=p["component"], tags=tags)
     filtered = p["max_age_days"] is not None or any(selection.omitted.values())
-    exists = repo.exists()
+    try:  # the parent (the latest snapshot of the component), and whether the repository exists, in one run
+        parents = repo.snapshots(tags=[restic.TAG_COMPONENT + p["component"]])
+        exists = True
+    except restic.ResticError as exc:
+        if exc.kind != "missing":
+            raise
+        parents, exists = [], False
     result["created"] = not exists
     if not exists and not p["init"]:
         raise restic.ResticError(restic.classify("Is there a repository at the following location?",
@@ -366,7 +372,6 @@ def do_backup(module, repo, result):
         return
     if not exists:
         repo.init()
-    parents = repo.snapshots(tags=[restic.TAG_COMPONENT + p["component"]])
     parent = parents[-1]["id"] if parents else None
     list_file = None
     try:

@@ -118,8 +118,8 @@ def test_backup_creates_the_repository_and_tags_the_snapshot(cli, uploads, capsy
     assert result["snapshot_id"] == cli.snaps[0]["id"] and result["short_id"] == cli.snaps[0]["id"][:8]
     assert (result["files"], result["bytes_added"], result["files_new"]) == (3, 300, 1)
     assert result["total_bytes"] == 1000 and result["parent"] is None
-    assert cli.names() == ["cat", "init", "snapshots", "backup", "snapshots", "stats"]
-    backup = cli.calls[3]["argv"]
+    assert cli.names() == ["snapshots", "init", "backup", "snapshots", "stats"]
+    backup = cli.calls[2]["argv"]
     assert backup[-1] == str(uploads)
     assert "set=20261202_020000" in backup and "component=uploads" in backup
 
@@ -158,7 +158,7 @@ def test_check_mode_backup_writes_nothing(cli, uploads, capsys):
     cli.calls = []
     result = run(backup_args(uploads), capsys, check_mode=True)
     assert result["created"] and result["files"] == 2 and result["bytes"] == 150
-    assert cli.names() == ["cat"]
+    assert cli.names() == ["snapshots"]
 
 
 def test_backup_with_an_age_filter_passes_the_selected_files(cli, uploads, capsys, tmp_path):
@@ -190,7 +190,7 @@ def test_missing_paths_warn_or_fail(cli, uploads, capsys, tmp_path):
 
 
 def test_wrong_key_is_named(cli, uploads, capsys):
-    cli.fail["cat"] = (1, "", "Fatal: wrong password or no key found\n")
+    cli.fail["snapshots"] = (1, "", "Fatal: wrong password or no key found\n")
     result = run(backup_args(uploads), capsys)
     assert result["failed"] and result["error_kind"] == "password"
     assert "dr_encryption_key" in result["msg"]

@@ -37,7 +37,8 @@ attributes:
     support: full
     details:
       - O(state=backup) runs C(restic backup --dry-run) (the files and bytes a real run would add) when the
-        repository exists, else reports that it would be created; nothing is written.
+        repository exists (restic takes and releases its shared lock), else reports that it would be created; no
+        data, index or snapshot is written.
       - O(state=restore) lists the files the snapshot would restore; O(dest) is not touched.
       - O(state=forget) reports the snapshots it would forget; O(state=prune) runs C(restic prune --dry-run).
       - O(state=check) and O(state=snapshots) only read, and run as usual.
@@ -250,6 +251,23 @@ total_bytes:
   returned: O(state=backup), O(state=forget), O(state=prune), O(state=snapshots) when not in check mode
   type: int
   sample: 302014464
+manifest_entry:
+  description:
+    - What the set manifest records of this snapshot (C(name) is O(component); C(component) is V(files), as for a
+      file-data archive; C(store) is V(repository)), so a set still names everything it contains.
+  returned: O(state=backup)
+  type: dict
+  sample:
+    name: uploads
+    component: files
+    store: repository
+    repository: s3:https://s3.example.org/atlasia-backups/atlasia-prod/files
+    snapshot_id: 3e98b70a45196c195519aff8d3e55926a76b3ffcef93cc418db220a434b41a0c
+    paths: [/srv/atlasia/uploads]
+    files: 1204
+    bytes: 301989888
+    bytes_added: 3145728
+    total_bytes: 302014464
 incomplete:
   description: Some files could not be read (restic exit status 3); the snapshot holds the others (see warnings).
   returned: O(state=backup)
@@ -401,6 +419,10 @@ def do_backup(module, repo, result):
                     % (snapshot_id[:8], (summary.get("stderr") or "").strip()[-1000:]))
     if not module.check_mode:
         result["total_bytes"] = repo.stats()
+    result["manifest_entry"] = dict(
+        name=p["component"], component="files", store="repository", repository=repo.location,
+        snapshot_id=snapshot_id, paths=p["paths"], files=result["files"], bytes=result["bytes"],
+        bytes_added=result["bytes_added"], total_bytes=result.get("total_bytes"))
 
 
 def _dry_run(repo, roots, tags, list_file, p, parent):

@@ -118,6 +118,9 @@ def test_backup_creates_the_repository_and_tags_the_snapshot(cli, uploads, capsy
     assert result["snapshot_id"] == cli.snaps[0]["id"] and result["short_id"] == cli.snaps[0]["id"][:8]
     assert (result["files"], result["bytes_added"], result["files_new"]) == (3, 300, 1)
     assert result["total_bytes"] == 1000 and result["parent"] is None
+    entry = result["manifest_entry"]
+    assert entry["snapshot_id"] == result["snapshot_id"] and entry["name"] == "uploads"
+    assert (entry["component"], entry["store"], entry["files"], entry["bytes_added"]) == ("files", "repository", 3, 300)
     assert cli.names() == ["snapshots", "init", "backup", "snapshots", "stats"]
     backup = cli.calls[2]["argv"]
     assert backup[-1] == str(uploads)

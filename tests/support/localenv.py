@@ -24,7 +24,7 @@ from pathlib import Path
 from tests.support import REPO_ROOT, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
 from tests.support.openbao import OpenBaoServer
 from tests.support.postgres import PostgresServer, create_sample_database, table_digests
-from tests.support.seaweedfs import SeaweedS3Server
+from tests.support.seaweedfs import AuthenticatingS3Server, SeaweedS3Server
 
 DB_NAME = "aiteam"
 BUCKET = "atlasia-backups"
@@ -33,8 +33,12 @@ SECRET_VALUE = {"username": "aiteam_prod_user", "password": "original-secret-val
 
 
 class LocalEnvironment(object):
-    def __init__(self, root=None, with_vault=True, with_s3=True, db_password=None, s3_secret_key=None):
+    def __init__(self, root=None, with_vault=True, with_s3=True, db_password=None, s3_secret_key=None,
+                 s3_auth=False):
+        """``s3_auth``: an S3 server that checks credentials (restic signs its uploads in chunks, which the
+        plain server refuses)."""
         self.root = Path(root or (TMP_ROOT / "demo"))
+        self.s3_auth = s3_auth
         self.db_password = db_password
         self.s3_secret_key = s3_secret_key
         self.with_vault = with_vault
@@ -58,7 +62,8 @@ class LocalEnvironment(object):
                 self.bao.write_secret(SECRET_PATH, SECRET_VALUE)
             if self.with_s3:
                 s3_args = dict(secret_key=self.s3_secret_key) if self.s3_secret_key else {}
-                self.s3 = SeaweedS3Server(directory=str(self.root / "s3"), **s3_args).start(bucket=BUCKET)
+                server = AuthenticatingS3Server if self.s3_auth else SeaweedS3Server
+                self.s3 = server(directory=str(self.root / "s3"), **s3_args).start(bucket=BUCKET)
             self._write_app_files()
         except BaseException:
             self.stop()

@@ -1,0 +1,354 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, atlasia DevOps team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""restic, the deduplicating repository of the file components (uploads, plugins, logs): the one place that
+runs it.
+
+- Every call is an argument list (``run(argv, environ_update=..., cwd=...)``, the signature of
+  ``AnsibleModule.run_command``, or :func:`subprocess_runner` outside a module); ``--json`` output is parsed.
+- Secrets travel in the environment, never on the command line: ``RESTIC_PASSWORD`` (the repository
+  password), ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``. Any
+  ``RESTIC_PASSWORD_FILE`` / ``RESTIC_PASSWORD_COMMAND`` / ``RESTIC_REPOSITORY*`` of the caller's environment is
+  blanked, so the repository and password used are exactly the ones given.
+- The repository is a local directory or ``s3:<endpoint>/<bucket>/<prefix>`` (:func:`repository_location`).
+- The repository password is derived from the environment's secret (the encryption passphrase of the sets,
+  :func:`repository_password`): the same secret opens the repository on a fresh host, and the passphrase
+  itself is never handed to another program.
+- Failures raise :class:`ResticError` with a ``kind`` (``password``, ``missing``, ``locked``, ``credentials``,
+  ``bucket``, ``unreachable``, ``space``, ``damaged``, ``restic``) and a message saying what to do.
+
+restic 0.14 (Debian 12) is the oldest version this is written for: its exit status is 1 for every fatal
+error, so the kind is read from the message on stderr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import subprocess
+
+PASSWORD_LABEL = b"atlasia.dr restic repository password v1"
+"""Fixed label of the derivation: changing it changes every repository's password."""
+
+TAG_SET = "set="
+TAG_COMPONENT = "component="
+
+_BLANKED = ("RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND", "RESTIC_REPOSITORY", "RESTIC_REPOSITORY_FILE",
+            "RESTIC_KEY_HINT")
+_S3_ENV = (("access_key", "AWS_ACCESS_KEY_ID"), ("secret_key", "AWS_SECRET_ACCESS_KEY"),
+           ("session_token", "AWS_SESSION_TOKEN"), ("profile", "AWS_PROFILE"))
+_SUBSET = re.compile(r"^(\d+/\d+|\d+(\.\d+)?%|\d+[KMGT]?)$")
+
+
+class ResticError(Exception):
+    """restic failed; ``kind`` says how, ``msg`` what to do, ``rc`` / ``stderr`` what restic said."""
+
+    def __init__(self, msg, kind="restic", rc=None, stderr=""):
+        super(ResticError, self).__init__(msg)
+        self.msg = msg
+        self.kind = kind
+        self.rc = rc
+        self.stderr = stderr
+
+
+# (pattern on stderr, kind, advice). The first match wins: a lock message also names the repository.
+_PROBLEMS = (
+    (re.compile(r"wrong password or no key found", re.I), "password",
+     "the repository password does not open {repo}: the repository password is derived from the environment's "
+     "encryption key (dr_encryption_key); give the key the repository was created with"),
+    (re.compile(r"repository is already locked|unable to create lock", re.I), "locked",
+     "{repo} is locked by another restic run ({detail}): wait for it to finish; if that run is dead (host "
+     "rebooted, process killed), remove its stale lock with `restic -r {repo} unlock` and run again"),
+    (re.compile(r"NoSuchBucket|bucket does not exist", re.I), "bucket",
+     "the bucket of {repo} does not exist: create it, or fix bucket/endpoint_url"),
+    (re.compile(r"Access Key Id you provided does not exist|InvalidAccessKeyId|AccessDenied|Access Denied|"
+                r"SignatureDoesNotMatch|signature we calculated does not match|no credentials|"
+                r"Forbidden|status code 403", re.I), "credentials",
+     "the S3 endpoint refused the credentials for {repo}: check access_key/secret_key (dr_s3_connection) and that "
+     "the bucket policy allows listing, reading, writing and deleting under the prefix"),
+    (re.compile(r"connection refused|no such host|i/o timeout|network is unreachable|TLS handshake|"
+                r"certificate signed by unknown authority|x509:", re.I), "unreachable",
+     "cannot reach the repository {repo} ({detail}): check endpoint_url, the network and TLS settings "
+     "(ca_bundle, validate_certs)"),
+    (re.compile(r"unable to open config file|Is there a repository at the following location", re.I), "missing",
+     "there is no restic repository at {repo}: check the path or bucket/prefix; a first backup creates it "
+     "(init: true)"),
+    (re.compile(r"no space left on device", re.I), "space",
+     "no space left while writing {repo} or restic's cache: free space, or set cache_dir on a larger disk"),
+)
+
+
+def repository_password(secret):
+    """The repository password: HMAC-SHA256 of a fixed label under the environment's secret, in hex.
+
+    Deterministic (a fresh host with the same secret opens the repository), one-way (the password does not
+    reveal the secret) and separate from the set encryption and set authentication keys, which use their own
+    derivations (``crypto``, ``setauth``).
+    """
+    if not secret:
+        raise ResticError("the repository needs the environment's secret (dr_encryption_key) to derive its "
+                          "password", kind="request")
+    return hmac.new(secret.encode("utf-8"), PASSWORD_LABEL, hashlib.sha256).hexdigest()
+
+
+def repository_location(path=None, bucket=None, prefix=None, endpoint_url=None, region=None):
+    """``path`` (a local directory) or ``s3:<endpoint>/<bucket>/<prefix>``.
+
+    Without ``endpoint_url`` the endpoint is AWS S3 (``s3.<region>.amazonaws.com`` when ``region`` is set).
+    """
+    if bucket:
+        if path:
+            raise ResticError("give either a local repository path or an S3 bucket, not both", kind="request")
+        if endpoint_url:
+            endpoint = endpoint_url.rstrip("/")
+        else:
+            endpoint = "s3.%s.amazonaws.com" % region if region else "s3.amazonaws.com"
+        location = "s3:%s/%s" % (endpoint, bucket)
+        prefix = (prefix or "").strip("/")
+        return location + "/" + prefix if prefix else location
+    if not path:
+        raise ResticError("a repository needs a local path or an S3 bucket", kind="request")
+    if not os.path.isabs(path):
+        raise ResticError("the local repository path must be absolute, got %r" % path, kind="request")
+    return path
+
+
+def s3_settings(params):
+    """(environment, global options) of the S3 connection options (``module_utils.s3.s3_argument_spec``)."""
+    env = {}
+    for option, name in _S3_ENV:
+        if params.get(option):
+            env[name] = params[option]
+    options = []
+    if params.get("region"):
+        env["AWS_DEFAULT_REGION"] = params["region"]
+        options += ["-o", "s3.region=%s" % params["region"]]
+    style = params.get("addressing_style") or "auto"
+    if style != "auto":
+        options += ["-o", "s3.bucket-lookup=%s" % ("path" if style == "path" else "dns")]
+    if params.get("validate_certs") is False:
+        options.append("--insecure-tls")
+    elif params.get("ca_bundle"):
+        options += ["--cacert", params["ca_bundle"]]
+    return env, options
+
+
+def subprocess_runner(argv, environ_update=None, cwd=None, check_rc=False):  # pylint: disable=unused-argument
+    """``AnsibleModule.run_command``'s contract with :mod:`subprocess` (scripts and tests)."""
+    env = dict(os.environ)
+    env.update(environ_update or {})
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def classify(stderr, repo):
+    """(kind, message) of a failed run from what restic wrote on stderr."""
+    lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith("Fatal:")]
+    detail = (fatal or lines or ["no message"])[-1]
+    if detail.startswith("Fatal: "):
+        detail = detail[len("Fatal: "):]
+    for pattern, kind, advice in _PROBLEMS:
+        if pattern.search(stderr or ""):
+            return kind, advice.format(repo=repo, detail=detail)
+    return "restic", "restic failed on %s: %s" % (repo, detail)
+
+
+def json_lines(text):
+    """Every JSON object of a ``--json`` output (one per line; other lines are skipped)."""
+    found = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line.startswith("{") or line.startswith("["):
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return found
+
+
+def tag_value(snapshot, key):
+    """The value of the ``key=`` tag of a snapshot (``set=``, ``component=``), else None."""
+    for tag in snapshot.get("tags") or []:
+        if tag.startswith(key):
+            return tag[len(key):]
+    return None
+
+
+def check_subset(value):
+    """``n/t``, ``x%`` or a size (``50M``) for ``check --read-data-subset``; raises on anything else."""
+    if value is None or value == "":
+        return None
+    value = str(value).strip()
+    if not _SUBSET.match(value):
+        raise ResticError("read_data_subset must be n/t (1/10), a percentage (5%%) or a size (100M), got %r"
+                          % value, kind="request")
+    return value
+
+
+class Restic(object):
+    """One repository: ``run`` runs restic, ``location`` names the repository, ``password`` opens it."""
+
+    def __init__(self, run, binary, location, password, env=None, options=None, cache_dir=None):
+        self.run_command = run
+        self.binary = binary
+        self.location = location
+        self.env = dict((name, "") for name in _BLANKED)
+        self.env.update(env or {})
+        self.env["RESTIC_PASSWORD"] = password
+        if cache_dir:
+            self.env["RESTIC_CACHE_DIR"] = cache_dir
+        self.options = list(options or [])
+        self.commands = []
+
+    def argv(self, command, args=(), json_output=True):
+        argv = [self.binary, "--repo", self.location] + self.options + [command]
+        if json_output:
+            argv.append("--json")
+        return argv + list(args)
+
+    def run(self, command, args=(), json_output=True, cwd=None, ok=(0,)):
+        argv = self.argv(command, args, json_output)
+        self.commands.append(argv)
+        rc, out, err = self.run_command(argv, environ_update=self.env, cwd=cwd, check_rc=False)
+        if rc not in ok:
+            kind, msg = classify(err, self.location)
+            raise ResticError(msg, kind=kind, rc=rc, stderr=err)
+        return rc, out, err
+
+    # --- the repository ----------------------------------------------------------------------------------
+    def exists(self):
+        """True when the repository opens, False when there is none; any other failure raises."""
+        try:
+            self.run("cat", ["config"], json_output=False)
+        except ResticError as exc:
+            if exc.kind == "missing":
+                return False
+            raise
+        return True
+
+    def init(self):
+        self.run("init")
+
+    def ensure(self, create=True):
+        """Open the repository, creating it when missing and ``create``; True when it was created."""
+        if self.exists():
+            return False
+        if not create:
+            raise ResticError(classify("Is there a repository at the following location?", self.location)[1],
+                              kind="missing")
+        self.init()
+        return True
+
+    # --- snapshots ---------------------------------------------------------------------------------------
+    def snapshots(self, tags=None):
+        """Snapshots (oldest first), those carrying every tag of ``tags`` when given; raises ``missing``."""
+        args = []
+        if tags:
+            args += ["--tag", ",".join(tags)]
+        dummy, out, dummy = self.run("snapshots", args)
+        data = json.loads(out or "[]") if (out or "").strip() else []
+        return sorted(data or [], key=lambda snap: snap.get("time", ""))
+
+    def find(self, snapshot):
+        """The snapshot whose id or short id is ``snapshot``; raises ``not_found``."""
+        for snap in self.snapshots():
+            if snapshot in (snap.get("id"), snap.get("short_id")) or snap.get("id", "").startswith(snapshot):
+                return snap
+        raise ResticError("snapshot %s is not in %s: list them with state=snapshots" % (snapshot, self.location),
+                          kind="not_found")
+
+    def backup(self, paths=None, tags=(), files_from=None, exclude=(), host=None, parent=None, full_id=True):
+        """Back ``paths`` (absolute) or the list in ``files_from`` up; restic's summary (``snapshot_id``...).
+
+        restic 0.14 names the new snapshot by its short id; ``full_id`` looks the full one up (one more run).
+        """
+        args = ["--quiet"]
+        for tag in tags:
+            args += ["--tag", tag]
+        for pattern in exclude or ():
+            args += ["--exclude", pattern]
+        if host:
+            args += ["--host", host]
+        if parent:
+            args += ["--parent", parent]
+        if files_from:
+            args += ["--files-from-verbatim", files_from]
+        args += list(paths or [])
+        rc, out, err = self.run("backup", args, ok=(0, 3))
+        summary = [item for item in json_lines(out) if item.get("message_type") == "summary"]
+        if not summary:
+            raise ResticError("restic backup to %s wrote no summary: %s" % (self.location, err.strip() or out[-500:]),
+                              rc=rc, stderr=err)
+        result = dict(summary[-1])
+        short = result.get("snapshot_id") or ""
+        if full_id and short and len(short) < 64:
+            result["snapshot_id"] = self.find(short)["id"]
+        result["incomplete"] = rc == 3
+        result["errors"] = [item for item in json_lines(out) if item.get("message_type") == "error"]
+        if rc == 3:
+            result["stderr"] = err
+        return result
+
+    def list_files(self, snapshot, paths=()):
+        """(files, bytes) of a snapshot (below ``paths`` when given)."""
+        dummy, out, dummy = self.run("ls", [snapshot] + list(paths))
+        files = size = 0
+        for node in json_lines(out):
+            if node.get("struct_type") == "node" and node.get("type") == "file":
+                files += 1
+                size += int(node.get("size") or 0)
+        return files, size
+
+    def restore(self, snapshot, target, include=()):
+        """Restore a snapshot (or the ``include`` paths of it) under ``target``."""
+        args = [snapshot, "--target", target]
+        for path in include or ():
+            args += ["--include", path]
+        self.run("restore", args, json_output=False)
+
+    def forget(self, snapshot_ids):
+        """Forget these snapshots (their data stays until :meth:`prune`)."""
+        if snapshot_ids:
+            self.run("forget", list(snapshot_ids))
+
+    def prune(self):
+        self.run("prune", json_output=False)
+
+    def check(self, read_data_subset=None):
+        """Check the repository's structure and, with a subset, read that part of the data back; the output."""
+        args = []
+        subset = check_subset(read_data_subset)
+        if subset:
+            args.append("--read-data-subset=%s" % subset)
+        try:
+            dummy, out, err = self.run("check", args, json_output=False)
+        except ResticError as exc:
+            if exc.kind == "restic":
+                raise ResticError("restic check found damage in %s: %s. The snapshots whose data is damaged cannot "
+                                  "be restored whole; restore from another copy of the repository (local or S3) or "
+                                  "from a set's archive, then run `restic rebuild-index` / a new backup"
+                                  % (self.location, _damage(exc.stderr)), kind="damaged", rc=exc.rc,
+                                  stderr=exc.stderr)
+            raise
+        return (out or "") + (err or "")
+
+    def stats(self):
+        """Bytes the repository stores (``stats --mode raw-data``: packed blobs, after compression)."""
+        dummy, out, dummy = self.run("stats", ["--mode", "raw-data"])
+        found = json_lines(out)
+        return int(found[-1].get("total_size") or 0) if found else 0
+
+
+_PROGRESS = ("using temporary", "create exclusive", "load indexes", "check all packs", "check snapshots", "read ",
+             "[", "no errors")
+
+
+def _damage(stderr):
+    lines = [line.strip() for line in (stderr or "").splitlines()
+             if line.strip() and not line.startswith(_PROGRESS)]
+    return "; ".join(lines[:5]) or "see restic's output"

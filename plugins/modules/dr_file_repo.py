@@ -1,0 +1,572 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, atlasia DevOps team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: dr_file_repo
+short_description: Back file data (uploads, plugins, logs) up into a deduplicating restic repository, restore, check, forget
+version_added: 0.2.0
+description:
+  - Keeps the file components of the backup sets in a restic repository (U(https://restic.net), Debian package
+    C(restic)) with content-defined deduplication (a night stores only what changed), client-side encryption,
+    and a local directory or an S3 bucket (under its own prefix) as the back end.
+  - The repository password is derived from O(key), the environment's secret (HMAC-SHA256 of a fixed label), so
+    the same secret opens the repository on a fresh host; the secret itself is never given to restic, and the
+    password and S3 credentials travel in restic's environment, never on its command line.
+  - O(state=backup) makes one snapshot of O(paths) tagged C(set=<timestamp>) and C(component=<component>),
+    creating the repository first when it does not exist (O(init)). Paths are stored absolute (as
+    M(atlasia.dr.dr_archive) does), the latest snapshot of the same component is the parent, so unchanged files
+    are not read again.
+  - O(state=restore) restores a snapshot, whole or the O(include) paths, under O(dest) (absolute paths below it).
+  - O(state=forget) forgets the snapshots named in O(snapshots) or those of the set O(timestamp); a snapshot
+    already gone is not an error. The data they alone held is freed by O(state=prune) (or O(prune=true)).
+  - O(state=check) checks the repository's structure and reads back O(read_data_subset) of its data; damage (a
+    pack whose content no longer matches its id) fails the task.
+  - O(state=snapshots) lists the snapshots (of a set or component when O(timestamp) or O(component) is given).
+author:
+  - atlasia DevOps team (@atlasia-devops)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - atlasia.dr.s3
+attributes:
+  check_mode:
+    support: full
+    details:
+      - O(state=backup) runs C(restic backup --dry-run) (the files and bytes a real run would add) when the
+        repository exists (restic takes and releases its shared lock), else reports that it would be created; no
+        data, index or snapshot is written.
+      - O(state=restore) lists the files the snapshot would restore; O(dest) is not touched.
+      - O(state=forget) reports the snapshots it would forget; O(state=prune) runs C(restic prune --dry-run).
+      - O(state=check) and O(state=snapshots) only read, and run as usual.
+  diff_mode:
+    support: none
+  platform:
+    support: full
+    platforms: posix
+    details: Needs the C(restic) program (0.14 or later).
+options:
+  state:
+    description: What to do (see the description).
+    type: str
+    default: backup
+    choices: [backup, restore, forget, check, prune, snapshots]
+  s3:
+    description:
+      - V(false) keeps the repository in the local directory O(repository); V(true) in O(bucket) under O(prefix)
+        (C(s3:<endpoint_url>/<bucket>/<prefix>)), with the connection options of the C(s3) group.
+      - Explicit, so a play that sets O(bucket) in its C(group/atlasia.dr.s3) defaults still reaches its local
+        repository.
+    type: bool
+    default: false
+  repository:
+    description: Absolute path of the local repository. Required with O(s3=false); not used with O(s3=true).
+    type: path
+  bucket:
+    description: S3 bucket of the repository. Required with O(s3=true).
+    type: str
+    required: false
+  prefix:
+    description: Key prefix of the repository in O(bucket), for example V(atlasia-prod/files).
+    type: str
+    default: files
+  key:
+    description:
+      - The environment's secret (the encryption passphrase of the backup sets); the repository password is
+        derived from it.
+    type: str
+    required: true
+  init:
+    description: With O(state=backup), create the repository when it does not exist yet.
+    type: bool
+    default: true
+  paths:
+    description:
+      - With O(state=backup), absolute paths of the directories and files to back up, and glob patterns (as
+        M(atlasia.dr.dr_archive) takes them). Required with O(state=backup).
+    type: list
+    elements: path
+  exclude:
+    description: Glob patterns of entries to leave out, with the semantics of M(atlasia.dr.dr_archive).
+    type: list
+    elements: str
+    default: []
+  max_age_days:
+    description: Back up only files modified in the last O(max_age_days) days (the plan keeps 7 days of logs).
+    type: int
+  missing:
+    description: What to do with a path that does not exist (as M(atlasia.dr.dr_archive)).
+    type: str
+    default: warn
+    choices: [ignore, warn, fail]
+  component:
+    description:
+      - The set component the snapshot holds (V(uploads), V(plugins), V(logs)); tagged C(component=<component>).
+      - Required with O(state=backup).
+    type: str
+  timestamp:
+    description:
+      - The backup set, C(YYYYMMDD_HHMMSS) (tagged C(set=<timestamp>)). Defaults to now with O(state=backup).
+      - With O(state=forget), forget every snapshot of this set; with O(state=snapshots), list them.
+    type: str
+  host:
+    description: Host name recorded in the snapshot (restic's default is this host's name).
+    type: str
+  snapshot:
+    description: With O(state=restore), the snapshot id (full or short), or V(latest) of O(component).
+    type: str
+  snapshots:
+    description: With O(state=forget), ids of the snapshots to forget.
+    type: list
+    elements: str
+  prune:
+    description: With O(state=forget), prune the repository afterwards (frees the data no snapshot uses).
+    type: bool
+    default: false
+  dest:
+    description:
+      - With O(state=restore), the directory the snapshot is restored under (created, mode 0700, when missing).
+        Paths are absolute in the snapshot, so V(/) puts every file back where it was backed up from, and
+        another directory receives a copy of the tree (C(<dest>/srv/atlasia/uploads/...)).
+      - Existing files at the same paths are replaced.
+    type: path
+  include:
+    description: With O(state=restore), restore only these paths of the snapshot (absolute, as backed up).
+    type: list
+    elements: str
+    default: []
+  read_data_subset:
+    description:
+      - With O(state=check), the part of the data read back and verified, C(n/t) (V(1/10)), a percentage
+        (V(5%)) or a size (V(200M)). Empty checks the structure only.
+    type: str
+    default: 5%
+  cache_dir:
+    description: restic's cache directory (default C(~/.cache/restic) of the user running the task).
+    type: path
+notes:
+  - The S3 options O(timeout) and O(max_attempts) are not used (restic has its own retries); O(region),
+    O(addressing_style), O(validate_certs), O(ca_bundle), O(profile) and the credentials are.
+seealso:
+  - module: atlasia.dr.dr_archive
+  - module: atlasia.dr.backup_rotate
+"""
+
+EXAMPLES = r"""
+- name: Back the uploads of tonight's set up into the environment's repository in S3
+  atlasia.dr.dr_file_repo:
+    paths: [/srv/atlasia/uploads]
+    component: uploads
+    timestamp: "{{ backup_timestamp }}"
+    key: "{{ vault_dr_encryption_key }}"
+    s3: true
+    bucket: atlasia-backups
+    prefix: atlasia-prod/files
+    endpoint_url: https://s3.example.org
+
+- name: Logs of the last 7 days into a local repository
+  atlasia.dr.dr_file_repo:
+    repository: /srv/atlasia/backups/files
+    paths: [/srv/atlasia/logs]
+    max_age_days: 7
+    component: logs
+    timestamp: "{{ backup_timestamp }}"
+    key: "{{ vault_dr_encryption_key }}"
+
+- name: Restore two folders of a set's uploads next to the current ones
+  atlasia.dr.dr_file_repo:
+    state: restore
+    repository: /srv/atlasia/backups/files
+    snapshot: 3e98b70a
+    include: [/srv/atlasia/uploads/2026/11]
+    dest: /srv/restore-check
+    key: "{{ vault_dr_encryption_key }}"
+
+- name: Check the repository, reading a tenth of its data back
+  atlasia.dr.dr_file_repo:
+    state: check
+    repository: /srv/atlasia/backups/files
+    read_data_subset: 1/10
+    key: "{{ vault_dr_encryption_key }}"
+
+- name: Forget the snapshots of an expired set, then prune
+  atlasia.dr.dr_file_repo:
+    state: forget
+    repository: /srv/atlasia/backups/files
+    timestamp: "20261101_020000"
+    prune: true
+    key: "{{ vault_dr_encryption_key }}"
+"""
+
+RETURN = r"""
+repository:
+  description: The repository (a path or C(s3:<endpoint>/<bucket>/<prefix>)).
+  returned: always
+  type: str
+  sample: s3:https://s3.example.org/atlasia-backups/atlasia-prod/files
+created:
+  description: Whether O(state=backup) created the repository (or would, in check mode).
+  returned: O(state=backup)
+  type: bool
+snapshot_id:
+  description: Id of the snapshot made (O(state=backup)) or restored (O(state=restore)); empty in check mode for a backup.
+  returned: O(state=backup) or O(state=restore)
+  type: str
+  sample: 3e98b70a45196c195519aff8d3e55926a76b3ffcef93cc418db220a434b41a0c
+short_id:
+  description: Its short form.
+  returned: O(state=backup) or O(state=restore)
+  type: str
+  sample: 3e98b70a
+files:
+  description: Files in the snapshot (backup), or restored (restore; that would be in check mode).
+  returned: O(state=backup) or O(state=restore)
+  type: int
+  sample: 1204
+files_new:
+  description: Files the snapshot added that its parent did not have.
+  returned: O(state=backup)
+  type: int
+  sample: 12
+files_changed:
+  description: Files that changed since the parent snapshot.
+  returned: O(state=backup)
+  type: int
+  sample: 3
+bytes:
+  description: Bytes of the files backed up (before deduplication) or restored.
+  returned: O(state=backup) or O(state=restore)
+  type: int
+  sample: 301989888
+bytes_added:
+  description: Bytes this backup added to the repository (new data only, before compression).
+  returned: O(state=backup)
+  type: int
+  sample: 3145728
+total_bytes:
+  description: Bytes the repository stores (C(restic stats --mode raw-data)) after the operation.
+  returned: O(state=backup), O(state=forget), O(state=prune), O(state=snapshots) when not in check mode
+  type: int
+  sample: 302014464
+manifest_entry:
+  description:
+    - What the set manifest records of this snapshot (C(name) is O(component); C(component) is V(files), as for a
+      file-data archive; C(store) is V(repository)), so a set still names everything it contains.
+  returned: O(state=backup)
+  type: dict
+  sample:
+    name: uploads
+    component: files
+    store: repository
+    repository: s3:https://s3.example.org/atlasia-backups/atlasia-prod/files
+    snapshot_id: 3e98b70a45196c195519aff8d3e55926a76b3ffcef93cc418db220a434b41a0c
+    paths: [/srv/atlasia/uploads]
+    files: 1204
+    bytes: 301989888
+    bytes_added: 3145728
+    total_bytes: 302014464
+incomplete:
+  description: Some files could not be read (restic exit status 3); the snapshot holds the others (see warnings).
+  returned: O(state=backup)
+  type: bool
+skipped_missing:
+  description: Paths of O(paths) that did not exist.
+  returned: O(state=backup)
+  type: list
+  elements: str
+snapshots:
+  description: The snapshots (O(state=snapshots)), oldest first, with id, short_id, time, paths, tags, set, component.
+  returned: O(state=snapshots)
+  type: list
+  elements: dict
+forgotten:
+  description: Ids of the snapshots forgotten (or that would be).
+  returned: O(state=forget)
+  type: list
+  elements: str
+output:
+  description: What C(restic check) or C(restic prune) printed.
+  returned: O(state=check) or O(state=prune)
+  type: str
+duration:
+  description: Seconds the task took.
+  returned: always
+  type: float
+  sample: 0.62
+error_kind:
+  description:
+    - On failure, what went wrong, V(password) (the key does not open the repository), V(missing) (no repository),
+      V(locked), V(credentials), V(bucket), V(unreachable), V(space), V(damaged) (check found damage),
+      V(not_found) (no such snapshot), V(request) (invalid options), V(restic).
+  returned: failure
+  type: str
+"""
+
+import os
+import tempfile
+import time
+
+from ansible_collections.atlasia.dr.plugins.module_utils import archive, naming, restic
+from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
+from ansible_collections.atlasia.dr.plugins.module_utils.s3 import s3_argument_spec, s3_module_kwargs
+
+
+def snapshot_facts(snap):
+    return dict(id=snap.get("id"), short_id=snap.get("short_id"), time=snap.get("time"), paths=snap.get("paths"),
+                tags=snap.get("tags") or [], host=snap.get("hostname"),
+                set=restic.tag_value(snap, restic.TAG_SET), component=restic.tag_value(snap, restic.TAG_COMPONENT))
+
+
+def open_repository(module):
+    """The :class:`restic.Restic` of the module's options."""
+    p = module.params
+    if p["s3"]:
+        location = restic.repository_location(bucket=p["bucket"], prefix=p["prefix"],
+                                              endpoint_url=p.get("endpoint_url"), region=p.get("region"))
+        env, options = restic.s3_settings(p)
+    else:
+        location = restic.repository_location(path=p["repository"])
+        env, options = {}, []
+    binary = module.get_bin_path("restic", required=True)
+    return restic.Restic(module.run_command, binary, location, restic.repository_password(p["key"]), env=env,
+                         options=options, cache_dir=p["cache_dir"])
+
+
+def _roots(selection):
+    """The top entries of a selection (the directories and files named, globs expanded)."""
+    paths = [entry.path for entry in selection.entries]
+    chosen = set()
+    roots = []
+    for path in paths:
+        if os.path.dirname(path) in chosen or any(path.startswith(root + "/") for root in roots):
+            continue
+        roots.append(path)
+        chosen.add(path)
+    return roots
+
+
+def do_backup(module, repo, result):
+    p = module.params
+    try:
+        moment = naming.parse_timestamp(p["timestamp"]) if p["timestamp"] else naming.utc_now()
+    except ValueError:
+        raise restic.ResticError("timestamp %r is not YYYYMMDD_HHMMSS" % p["timestamp"], kind="request")
+    timestamp = moment.strftime("%Y%m%d_%H%M%S")
+    if p["max_age_days"] is not None and p["max_age_days"] < 0:
+        raise restic.ResticError("max_age_days must be 0 or more", kind="request")
+    try:
+        selection = archive.select(p["paths"], exclude=p["exclude"], max_age_days=p["max_age_days"])
+    except archive.ArchiveError as exc:
+        raise restic.ResticError(str(exc), kind="request")
+    result["skipped_missing"] = selection.missing
+    if selection.missing:
+        text = "paths not found: %s" % ", ".join(selection.missing)
+        if p["missing"] == "fail":
+            raise restic.ResticError(text + " (missing=fail): fix paths or the folder", kind="request")
+        if p["missing"] == "warn":
+            module.warn(text)
+    if not selection.entries:
+        raise restic.ResticError("nothing to back up under %s: check paths (a wrong list must not make an empty "
+                                 "snapshot)" % ", ".join(p["paths"]), kind="request")
+    tags = [restic.TAG_SET + timestamp, restic.TAG_COMPONENT + p["component"]]
+    result.update(timestamp=timestamp, component=p["component"], tags=tags)
+    filtered = p["max_age_days"] is not None or any(selection.omitted.values())
+    try:  # the parent (the latest snapshot of the component), and whether the repository exists, in one run
+        parents = repo.snapshots(tags=[restic.TAG_COMPONENT + p["component"]])
+        exists = True
+    except restic.ResticError as exc:
+        if exc.kind != "missing":
+            raise
+        parents, exists = [], False
+    result["created"] = not exists
+    if not exists and not p["init"]:
+        raise restic.ResticError(restic.classify("Is there a repository at the following location?",
+                                                 repo.location)[1], kind="missing")
+    if module.check_mode and not exists:
+        result.update(changed=True, files=selection.files, bytes=selection.total_bytes, snapshot_id="")
+        return
+    if not exists:
+        repo.init()
+    parent = parents[-1]["id"] if parents else None
+    list_file = None
+    try:
+        if filtered:
+            handle, list_file = tempfile.mkstemp(prefix=".dr-file-repo-", suffix=".list")
+            with os.fdopen(handle, "w") as out:
+                for entry in selection.entries:
+                    if entry.kind != "dir":
+                        out.write(entry.path + "\n")
+        roots = None if filtered else _roots(selection)
+        if module.check_mode:
+            summary = _dry_run(repo, roots, tags, list_file, p, parent)
+        else:
+            summary = repo.backup(paths=roots, tags=tags, files_from=list_file, exclude=None, host=p["host"],
+                                  parent=parent)
+    finally:
+        if list_file:
+            os.unlink(list_file)
+    snapshot_id = "" if module.check_mode else summary.get("snapshot_id") or ""
+    result.update(
+        changed=True, snapshot_id=snapshot_id, short_id=snapshot_id[:8], parent=parent,
+        files=int(summary.get("total_files_processed") or 0), files_new=int(summary.get("files_new") or 0),
+        files_changed=int(summary.get("files_changed") or 0), bytes=int(summary.get("total_bytes_processed") or 0),
+        bytes_added=int(summary.get("data_added") or 0), incomplete=bool(summary.get("incomplete")))
+    if summary.get("incomplete"):
+        module.warn("some files could not be read and are not in snapshot %s: %s"
+                    % (snapshot_id[:8], (summary.get("stderr") or "").strip()[-1000:]))
+    if not module.check_mode:
+        result["total_bytes"] = repo.stats()
+    result["manifest_entry"] = dict(
+        name=p["component"], component="files", store="repository", repository=repo.location,
+        snapshot_id=snapshot_id, paths=p["paths"], files=result["files"], bytes=result["bytes"],
+        bytes_added=result["bytes_added"], total_bytes=result.get("total_bytes"))
+
+
+def _dry_run(repo, roots, tags, list_file, p, parent):
+    args = ["--quiet", "--dry-run"]
+    for tag in tags:
+        args += ["--tag", tag]
+    if p["host"]:
+        args += ["--host", p["host"]]
+    if parent:
+        args += ["--parent", parent]
+    if list_file:
+        args += ["--files-from-verbatim", list_file]
+    args += list(roots or [])
+    dummy, out, dummy = repo.run("backup", args, ok=(0, 3))
+    found = [item for item in restic.json_lines(out) if item.get("message_type") == "summary"]
+    return found[-1] if found else {}
+
+
+def do_restore(module, repo, result):
+    p = module.params
+    if not os.path.isabs(p["dest"]):
+        raise restic.ResticError("dest must be an absolute path, got %r" % p["dest"], kind="request")
+    for path in p["include"]:
+        if not path.startswith("/"):
+            raise restic.ResticError("include paths are absolute, as backed up: got %r" % path, kind="request")
+    if p["snapshot"] == "latest":
+        if not p["component"]:
+            raise restic.ResticError("snapshot=latest needs component (the latest snapshot of which component?)",
+                                     kind="request")
+        found = repo.snapshots(tags=[restic.TAG_COMPONENT + p["component"]])
+        if not found:
+            raise restic.ResticError("%s has no snapshot of component %s" % (repo.location, p["component"]),
+                                     kind="not_found")
+        snap = found[-1]
+    else:
+        snap = repo.find(p["snapshot"])
+    files, size = repo.list_files(snap["id"], p["include"])
+    if p["include"] and not files:
+        raise restic.ResticError("snapshot %s holds no file under %s: list it with `restic ls %s`"
+                                 % (snap["short_id"], ", ".join(p["include"]), snap["short_id"]), kind="not_found")
+    result.update(changed=True, snapshot_id=snap["id"], short_id=snap["short_id"], files=files, bytes=size,
+                  dest=p["dest"], snapshot=snapshot_facts(snap))
+    if module.check_mode:
+        return
+    if not os.path.isdir(p["dest"]):
+        os.makedirs(p["dest"], mode=0o700)
+    repo.restore(snap["id"], p["dest"], p["include"])
+
+
+def do_forget(module, repo, result):
+    p = module.params
+    wanted = list(p["snapshots"] or [])
+    present = repo.snapshots()
+    ids = []
+    for snap in present:
+        named = any(snap["id"] == s or snap["id"].startswith(s) for s in wanted if s)
+        in_set = p["timestamp"] and restic.tag_value(snap, restic.TAG_SET) == p["timestamp"]
+        if named or in_set:
+            ids.append(snap["id"])
+    result.update(forgotten=ids, changed=bool(ids) or (p["prune"] and not module.check_mode))
+    if module.check_mode:
+        return
+    repo.forget(ids)
+    if p["prune"]:
+        repo.prune()
+    result["total_bytes"] = repo.stats()
+
+
+def do_prune(module, repo, result):
+    if module.check_mode:
+        dummy, out, err = repo.run("prune", ["--dry-run"], json_output=False)
+    else:
+        dummy, out, err = repo.run("prune", json_output=False)
+        result["total_bytes"] = repo.stats()
+    result.update(changed=not module.check_mode, output=(out or "") + (err or ""))
+
+
+def do_check(module, repo, result):
+    result.update(changed=False, output=repo.check(module.params["read_data_subset"]))
+
+
+def do_snapshots(module, repo, result):
+    p = module.params
+    tags = []
+    if p["timestamp"]:
+        tags.append(restic.TAG_SET + p["timestamp"])
+    if p["component"]:
+        tags.append(restic.TAG_COMPONENT + p["component"])
+    result.update(changed=False, snapshots=[snapshot_facts(s) for s in repo.snapshots(tags=tags)])
+    result["total_bytes"] = repo.stats()
+
+
+ACTIONS = dict(backup=do_backup, restore=do_restore, forget=do_forget, prune=do_prune, check=do_check,
+               snapshots=do_snapshots)
+
+
+def main():
+    spec = s3_argument_spec()
+    spec.update(
+        bucket=dict(type="str"),
+        state=dict(type="str", default="backup", choices=sorted(ACTIONS)),
+        s3=dict(type="bool", default=False),
+        repository=dict(type="path"),
+        prefix=dict(type="str", default="files"),
+        key=dict(type="str", required=True, no_log=True),
+        init=dict(type="bool", default=True),
+        paths=dict(type="list", elements="path"),
+        exclude=dict(type="list", elements="str", default=[]),
+        max_age_days=dict(type="int"),
+        missing=dict(type="str", default="warn", choices=["ignore", "warn", "fail"]),
+        component=dict(type="str"),
+        timestamp=dict(type="str"),
+        host=dict(type="str"),
+        snapshot=dict(type="str"),
+        snapshots=dict(type="list", elements="str"),
+        prune=dict(type="bool", default=False),
+        dest=dict(type="path"),
+        include=dict(type="list", elements="str", default=[]),
+        read_data_subset=dict(type="str", default="5%"),
+        cache_dir=dict(type="path"),
+    )
+    module = DRModule(
+        argument_spec=spec,
+        **s3_module_kwargs(),
+        required_if=[("s3", True, ("bucket",)), ("s3", False, ("repository",)),
+                     ("state", "backup", ("paths", "component")), ("state", "restore", ("snapshot", "dest")),
+                     ("state", "forget", ("snapshots", "timestamp"), True)],
+        supports_check_mode=True,
+    )
+    t0 = time.time()
+    result = dict(changed=False, state=module.params["state"])
+    try:
+        repo = open_repository(module)
+        result["repository"] = repo.location
+        ACTIONS[module.params["state"]](module, repo, result)
+    except restic.ResticError as exc:
+        result["duration"] = round(time.time() - t0, 3)
+        module.fail_json(msg=exc.msg, error_kind=exc.kind, rc=exc.rc, stderr=exc.stderr, **result)
+    except OSError as exc:
+        result["duration"] = round(time.time() - t0, 3)
+        module.fail_json(msg="%s failed on this host: %s" % (module.params["state"], exc), error_kind="io", **result)
+    result["duration"] = round(time.time() - t0, 3)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

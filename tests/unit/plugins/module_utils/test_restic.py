@@ -1,0 +1,213 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, atlasia DevOps team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""module_utils/restic.py: locations, password derivation, S3 settings, error classes, the runner contract.
+
+restic itself is exercised by tests/integration/test_file_repo.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.atlasia.dr.plugins.module_utils import restic
+
+
+def test_password_is_derived_deterministically_and_never_the_secret():
+    one = restic.repository_password("correct horse battery staple")
+    assert one == restic.repository_password("correct horse battery staple")
+    assert one != restic.repository_password("another secret")
+    assert len(one) == 64 and "horse" not in one
+    with pytest.raises(restic.ResticError) as caught:
+        restic.repository_password("")
+    assert caught.value.kind == "request"
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    (dict(path="/srv/backups/files"), "/srv/backups/files"),
+    (dict(bucket="b", prefix="/env/files/", endpoint_url="http://127.0.0.1:8333/"), "s3:http://127.0.0.1:8333/b/env/files"),
+    (dict(bucket="b", prefix=""), "s3:s3.amazonaws.com/b"),
+    (dict(bucket="b", prefix="p", region="eu-west-3"), "s3:s3.eu-west-3.amazonaws.com/b/p"),
+])
+def test_repository_location(kwargs, expected):
+    assert restic.repository_location(**kwargs) == expected
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(path="relative/repo"), dict(path="/x", bucket="b")])
+def test_repository_location_refuses(kwargs):
+    with pytest.raises(restic.ResticError) as caught:
+        restic.repository_location(**kwargs)
+    assert caught.value.kind == "request"
+
+
+def test_s3_settings_put_credentials_in_the_environment():
+    env, options = restic.s3_settings(dict(access_key="AK", secret_key="SK", session_token="T", region="r1",
+                                           addressing_style="path", validate_certs=True, ca_bundle="/ca.pem"))
+    assert env == {"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK", "AWS_SESSION_TOKEN": "T",
+                   "AWS_DEFAULT_REGION": "r1"}
+    assert options == ["-o", "s3.region=r1", "-o", "s3.bucket-lookup=path", "--cacert", "/ca.pem"]
+    dummy, options = restic.s3_settings(dict(validate_certs=False, addressing_style="virtual"))
+    assert options == ["-o", "s3.bucket-lookup=dns", "--insecure-tls"]
+
+
+@pytest.mark.parametrize("stderr, kind", [
+    ("Fatal: wrong password or no key found\n", "password"),
+    ("Fatal: unable to open config file: stat /x/config: no such file or directory\n"
+     "Is there a repository at the following location?\n/x\n", "missing"),
+    ("unable to create lock in backend: repository is already locked by PID 12 on host by root (UID 0)\n"
+     "lock was created at 2026-12-01 02:00:00 (1m0s ago)\nFatal: unable to open config file", "locked"),
+    ("Fatal: unable to open config file: Stat: The specified bucket does not exist.", "bucket"),
+    ("Fatal: unable to open config file: Stat: The Access Key Id you provided does not exist in our records.",
+     "credentials"),
+    ("Fatal: unable to open config file: Stat: Get \"http://127.0.0.1:1/b/\": dial tcp 127.0.0.1:1: connect: "
+     "connection refused", "unreachable"),
+    ("Fatal: unable to save snapshot: write /x: no space left on device", "space"),
+    ("Fatal: something new", "restic"),
+])
+def test_classify(stderr, kind):
+    found, msg = restic.classify(stderr, "/srv/backups/files")
+    assert found == kind
+    assert "/srv/backups/files" in msg
+
+
+def test_locked_message_names_the_unlock_command():
+    dummy, msg = restic.classify("Fatal: unable to create lock in backend: repository is already locked by PID 1",
+                                 "/r")
+    assert "restic -r /r unlock" in msg
+
+
+@pytest.mark.parametrize("value, ok", [("1/10", True), ("5%", True), ("2.5%", True), ("200M", True),
+                                       ("100", True), ("all", False), ("1/", False), ("5 %", False)])
+def test_check_subset(value, ok):
+    if ok:
+        assert restic.check_subset(value) == value
+    else:
+        with pytest.raises(restic.ResticError):
+            restic.check_subset(value)
+    assert restic.check_subset("") is None
+
+
+class Runner(object):
+    """Stands in for run_command: answers by restic sub-command, records argv and environment."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    def __call__(self, argv, environ_update=None, cwd=None, check_rc=False):
+        command = argv[argv.index("--repo") + 2:][0]
+        while command.startswith("-"):  # global options before the command
+            command = argv[argv.index(command) + 2]
+        self.calls.append(dict(argv=list(argv), env=dict(environ_update or {}), command=command))
+        answer = self.answers[command]
+        return answer(argv) if callable(answer) else answer
+
+
+def make(answers, **kwargs):
+    runner = Runner(answers)
+    return runner, restic.Restic(runner, "/usr/bin/restic", "/repo", "pw", **kwargs)
+
+
+def test_password_travels_in_the_environment_and_foreign_settings_are_blanked():
+    runner, repo = make({"cat": (0, "{}", "")}, env={"AWS_SECRET_ACCESS_KEY": "SK"}, cache_dir="/c")
+    assert repo.exists()
+    call = runner.calls[0]
+    assert "pw" not in call["argv"] and "SK" not in call["argv"]
+    assert call["env"]["RESTIC_PASSWORD"] == "pw"
+    assert call["env"]["RESTIC_PASSWORD_FILE"] == "" and call["env"]["RESTIC_PASSWORD_COMMAND"] == ""
+    assert call["env"]["RESTIC_CACHE_DIR"] == "/c" and call["env"]["AWS_SECRET_ACCESS_KEY"] == "SK"
+    assert call["argv"][:4] == ["/usr/bin/restic", "--repo", "/repo", "cat"]
+
+
+def test_ensure_initialises_a_missing_repository_only():
+    missing = "Fatal: unable to open config file: no such file\nIs there a repository at the following location?"
+    runner, repo = make({"cat": (1, "", missing), "init": (0, "{}", "")})
+    assert repo.ensure() is True
+    assert [c["command"] for c in runner.calls] == ["cat", "init"]
+    runner, repo = make({"cat": (1, "", "Fatal: wrong password or no key found")})
+    with pytest.raises(restic.ResticError) as caught:
+        repo.ensure()
+    assert caught.value.kind == "password"
+    runner, repo = make({"cat": (1, "", "Is there a repository at the following location?")})
+    with pytest.raises(restic.ResticError) as caught:
+        repo.ensure(create=False)
+    assert caught.value.kind == "missing"
+
+
+FULL_ID = "3e98b70a45196c195519aff8d3e55926a76b3ffcef93cc418db220a434b41a0c"
+SNAPSHOTS = [{"time": "2026-12-02T02:00:00Z", "id": FULL_ID, "short_id": FULL_ID[:8], "paths": ["/srv/u"],
+              "tags": ["set=20261202_020000", "component=uploads"]},
+             {"time": "2026-12-01T02:00:00Z", "id": "a" * 64, "short_id": "a" * 8, "paths": ["/srv/u"],
+              "tags": ["set=20261201_020000", "component=uploads"]}]
+
+
+def test_backup_reads_the_summary_and_resolves_the_full_id():
+    summary = {"message_type": "summary", "files_new": 2, "data_added": 1044, "total_files_processed": 2,
+               "snapshot_id": FULL_ID[:8]}
+    runner, repo = make({"backup": (0, "noise\n" + json.dumps(summary) + "\n", ""),
+                         "snapshots": (0, json.dumps(SNAPSHOTS), "")})
+    result = repo.backup(paths=["/srv/u"], tags=["set=1", "component=uploads"], parent="a" * 64, host="h")
+    assert result["snapshot_id"] == FULL_ID and result["data_added"] == 1044 and not result["incomplete"]
+    argv = runner.calls[0]["argv"]
+    assert argv[-1] == "/srv/u" and "--json" in argv and "--quiet" in argv
+    assert argv.count("--tag") == 2 and "--parent" in argv and "--host" in argv
+
+
+def test_backup_with_unreadable_files_is_incomplete_not_failed():
+    summary = {"message_type": "summary", "snapshot_id": FULL_ID}
+    runner, repo = make({"backup": (3, json.dumps(summary), "error: open /srv/u/x: permission denied")})
+    result = repo.backup(paths=["/srv/u"])
+    assert result["incomplete"] and "permission denied" in result["stderr"]
+    assert len(runner.calls) == 1
+
+
+def test_backup_without_summary_fails():
+    dummy, repo = make({"backup": (0, "", "")})
+    with pytest.raises(restic.ResticError):
+        repo.backup(paths=["/srv/u"])
+
+
+def test_snapshots_sorted_oldest_first_and_filtered_by_all_tags():
+    runner, repo = make({"snapshots": (0, json.dumps(SNAPSHOTS), "")})
+    found = repo.snapshots(tags=["set=1", "component=uploads"])
+    assert [s["short_id"] for s in found] == ["a" * 8, FULL_ID[:8]]
+    argv = runner.calls[0]["argv"]
+    assert argv[argv.index("--tag") + 1] == "set=1,component=uploads"
+    assert restic.tag_value(found[0], restic.TAG_SET) == "20261201_020000"
+    assert restic.tag_value({"tags": None}, restic.TAG_SET) is None
+
+
+def test_find_unknown_snapshot():
+    dummy, repo = make({"snapshots": (0, "[]", "")})
+    with pytest.raises(restic.ResticError) as caught:
+        repo.find("deadbeef")
+    assert caught.value.kind == "not_found"
+
+
+def test_check_reports_damage():
+    stderr = "Pack ID does not match, want 749e, got 4e6c\nFatal: repository contains errors\n"
+    dummy, repo = make({"check": (1, "read 100.0% of data packs\n", stderr)})
+    with pytest.raises(restic.ResticError) as caught:
+        repo.check("100%")
+    assert caught.value.kind == "damaged" and "Pack ID does not match" in caught.value.msg
+    runner, repo = make({"check": (0, "no errors were found\n", "")})
+    assert "no errors" in repo.check("1/10")
+    assert "--read-data-subset=1/10" in runner.calls[0]["argv"]
+
+
+def test_ls_counts_files_and_bytes():
+    lines = [{"struct_type": "snapshot"}, {"struct_type": "node", "type": "dir", "path": "/srv"},
+             {"struct_type": "node", "type": "file", "size": 10}, {"struct_type": "node", "type": "file", "size": 5}]
+    dummy, repo = make({"ls": (0, "\n".join(json.dumps(x) for x in lines), "")})
+    assert repo.list_files(FULL_ID) == (2, 15)
+
+
+def test_forget_and_stats():
+    runner, repo = make({"forget": (0, "", ""), "stats": (0, '{"total_size": 664}', "")})
+    repo.forget([])
+    assert runner.calls == []
+    repo.forget([FULL_ID])
+    assert runner.calls[0]["argv"][-1] == FULL_ID
+    assert repo.stats() == 664

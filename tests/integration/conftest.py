@@ -117,9 +117,28 @@ def docker_images():
 #: integration: one file per worker at a time) the short files then run beside them instead of after them.
 LONGEST_FIRST = ("test_prod_profile.py", "test_bench_smoke.py", "test_encryption.py", "test_rebuild_set.py",
                  "test_restore_strict.py", "test_verify.py", "test_playbooks.py", "test_pgbackrest.py",
-                 # one prod world per machine (tests/support/prodprofile.py): far from test_prod_profile.py
-                 "test_quickstart.py")
+                 "test_progress.py", "test_awx.py", "test_file_repo.py", "test_quickstart.py")
+
+
+#: The files that build the prod world (tests/support/prodprofile.py): one world per machine, behind a machine-wide
+#: lock. Run by one worker one after the other, none of them waits on that lock (a wait would count against the
+#: test timeout) and the other worker keeps running the rest.
+PROD_WORLD_FILES = ("test_prod_profile.py", "test_prod_rpo.py", "test_quickstart.py")
 
 
 def pytest_collection_modifyitems(config, items):
     files_first(items, LONGEST_FIRST)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the prod-world files as one unit of work."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # pylint: disable=import-outside-toplevel
+
+    class ProdWorldTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            return "prod-world" if path.rsplit("/", 1)[-1] in PROD_WORLD_FILES else path
+
+    return ProdWorldTogether(config, log)

@@ -133,9 +133,16 @@ class ProdWorld:
         if os.geteuid() != 0:
             raise ProdWorldError("the prod profile test needs root (sshd, sudoers, /srv/atlasia, Docker)")
         WORLD_LOCK.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = open(WORLD_LOCK, "w")  # pylint: disable=consider-using-with  # closed in stop()
-        fcntl.flock(self._lock, fcntl.LOCK_EX)  # another prod world on this machine: wait for its stop()
+        lock = open(WORLD_LOCK, "w")  # pylint: disable=consider-using-with  # closed in stop()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another prod world on this machine: wait for its stop()
+        except BaseException:  # interrupted while waiting (a test timeout): the world is another run's
+            lock.close()
+            raise
+        self._lock = lock
         if SRV.exists() and not MARKER.exists():
+            self._lock.close()
+            self._lock = None  # so that stop() leaves that folder and its services alone
             raise ProdWorldError("%s exists and was not made by this test: refusing to use or remove it" % SRV)
         try:
             self._reset_srv()
@@ -157,6 +164,10 @@ class ProdWorld:
         return self
 
     def stop(self):
+        if self._lock is None:
+            # start() never got the machine-wide lock: /srv/atlasia, the compose project and the container
+            # belong to the world of another run, which must not be torn down from here
+            return
         errors = []
 
         def attempt(action, *args):

@@ -14,7 +14,8 @@
 - OpenBao (raft) and SeaweedFS (S3 over HTTPS with a certificate made here, as pgBackRest speaks only HTTPS to S3,
   and ``WEED_S3_SSE_KEY`` so the profile's ``dr_s3_encryption: AES256`` works) on free ports of 127.0.0.1; the
   certificate is the S3 CA of the host (``dr_s3_ca_bundle``) and, bind-mounted, of pgBackRest in the database
-  container (``dr_pgbackrest_s3_ca_file``);
+  container (``dr_pgbackrest_s3_ca_file``); SeaweedFS refuses boto3's checksum trailers over HTTPS, hence
+  ``dr_s3_checksum_calculation: when_required``;
 - the database service as docs/physical.md "Compose layout" asks for the profile's physical backups: ``PGDATA``
   below the volume, pgBackRest's configuration and repo1 on volumes, ``archive_mode=on``; ``playbooks/pgbackrest.yml``
   (run by the tests) does the rest;
@@ -324,6 +325,8 @@ class ProdWorld:
             dr_s3_endpoint_url=self.s3.endpoint_url,
             dr_s3_region=self.s3.region,
             dr_s3_ca_bundle=self.s3_cert,
+            # SeaweedFS refuses boto3's checksum trailers over HTTPS (InvalidAccessKeyId on PutObject)
+            dr_s3_checksum_calculation="when_required",
             dr_pgbackrest_s3_ca_file=CONTAINER_S3_CA,
             dr_health_urls=["http://127.0.0.1:%d/api/health/ready" % self.app_port],
         )

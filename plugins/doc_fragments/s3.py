@@ -66,8 +66,8 @@ options:
       - When the SDK adds its own CRC checksums to requests and checks them in responses. Unset, the SDK's default
         (V(when_supported) in current botocore).
       - V(when_required) for S3-compatible servers that refuse the SDK's checksum trailers (for example
-        C(InvalidAccessKeyId) on C(PutObject) over HTTPS). The backups' integrity does not depend on it: every
-        object carries our own SHA-256, checked end to end.
+        C(InvalidAccessKeyId) on C(PutObject) over HTTPS). The backups' integrity does not depend on it, as
+        every object carries our own SHA-256, checked end to end.
     type: str
     choices: [when_supported, when_required]
   addressing_style:

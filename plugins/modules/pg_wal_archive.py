@@ -13,7 +13,7 @@ version_added: 0.1.0
 description:
   - Reads C(pg_stat_archiver) and the WAL position of the server and reports how old the newest archived WAL
     segment is, how much WAL waits to be archived, and whether archiving fails. This is the RPO of continuous
-    archiving (pgBackRest): the writes a loss of the server would lose.
+    archiving (pgBackRest), the writes a loss of the server would lose.
   - A problem is listed when the newest archived WAL is older than O(rpo_target) while WAL waits to be archived
     (a quiet database archives nothing and loses nothing), when the last archiving attempt failed
     (C(last_failed_time) newer than C(last_archived_time)), when C(archive_mode) is off, and, with O(repos),

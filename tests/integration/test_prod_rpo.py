@@ -146,8 +146,12 @@ def test_a_write_reaches_the_archive_within_archive_timeout(world):
     world.db.psql("INSERT INTO users (email, display_name, created_at) VALUES ('rpo@atlasia.test', 'RPO', now())",
                   db=DB)
     committed = archiver(world)[3]
-    last, _failed, _count, _now = wait_for(lambda: (lambda a: a if a[0] > committed else None)(archiver(world)),
-                                           ARCHIVE_TIMEOUT * 3, "the segment holding the write to be archived")
+    def archived_after_the_commit():
+        state = archiver(world)
+        return state if state[0] > committed else None
+
+    last, _failed, _count, _now = wait_for(archived_after_the_commit, ARCHIVE_TIMEOUT * 3,
+                                           "the segment holding the write to be archived")
     delay = last - committed
     world.measured["commit_to_archived_seconds"] = round(delay, 2)
     assert delay <= ARCHIVE_TIMEOUT + 10, delay
@@ -172,8 +176,11 @@ def test_monitoring_reports_failing_archiving_and_the_missed_rpo(world):
     before_last, _failed, before_count, _now = archiver(world)
     world.db.psql("INSERT INTO users (email, display_name, created_at) VALUES ('lost@atlasia.test', 'Lost', now()); "
                   "SELECT pg_switch_wal()", db=DB)
-    wait_for(lambda: (lambda a: a[2] > before_count and a[1] > a[0])(archiver(world)), 60,
-             "archiving to fail (pg_stat_archiver.failed_count)")
+    def failing():
+        state = archiver(world)
+        return state[2] > before_count and state[1] > state[0]
+
+    wait_for(failing, 60, "archiving to fail (pg_stat_archiver.failed_count)")
     proc = world.playbook("monitor.yml", *NO_RESTORE_TEST)
     assert proc.returncode != 0, output(proc)
     assert "WAL archiving fails" in proc.stdout, output(proc)
@@ -193,7 +200,11 @@ def test_monitoring_reports_failing_archiving_and_the_missed_rpo(world):
 def test_monitoring_is_green_again_once_the_archive_caught_up(world):
     root_exec("chmod", "-R", "u+w", REPO1_ARCHIVE)
     # PostgreSQL retries the failed segment by itself (about once a minute after three failures in a row)
-    wait_for(lambda: (lambda a: a[0] > a[1])(archiver(world)), 180, "the archive to catch up")
+    def caught_up():
+        state = archiver(world)
+        return state[0] > state[1]
+
+    wait_for(caught_up, 180, "the archive to catch up")
     proc = world.playbook("monitor.yml", *NO_RESTORE_TEST)
     assert proc.returncode == 0, output(proc)
     assert metric("atlasia_dr_wal_archive_ok", MONITOR_METRICS.read_text()) == 1

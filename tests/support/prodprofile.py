@@ -49,7 +49,6 @@ from tests.support import REPO_ROOT, SAMPLE_SCHEMA, VENV_BIN, VENV_PYTHON, venv_
 from tests.support.openbao import OpenBaoServer, terminate_pid
 from tests.support.pgbackrest import TLSSeaweedS3Server, make_tls_cert
 from tests.support.process import free_port
-from tests.support.seaweedfs import SeaweedS3Server
 from tests.support.sshd import SshServer
 
 SHIPPED_GROUP_VARS = REPO_ROOT / "inventories" / "prod" / "group_vars" / "prod" / "main.yml"

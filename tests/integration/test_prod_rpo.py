@@ -146,6 +146,7 @@ def test_a_write_reaches_the_archive_within_archive_timeout(world):
     world.db.psql("INSERT INTO users (email, display_name, created_at) VALUES ('rpo@atlasia.test', 'RPO', now())",
                   db=DB)
     committed = archiver(world)[3]
+
     def archived_after_the_commit():
         state = archiver(world)
         return state if state[0] > committed else None
@@ -176,6 +177,7 @@ def test_monitoring_reports_failing_archiving_and_the_missed_rpo(world):
     before_last, _failed, before_count, _now = archiver(world)
     world.db.psql("INSERT INTO users (email, display_name, created_at) VALUES ('lost@atlasia.test', 'Lost', now()); "
                   "SELECT pg_switch_wal()", db=DB)
+
     def failing():
         state = archiver(world)
         return state[2] > before_count and state[1] > state[0]
@@ -200,6 +202,7 @@ def test_monitoring_reports_failing_archiving_and_the_missed_rpo(world):
 def test_monitoring_is_green_again_once_the_archive_caught_up(world):
     root_exec("chmod", "-R", "u+w", REPO1_ARCHIVE)
     # PostgreSQL retries the failed segment by itself (about once a minute after three failures in a row)
+
     def caught_up():
         state = archiver(world)
         return state[0] > state[1]

@@ -61,6 +61,15 @@ options:
     description:
       - PEM file of the certificate authorities that sign the endpoint's certificate (self-hosted endpoints).
     type: path
+  checksum_calculation:
+    description:
+      - When the SDK adds its own CRC checksums to requests and checks them in responses. Unset, the SDK's default
+        (V(when_supported) in current botocore).
+      - V(when_required) for S3-compatible servers that refuse the SDK's checksum trailers (for example
+        C(InvalidAccessKeyId) on C(PutObject) over HTTPS). The backups' integrity does not depend on it, as
+        every object carries our own SHA-256, checked end to end.
+    type: str
+    choices: [when_supported, when_required]
   addressing_style:
     description:
       - How the bucket name is put in request URLs. V(path) suits most self-hosted S3-compatible servers

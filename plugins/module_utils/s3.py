@@ -108,6 +108,7 @@ def s3_argument_spec():
         validate_certs=dict(type="bool", default=True),
         ca_bundle=dict(type="path"),
         addressing_style=dict(type="str", default="auto", choices=["auto", "path", "virtual"]),
+        checksum_calculation=dict(type="str", choices=["when_supported", "when_required"]),
         timeout=dict(type="int", default=60),
         max_attempts=dict(type="int", default=3),
     )
@@ -149,6 +150,8 @@ def client_settings(params):
         retries={"total_max_attempts": attempts, "mode": "standard"},
         s3={"addressing_style": params.get("addressing_style") or "auto"},
     )
+    if params.get("checksum_calculation") == "when_required":  # when_supported is the SDK's default
+        settings.update(request_checksum_calculation="when_required", response_checksum_validation="when_required")
     return settings
 
 

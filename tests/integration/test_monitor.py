@@ -181,7 +181,7 @@ def test_alert_rules_pass_promtool_check_and_unit_tests():
     check = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60,
                            check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 9 rules found" in check.stdout
+    assert "SUCCESS: 10 rules found" in check.stdout
     unit = subprocess.run([promtool(), "test", "rules", RULE_TESTS.name], cwd=str(RULE_TESTS.parent),
                           capture_output=True, text=True, timeout=300, check=False)
     assert unit.returncode == 0, unit.stdout + unit.stderr

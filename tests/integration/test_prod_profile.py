@@ -100,7 +100,9 @@ def assert_restored(world, set_id, proc, source=None):
 def test_the_inventory_is_the_shipped_profile_with_only_hosts_addresses_and_secrets_replaced(world):
     assert (world.inventory / "group_vars" / "prod" / "main.yml").read_bytes() == SHIPPED_GROUP_VARS.read_bytes()
     host_vars = yaml.safe_load((world.inventory / "host_vars" / ("%s.yml" % HOST_NAME)).read_text())
-    addresses = {"dr_db_port", "dr_vault_url", "dr_s3_endpoint_url", "dr_s3_region", "dr_health_urls"}
+    addresses = {"dr_db_port", "dr_vault_url", "dr_s3_endpoint_url", "dr_s3_region", "dr_health_urls",
+                 "dr_s3_ca_bundle", "dr_pgbackrest_s3_ca_file",  # the S3 CA: this machine's S3 has its own
+                 "dr_s3_checksum_calculation"}  # and refuses boto3's checksum trailers over HTTPS
     assert {k for k in host_vars if not k.startswith("ansible_")} == addresses
     assert host_vars["ansible_host_key_checking"] is True and "StrictHostKeyChecking=yes" in host_vars[
         "ansible_ssh_common_args"]
@@ -121,6 +123,16 @@ def test_secrets_kept_where_the_shipped_inventory_says_keep_the_profile(world):
     assert world.vault_file == world.inventory / "group_vars" / "prod" / "vault.yml"
     assert variables.get("vault_dr_db_password") == world.db_password  # the secrets are read...
     assert variables.get("dr_db_container") == PROFILE["dr_db_container"]  # ...and so is the profile
+
+
+# -- physical backups: set up once ---------------------------------------------------------------------------------
+def test_pgbackrest_is_set_up_by_its_playbook(world):
+    """The profile takes physical backups too: playbooks/pgbackrest.yml sets pgBackRest up in the container once."""
+    assert PROFILE["dr_backup_physical"] is True
+    proc = world.playbook("pgbackrest.yml")
+    assert proc.returncode == 0, output(proc)
+    archive_command = world.db.rows("SHOW archive_command")[0][0]
+    assert archive_command.startswith("pgbackrest ") and "archive-push" in archive_command
 
 
 # -- backups on several days ---------------------------------------------------------------------------------------
@@ -158,6 +170,7 @@ def test_backups_on_several_days_are_encrypted_uploaded_and_recorded(world):
         for sidecar in daily.glob("*_%s.json" % stamp):
             assert world.db_password not in sidecar.read_text()
         assert manifest["offsite"]["s3"] is True
+        assert sorted(b["repo"] for b in manifest["physical"]["backups"]) == [1, 2], manifest["physical"]
         keys = world.s3_keys()
         for name in [a["name"] for a in manifest["artifacts"]] + ["set_%s.json" % stamp]:
             assert any(k.endswith("/" + name) for k in keys), "%s is not in S3" % name

@@ -16,8 +16,9 @@ What a user substitutes, and nothing else, is substituted:
   name the test's host, resolved to 127.0.0.1 through an /etc/hosts seen only by the quickstart's processes.
   The host listens on port 22 (``ssh-keyscan`` of step 2 reads no ssh_config), so the test is skipped when
   127.0.0.1:22 is taken;
-- ``ansible_user: deploy`` becomes the host's login user; the host's Python with the modules' libraries is
-  written in ``host_vars/<host>.yml`` (the README's place for what differs per host);
+- ``ansible_user: deploy`` becomes the host's login user; the host's Python with the modules' libraries and the
+  CA of this machine's S3 server (``dr_s3_ca_bundle``, ``dr_pgbackrest_s3_ca_file``, step 2) are written in
+  ``host_vars/<host>.yml`` (the README's place for what differs per host);
 - the values of the vault file: ``ansible-vault create`` runs as written, with ``EDITOR`` set to a small script
   that writes the YAML block the README shows with this test's secrets (a README key the test does not know
   fails the test);
@@ -71,7 +72,7 @@ import yaml
 
 from tests.support import REPO_ROOT, TMP_ROOT, VENV_PYTHON
 from tests.support.postgres import table_digests
-from tests.support.prodprofile import PROFILE, ProdWorld, make_workdir
+from tests.support.prodprofile import CONTAINER_S3_CA, PROFILE, ProdWorld, make_workdir
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.root, pytest.mark.slow,
               pytest.mark.timeout(2400)]
@@ -286,8 +287,11 @@ def adapt_profile(controller, world):
     main.write_text(text)
     host_vars = controller.project / "inventories" / "prod" / "host_vars"
     host_vars.mkdir(exist_ok=True)
-    # The host's Python with boto3 and cryptography (the system one has neither on this machine).
-    (host_vars / ("%s.yml" % HOST)).write_text(yaml.safe_dump({"ansible_python_interpreter": str(VENV_PYTHON)}))
+    # The host's Python with boto3 and cryptography (the system one has neither on this machine), and the CA of
+    # this machine's S3 server (step 2: dr_s3_ca_bundle, dr_pgbackrest_s3_ca_file).
+    (host_vars / ("%s.yml" % HOST)).write_text(yaml.safe_dump({
+        "ansible_python_interpreter": str(VENV_PYTHON), "dr_s3_ca_bundle": world.s3_cert,
+        "dr_pgbackrest_s3_ca_file": CONTAINER_S3_CA, "dr_s3_checksum_calculation": "when_required"}))
 
 
 def substitute(body, world):

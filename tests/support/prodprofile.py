@@ -11,8 +11,14 @@
   schema) and service ``ai-orchestrator`` is a stand-in answering the health URL; the profile's files
   (``.env.prod``, ``.env``, compose file, ``/srv/atlasia/config/application*.properties``, uploads, plugins,
   logs) exist at the profile's paths;
-- OpenBao (raft) and SeaweedFS (S3, with ``WEED_S3_SSE_KEY`` so the profile's ``dr_s3_encryption: AES256``
-  works) on free ports of 127.0.0.1;
+- OpenBao (raft) and SeaweedFS (S3 over HTTPS with a certificate made here, as pgBackRest speaks only HTTPS to S3,
+  and ``WEED_S3_SSE_KEY`` so the profile's ``dr_s3_encryption: AES256`` works) on free ports of 127.0.0.1; the
+  certificate is the S3 CA of the host (``dr_s3_ca_bundle``) and, bind-mounted, of pgBackRest in the database
+  container (``dr_pgbackrest_s3_ca_file``); SeaweedFS refuses boto3's checksum trailers over HTTPS, hence
+  ``dr_s3_checksum_calculation: when_required``;
+- the database service as docs/physical.md "Compose layout" asks for the profile's physical backups: ``PGDATA``
+  below the volume, pgBackRest's configuration and repo1 on volumes, ``archive_mode=on``; ``playbooks/pgbackrest.yml``
+  (run by the tests) does the rest;
 - the inventory, in a private temporary folder: ``group_vars/prod/main.yml`` is a byte-for-byte COPY of the shipped
   file; host names and addresses are host variables (``host_vars/<host>.yml``); secrets are in
   ``group_vars/prod/vault.yml`` encrypted with ansible-vault, where ``inventories/prod/hosts.yml`` says.
@@ -41,8 +47,8 @@ import yaml
 
 from tests.support import REPO_ROOT, SAMPLE_SCHEMA, VENV_BIN, VENV_PYTHON, venv_env
 from tests.support.openbao import OpenBaoServer, terminate_pid
+from tests.support.pgbackrest import TLSSeaweedS3Server, make_tls_cert
 from tests.support.process import free_port
-from tests.support.seaweedfs import SeaweedS3Server
 from tests.support.sshd import SshServer
 
 SHIPPED_GROUP_VARS = REPO_ROOT / "inventories" / "prod" / "group_vars" / "prod" / "main.yml"
@@ -56,6 +62,9 @@ METRICS_FILE = Path(PROFILE["dr_metrics_textfile"])
 SECRET_PATH = "aiteam/database"
 POSTGRES_IMAGE = "atlasia/postgres:15"
 APP_IMAGE = "atlasia/debian-base:bookworm"
+#: Where the database container sees the S3 CA (the profile's pgBackRest repo2 on S3).
+CONTAINER_S3_CA = "/etc/atlasia-dr/s3-ca.crt"
+VOLUMES = ("pgdata", "pgbackrest-repo", "pgbackrest-conf")
 VAULT_PASSWORD = "atlasia-dr-prod-profile-test-vault-password"
 COMPOSE = VENV_BIN / "docker-compose"
 #: What this machine cannot do, passed with -e: no systemd is PID 1 here, so the daily timer of the profile
@@ -124,6 +133,7 @@ class ProdWorld:
         self.db_password = "prod-db-" + os.urandom(12).hex()
         self.encryption_key = "prod-enc-" + os.urandom(24).hex()
         self.compose_up = False
+        self.s3_cert = None
         self.made_metrics_dir = []
         self.reports_before = set()
         self._lock = None
@@ -153,7 +163,9 @@ class ProdWorld:
             self.ssh = SshServer(port=self.ssh_port).start()
             self.bao = OpenBaoServer(directory=str(self.workdir / "openbao"))
             self.bao.setup()
-            self.s3 = SeaweedS3Server(directory=str(self.workdir / "s3")).start(bucket=PROFILE["dr_s3_bucket"])
+            self.s3_cert, s3_key = make_tls_cert(str(self.workdir / "s3-tls"))
+            self.s3 = TLSSeaweedS3Server(self.s3_cert, s3_key, directory=str(self.workdir / "s3")).start(
+                bucket=PROFILE["dr_s3_bucket"])
             self._write_app_files()
             self._start_compose()
             self._ensure_metrics_dir()
@@ -231,8 +243,11 @@ class ProdWorld:
                                     "POSTGRES_DB": PROFILE["dr_db_name"], "POSTGRES_PASSWORD": "${DB_PASSWORD}",
                                     "PGDATA": "/var/lib/postgresql/data/pgdata"},
                     "command": ["postgres", "-c", "shared_buffers=32MB", "-c", "max_connections=40",
-                                "-c", "fsync=off"],
-                    "volumes": ["pgdata:/var/lib/postgresql/data"],
+                                "-c", "fsync=off", "-c", "archive_mode=on"],
+                    "volumes": ["pgdata:/var/lib/postgresql/data",
+                                "pgbackrest-repo:%s" % PROFILE["dr_pgbackrest_repo1_path"],
+                                "pgbackrest-conf:/etc/pgbackrest",
+                                "./s3-ca.crt:%s:ro" % CONTAINER_S3_CA],
                     "stop_signal": "SIGINT",  # PostgreSQL's fast shutdown
                     "stop_grace_period": "20s",
                 },
@@ -248,8 +263,9 @@ class ProdWorld:
                     "stop_grace_period": "5s",
                 },
             },
-            "volumes": {"pgdata": {}},
+            "volumes": {name: {} for name in VOLUMES},
         }
+        shutil.copyfile(self.s3_cert, DEPLOY_DIR / "s3-ca.crt")
         (DEPLOY_DIR / "docker-compose.yml").write_text(yaml.safe_dump(compose, sort_keys=False))
         (DEPLOY_DIR / "docker-compose.override.yml").write_text("services: {}\n")
         config = SRV / "config"
@@ -292,7 +308,7 @@ class ProdWorld:
             self.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False, timeout=180)
         # whatever compose could not remove (its file gone, or a failed start)
         _run(["docker", "rm", "-f", "-v", PROFILE["dr_db_container"]], check=False)
-        _run(["docker", "volume", "rm", "-f", "%s_pgdata" % COMPOSE_PROJECT], check=False)
+        _run(["docker", "volume", "rm", "-f"] + ["%s_%s" % (COMPOSE_PROJECT, name) for name in VOLUMES], check=False)
         self.compose_up = False
 
     def _ensure_metrics_dir(self):
@@ -307,7 +323,7 @@ class ProdWorld:
 
     # -- the inventory ------------------------------------------------------------------------------------------
     def host_vars(self):
-        """Host names and addresses: the connection, the servers' URLs and ports on 127.0.0.1."""
+        """Host names and addresses: the connection, the servers' URLs and ports on 127.0.0.1, the S3 CA."""
         data = dict(self.ssh.inventory_vars())
         data.update(
             ansible_become=True,
@@ -318,6 +334,10 @@ class ProdWorld:
             dr_vault_url=self.bao.addr,
             dr_s3_endpoint_url=self.s3.endpoint_url,
             dr_s3_region=self.s3.region,
+            dr_s3_ca_bundle=self.s3_cert,
+            # SeaweedFS refuses boto3's checksum trailers over HTTPS (InvalidAccessKeyId on PutObject)
+            dr_s3_checksum_calculation="when_required",
+            dr_pgbackrest_s3_ca_file=CONTAINER_S3_CA,
             dr_health_urls=["http://127.0.0.1:%d/api/health/ready" % self.app_port],
         )
         return data

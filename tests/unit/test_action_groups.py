@@ -64,7 +64,8 @@ def test_every_member_takes_the_options_of_its_family(family, member, monkeypatc
 
 
 @pytest.mark.parametrize("family, modules", [
-    ("postgres", ["pg_copy_rows", "pg_dump_backup", "pg_globals", "pg_restore_db", "pg_scratch_db", "pg_verify"]),
+    ("postgres", ["pg_copy_rows", "pg_dump_backup", "pg_globals", "pg_restore_db", "pg_scratch_db", "pg_verify",
+                  "pg_wal_archive"]),
     ("s3", ["backup_age", "backup_locate", "dr_crypt", "dr_file_repo", "s3_backup_transfer", "s3_rotate"]),
     ("vault", ["vault_init", "vault_snapshot", "vault_unseal"]),
 ])

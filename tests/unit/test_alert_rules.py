@@ -26,7 +26,7 @@ def test_every_alert_has_a_severity_and_a_runbook_section():
     anchors = set(re.sub(r"[^a-z0-9-]", "", line[3:].strip().lower().replace(" ", "-"))
                   for line in RUNBOOK.read_text().splitlines() if line.startswith("## "))
     found = alerts()
-    assert len(found) == 9
+    assert len(found) == 10
     for rule in found:
         assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
         url = rule["annotations"]["runbook_url"]

@@ -271,7 +271,7 @@ def test_alert_rules_structure():
     rules = yaml.safe_load((REPO_ROOT / "monitoring" / "prometheus" / "atlasia-dr.rules.yml").read_text())
     alerts = [r for g in rules["groups"] for r in g["rules"]]
     names = [r["alert"] for r in alerts]
-    assert len(names) == len(set(names)) == 9
+    assert len(names) == len(set(names)) == 10
     for rule in alerts:
         assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}
         assert rule["labels"]["severity"] in ("critical", "warning")

@@ -194,7 +194,7 @@ plain_dir:
   returned: success
   type: str
 authenticated:
-  description: Whether the set's MAC was checked and valid (a single encrypted dump counts, by the MACs of its encryption: age or the earlier AES-GCM format).
+  description: Whether the set's MAC was checked and valid (a single encrypted dump counts, by the MACs of its encryption, age or the earlier AES-GCM format).
   returned: success
   type: bool
 encrypted:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.support import TMP_ROOT
-from tests.support.localenv import LocalEnvironment, run_playbook
+from tests.support.localenv import BUCKET, LocalEnvironment, run_playbook
+
+from ansible_collections.atlasia.dr.plugins.module_utils import restic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,7 +38,8 @@ def local_env():
 
 @pytest.fixture(scope="module")
 def backed_up(local_env):
-    vars_file = local_env.write_vars(dr_backup_files_store="repository", dr_encryption_key=KEY)
+    vars_file = local_env.write_vars(dr_backup_files_store="repository", dr_encryption_key=KEY,
+                                     dr_encryption_enabled=True)
     result = run_playbook("backup.yml", vars_file, capture=True, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     manifest = sorted((local_env.root / "backups" / "daily").glob("set_*.json"))[-1]
@@ -96,11 +100,36 @@ def test_a_symbolic_link_leading_out_of_the_destination_refuses_the_restore(loca
     uploads.mkdir(parents=True)
     os.symlink(str(outside), str(uploads / "2026"))
     vars_file = local_env.write_vars(path=local_env.root / "vars-linked.json", dr_backup_files_store="repository",
-                                     dr_encryption_key=KEY, dr_restore_files_dest=str(dest),
-                                     dr_restore_files_components=["uploads"])
+                                     dr_encryption_key=KEY, dr_encryption_enabled=True,
+                                     dr_restore_files_dest=str(dest), dr_restore_files_components=["uploads"])
     result = run_playbook("restore.yml", vars_file, *files_only(), capture=True, check=False)
     assert result.returncode != 0
     assert "resolves outside the destination" in result.stdout, result.stdout[-6000:]
     assert os.listdir(str(outside)) == []  # nothing written through the link
     assert sorted(os.listdir(str(uploads))) == ["2026"] and os.path.islink(str(uploads / "2026"))
     assert not leftovers(dest)
+
+
+def test_after_rekey_the_new_key_restores_the_file_data_and_the_old_one_no_longer_opens(local_env, backed_up):
+    new_key = "the rotated key of the local environment"
+    keys = local_env.write_vars(path=local_env.root / "rekey.json", dr_backup_files_store="repository",
+                                dr_encryption_enabled=True, dr_encryption_key=KEY, dr_encryption_new_key=new_key)
+    result = run_playbook("rekey.yml", keys, capture=True, check=False)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    for s3 in (False, True):
+        location = str(local_env.root / "backups" / "files-repository")
+        settings, options = {}, []
+        if s3:
+            location = restic.repository_location(bucket=BUCKET, prefix="atlasia-backups/files-repository",
+                                                  endpoint_url=local_env.s3.endpoint_url)
+            settings, options = restic.s3_settings(local_env.s3.module_args(BUCKET))
+        for key, opens in ((KEY, False), (new_key, True)):
+            repo = restic.Restic(restic.subprocess_runner, "restic", location, restic.repository_password(key),
+                                 env=settings, options=options, cache_dir=str(local_env.root / "restic-cache"))
+            assert repo.opens() is opens, (s3, key)
+    shutil.rmtree(str(local_env.app_dir / "uploads"))
+    rotated = local_env.write_vars(path=local_env.root / "rotated.json", dr_backup_files_store="repository",
+                                   dr_encryption_enabled=True, dr_encryption_key=new_key)
+    result = run_playbook("restore.yml", rotated, *files_only(), capture=True, check=False)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert local_env.file_contents()["uploads/2026/11/report.pdf"] == backed_up["files"]["uploads/2026/11/report.pdf"]

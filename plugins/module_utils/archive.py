@@ -836,3 +836,79 @@ def extract(module, tar, src, comp, dest, overwrite, names=None):
                                         listing.name if names is not None else None), env_update=TAR_ENV)
         except PipelineError as exc:
             raise ArchiveError("extraction of %s into %s failed (it may be partial): %s" % (src, dest, exc))
+
+
+# --- a tree restored elsewhere (a restic snapshot in a staging folder), applied with the archive's rules ----
+
+_TREE_TYPES = ((stat.S_ISDIR, "d"), (stat.S_ISLNK, "l"), (stat.S_ISREG, "-"), (stat.S_ISFIFO, "p"),
+               (stat.S_ISCHR, "c"), (stat.S_ISBLK, "b"))
+
+
+def _tree_member(name, st, link=None, kind=None):
+    if kind is None:
+        kind = next((letter for test, letter in _TREE_TYPES if test(st.st_mode)), None)
+    return Member(name=name, type=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
+                  size=st.st_size if kind == "-" else 0, mtime=int(st.st_mtime), link=link, mtime_ns=st.st_mtime_ns)
+
+
+def tree_members(staging, roots):
+    """Members (as :func:`parse_listing` gives them, names relative to ``/``) of the tree under ``staging``
+    at or below ``roots`` (absolute paths as they were backed up; their parent directories are not members).
+
+    A file linked more than once is a hard link member after its first name, as tar stores it; sockets are
+    left out (tar cannot write them). Directories come before what they hold.
+    """
+    members, seen = [], {}
+    for root in sorted(set(roots)):
+        relative = root.strip("/")
+        top = os.path.join(staging, relative)
+        if not relative or not os.path.lexists(top):
+            continue
+        stack = [relative]
+        while stack:
+            name = stack.pop()
+            path = os.path.join(staging, name)
+            st = os.lstat(path)
+            if stat.S_ISSOCK(st.st_mode):
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                members.append(_tree_member(name, st, link=os.readlink(path)))
+            elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
+                members.append(_tree_member(name, st, link=seen[(st.st_dev, st.st_ino)], kind="h"))
+            else:
+                if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                    seen[(st.st_dev, st.st_ino)] = name
+                members.append(_tree_member(name, st))
+            if stat.S_ISDIR(st.st_mode):
+                stack.extend(os.path.join(name, child) for child in sorted(os.listdir(path), reverse=True))
+    return members
+
+
+def apply_tree(module, tar, staging, dest, overwrite, names):
+    """Write the entries ``names`` (relative to ``/``) of the tree under ``staging`` into ``dest`` with tar:
+    ``tar --create`` of exactly those entries piped into the ``tar --extract`` of :func:`extract`
+    (permissions, owners, times, ``--keep-directory-symlink``, ``overwrite``). The entries must have been
+    checked with :func:`plan` against ``dest`` just before. Raises :class:`ArchiveError`."""
+    if not names:
+        return
+    if not os.path.isdir(dest):
+        os.makedirs(dest, 0o700)
+    args = ["--extract", "--file=-", "--directory=%s" % dest, "--numeric-owner", "--preserve-permissions",
+            "--keep-directory-symlink"]
+    if overwrite == "never":
+        args.append("--skip-old-files")
+    elif overwrite == "older":
+        args.append("--keep-newer-files")
+    with tempfile.NamedTemporaryFile(prefix=".dr-tree-", suffix=".txt") as listing:
+        listing.write(b"".join(os.fsencode(name) + b"\0" for name in names))
+        listing.flush()
+        stages = [("tar --create", [tar, "--create", "--file=-", "--directory=%s" % staging,
+                                    "--format=%s" % TAR_FORMAT, "--pax-option=%s" % PAX_OPTION, "--numeric-owner",
+                                    "--no-recursion", "--null", "--verbatim-files-from",
+                                    "--files-from=%s" % listing.name]),
+                  ("tar --extract", [tar] + args)]
+        try:
+            run_pipeline(stages, env_update=TAR_ENV)
+        except PipelineError as exc:
+            raise ArchiveError("copying the restored files from %s into %s failed (the destination may be partly "
+                               "written): %s" % (staging, dest, exc))

@@ -137,11 +137,12 @@ def s3_settings(params):
     return env, options
 
 
-def subprocess_runner(argv, environ_update=None, cwd=None, check_rc=False):  # pylint: disable=unused-argument
+def subprocess_runner(argv, environ_update=None, cwd=None, check_rc=False, data=None):  # pylint: disable=unused-argument
     """``AnsibleModule.run_command``'s contract with :mod:`subprocess` (scripts and tests)."""
     env = dict(os.environ)
     env.update(environ_update or {})
-    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False,
+                          input=None if data is None else data + "\n")
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -211,10 +212,13 @@ class Restic(object):
             argv.append("--json")
         return argv + list(args)
 
-    def run(self, command, args=(), json_output=True, cwd=None, ok=(0,)):
+    def run(self, command, args=(), json_output=True, cwd=None, ok=(0,), data=None):
         argv = self.argv(command, args, json_output)
         self.commands.append(argv)
-        rc, out, err = self.run_command(argv, environ_update=self.env, cwd=cwd, check_rc=False)
+        if data is None:
+            rc, out, err = self.run_command(argv, environ_update=self.env, cwd=cwd, check_rc=False)
+        else:  # a secret restic reads from its standard input (the password of a new key)
+            rc, out, err = self.run_command(argv, environ_update=self.env, cwd=cwd, check_rc=False, data=data)
         if rc not in ok:
             kind, msg = classify(err, self.location)
             raise ResticError(msg, kind=kind, rc=rc, stderr=err)
@@ -233,6 +237,34 @@ class Restic(object):
 
     def init(self):
         self.run("init")
+
+    def with_password(self, password):
+        """The same repository opened with another password."""
+        other = Restic(self.run_command, self.binary, self.location, password, options=self.options)
+        other.env = dict(self.env, RESTIC_PASSWORD=password)
+        return other
+
+    def opens(self):
+        """True when the password opens the repository, False when it does not (another failure raises)."""
+        try:
+            self.run("cat", ["config"], json_output=False)
+        except ResticError as exc:
+            if exc.kind == "password":
+                return False
+            raise
+        return True
+
+    def keys(self):
+        """The repository's keys (``key list``): id, current (the one this password opens), created..."""
+        dummy, out, dummy = self.run("key", ["list"])
+        return json.loads(out or "[]") or []
+
+    def add_key(self, new_password):
+        """Add a key opened by ``new_password`` (given on restic's standard input, never in argv)."""
+        self.run("key", ["add"], json_output=False, data=new_password)
+
+    def remove_key(self, key_id):
+        self.run("key", ["remove", key_id], json_output=False)
 
     def ensure(self, create=True):
         """Open the repository, creating it when missing and ``create``; True when it was created."""
@@ -294,15 +326,20 @@ class Restic(object):
             result["stderr"] = err
         return result
 
+    def file_nodes(self, snapshot, paths=()):
+        """The file nodes of a snapshot (``restic ls --json``: path, size, mode, mtime...), at or below ``paths``
+        when given. The whole snapshot is listed and filtered here: ``restic ls <snapshot> <dir>`` does not
+        descend into the subdirectories of ``<dir>`` in every restic version."""
+        dummy, out, dummy = self.run("ls", [snapshot])
+        prefixes = [path.rstrip("/") for path in paths or ()]
+        return [node for node in json_lines(out) if node.get("struct_type") == "node" and node.get("type") == "file"
+                and (not prefixes or any(node.get("path", "") == prefix or node.get("path", "").startswith(prefix + "/")
+                                         for prefix in prefixes))]
+
     def list_files(self, snapshot, paths=()):
-        """(files, bytes) of a snapshot (below ``paths`` when given)."""
-        dummy, out, dummy = self.run("ls", [snapshot] + list(paths))
-        files = size = 0
-        for node in json_lines(out):
-            if node.get("struct_type") == "node" and node.get("type") == "file":
-                files += 1
-                size += int(node.get("size") or 0)
-        return files, size
+        """(files, bytes) of a snapshot (at or below ``paths`` when given)."""
+        nodes = self.file_nodes(snapshot, paths)
+        return len(nodes), sum(int(node.get("size") or 0) for node in nodes)
 
     def restore(self, snapshot, target, include=()):
         """Restore a snapshot (or the ``include`` paths of it) under ``target``."""

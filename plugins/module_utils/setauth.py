@@ -12,7 +12,11 @@ passphrase), the manifest also carries::
     "auth": {"alg": "HMAC-SHA256", "key_id": "<hex>", "mac": "<hex>", "version": 1}
 
 The MAC covers the set id, the environment, the database and, for each artifact, its name, component,
-size, SHA-256 and MD5 (:func:`payload`). Everything else in the manifest (the restore-test result, the
+size, SHA-256 and MD5 (:func:`payload`); for a set whose file data went to the file repository, also each of
+its snapshots (``file_snapshots``: component, repository, snapshot id, paths, files, bytes), so a snapshot id
+cannot be swapped or dropped without the set failing its check. A set without ``file_snapshots`` (every set
+made before them, and every set of the ``archive`` store) has the same payload as before, so older sets keep
+verifying under their MAC. Everything else in the manifest (the restore-test result, the
 offsite flag, notes) may change after the backup without invalidating the set.
 
 The MAC key is derived from the passphrase with scrypt and its own salt, so it is independent of the
@@ -32,6 +36,7 @@ ALGORITHM = "HMAC-SHA256"
 VERSION = 1
 _SALT = b"atlasia.dr set authentication v1"
 _FIELDS = ("name", "component", "size", "sha256", "md5")
+_SNAPSHOT_FIELDS = ("name", "component", "store", "repository", "snapshot_id", "paths", "files", "bytes")
 
 
 class AuthError(Exception):
@@ -68,6 +73,11 @@ def payload(data):
         key=lambda entry: entry["name"] or "")
     body = dict(version=VERSION, set_id=data.get("set_id"), environment=data.get("environment"),
                 database=set_database(data), artifacts=artifacts)
+    if "file_snapshots" in data:  # absent from older sets, whose payload stays what it was when they were signed
+        body["file_snapshots"] = sorted(
+            (dict((field, entry.get(field)) for field in _SNAPSHOT_FIELDS)
+             for entry in data.get("file_snapshots") or [] if isinstance(entry, dict)),
+            key=lambda entry: (str(entry["name"]), str(entry["repository"]), str(entry["snapshot_id"])))
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -96,4 +106,4 @@ def check(data, passphrase, key_id_hex=None):
     expected = hmac.new(mac_key(passphrase), payload(data), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, str(auth.get("mac"))):
         raise AuthError("set %s does not match its authentication code: its manifest (artifact names, sizes, "
-                        "checksums, environment or database) was changed after the backup" % name)
+                        "checksums, file snapshots, environment or database) was changed after the backup" % name)

@@ -21,11 +21,24 @@ description:
     creating the repository first when it does not exist (O(init)). Paths are stored absolute (as
     M(atlasia.dr.dr_archive) does), the latest snapshot of the same component is the parent, so unchanged files
     are not read again.
-  - O(state=restore) restores a snapshot, whole or the O(include) paths, under O(dest) (absolute paths below it).
-  - O(state=forget) forgets the snapshots named in O(snapshots) or those of the set O(timestamp); a snapshot
-    already gone is not an error. The data they alone held is freed by O(state=prune) (or O(prune=true)).
+  - O(state=restore) restores a snapshot, whole or the O(include) paths, under O(dest) (absolute paths below it),
+    with the rules of M(atlasia.dr.dr_archive)'s extraction; restic itself overwrites what is in its target and
+    follows the links there, so it only ever writes into a new private folder (mode 0700, O(staging_dir)). The
+    restored tree is then checked as an archive would be (an entry written through a symbolic link leading out of
+    O(dest), or a link pointing out of it, refuses the snapshot whole with O(dest) unchanged), and only the
+    entries that differ from O(dest) and O(overwrite) allows are copied there by tar (permissions, owners,
+    times, C(--keep-directory-symlink)). The private folder is removed afterwards, whatever happens.
+  - With O(set_snapshots) (the C(file_snapshots) of a set manifest) and O(component), the snapshot of that
+    component is taken from the local repository O(repository) when it holds it, else from the S3 repository
+    (O(bucket)), as sets are located; a repository passed over is named in a warning.
+  - O(state=forget) forgets the snapshots named in O(snapshots), those of the set O(timestamp), or those of every
+    set not in O(keep_sets) (the sets a rotation kept); a snapshot already gone is not an error. The data they
+    alone held is freed by O(state=prune) (or O(prune=true)).
   - O(state=check) checks the repository's structure and reads back O(read_data_subset) of its data; damage (a
-    pack whose content no longer matches its id) fails the task.
+    pack whose content no longer matches its id) fails the task. With O(sample_files), a sample of files is then
+    restored and compared with the snapshot's listing.
+  - O(state=rekeyed) adds the key of O(new_key) to the repository and removes that of O(key). It is resumable, a
+    repository already opened by O(new_key) only has the old key removed, one opened by O(new_key) alone is left as is.
   - O(state=snapshots) lists the snapshots (of a set or component when O(timestamp) or O(component) is given).
 author:
   - atlasia DevOps team (@atlasia-devops)
@@ -42,6 +55,7 @@ attributes:
       - O(state=restore) lists the files the snapshot would restore; O(dest) is not touched.
       - O(state=forget) reports the snapshots it would forget; O(state=prune) runs C(restic prune --dry-run).
       - O(state=check) and O(state=snapshots) only read, and run as usual.
+      - O(state=rekeyed) reports whether it would add the new key and which keys it would remove.
   diff_mode:
     support: none
   platform:
@@ -53,7 +67,7 @@ options:
     description: What to do (see the description).
     type: str
     default: backup
-    choices: [backup, restore, forget, check, prune, snapshots]
+    choices: [backup, restore, forget, check, prune, snapshots, rekeyed]
   s3:
     description:
       - V(false) keeps the repository in the local directory O(repository); V(true) in O(bucket) under O(prefix)
@@ -79,6 +93,12 @@ options:
         derived from it.
     type: str
     required: true
+  new_key:
+    description:
+      - With O(state=rekeyed), the environment's new secret (a key rotation). A key for its derived password is
+        added to the repository and the key of O(key) removed, so the rotated environment opens the repository and
+        the old secret no longer does. The data is not re-encrypted (restic's keys wrap one master key).
+    type: str
   init:
     description: With O(state=backup), create the repository when it does not exist yet.
     type: bool
@@ -116,10 +136,24 @@ options:
     description: Host name recorded in the snapshot (restic's default is this host's name).
     type: str
   snapshot:
-    description: With O(state=restore), the snapshot id (full or short), or V(latest) of O(component).
+    description:
+      - With O(state=restore), the snapshot id (full or short), or V(latest) of O(component).
+      - O(snapshot) or O(set_snapshots) is required with O(state=restore).
     type: str
   snapshots:
-    description: With O(state=forget), ids of the snapshots to forget.
+    description:
+      - With O(state=forget), ids of the snapshots to forget.
+      - With O(state=check) and O(sample_files), the snapshots the sample is drawn from (default the newest).
+    type: list
+    elements: str
+  keep_sets:
+    description:
+      - With O(state=forget), the sets that remain, as set ids or as the paths and keys of their set manifests (the
+        RV(atlasia.dr.backup_rotate#module:kept) of M(atlasia.dr.backup_rotate) or
+        RV(atlasia.dr.s3_rotate#module:kept) of M(atlasia.dr.s3_rotate); other entries are ignored). Every snapshot
+        tagged with another set is forgotten, so the snapshots follow the sets whatever rotated them, and a run
+        killed before it forgot is caught up by the next one. Snapshots without a set tag are kept. A list naming no
+        set is refused (it would forget everything).
     type: list
     elements: str
   prune:
@@ -131,8 +165,32 @@ options:
       - With O(state=restore), the directory the snapshot is restored under (created, mode 0700, when missing).
         Paths are absolute in the snapshot, so V(/) puts every file back where it was backed up from, and
         another directory receives a copy of the tree (C(<dest>/srv/atlasia/uploads/...)).
-      - Existing files at the same paths are replaced.
+      - Existing entries at the same paths are replaced as O(overwrite) says.
     type: path
+  overwrite:
+    description:
+      - With O(state=restore), what happens to entries that already exist under O(dest), as in
+        M(atlasia.dr.dr_archive) (V(always) replaces those that differ, V(never) keeps them, V(older) replaces
+        only files older than the snapshot's copy).
+    type: str
+    default: always
+    choices: [always, never, older]
+  staging_dir:
+    description:
+      - With O(state=restore), the directory that receives the private folder restic restores into. By default
+        the nearest existing directory above the first restored path as placed under O(dest) (beside the
+        destination, on its filesystem), or O(dest) itself.
+      - With O(state=check) and O(sample_files), where the sample is restored (default the system's temporary
+        directory).
+    type: path
+  set_snapshots:
+    description:
+      - With O(state=restore), the C(file_snapshots) of a set manifest; with O(component), restores that component
+        of the set from the local repository, or from S3 when the local one is missing or lacks the snapshot
+        (needs O(bucket)). Other failures (a wrong key, damage) stop the restore. Mutually exclusive with
+        O(snapshot).
+    type: list
+    elements: dict
   include:
     description: With O(state=restore), restore only these paths of the snapshot (absolute, as backed up).
     type: list
@@ -144,6 +202,14 @@ options:
         (V(5%)) or a size (V(200M)). Empty checks the structure only.
     type: str
     default: 5%
+  sample_files:
+    description:
+      - With O(state=check), after C(restic check), restore this many files drawn at random from O(snapshots) into a
+        private folder (under O(staging_dir), removed afterwards) and compare each with the snapshot's listing
+        (size, modification time, permissions); restic checks every piece it reads against its id on the way. A
+        difference fails the task (C(damaged)). V(0) restores nothing.
+    type: int
+    default: 0
   cache_dir:
     description: restic's cache directory (default C(~/.cache/restic) of the user running the task).
     type: path
@@ -183,6 +249,17 @@ EXAMPLES = r"""
     snapshot: 3e98b70a
     include: [/srv/atlasia/uploads/2026/11]
     dest: /srv/restore-check
+    key: "{{ vault_dr_encryption_key }}"
+
+- name: Restore the uploads of a located set, from the local repository or else from S3
+  atlasia.dr.dr_file_repo:
+    state: restore
+    set_snapshots: "{{ located.backup_set.file_snapshots }}"
+    component: uploads
+    repository: /srv/atlasia/backups/files-repository
+    bucket: atlasia-backups
+    prefix: atlasia-prod/files-repository
+    dest: /
     key: "{{ vault_dr_encryption_key }}"
 
 - name: Check the repository, reading a tenth of its data back
@@ -268,6 +345,30 @@ manifest_entry:
     bytes: 301989888
     bytes_added: 3145728
     total_bytes: 302014464
+source:
+  description: With O(set_snapshots), the repository the snapshot was restored from, V(local) or V(s3).
+  returned: O(state=restore) with O(set_snapshots)
+  type: str
+  sample: local
+passed_over:
+  description: With O(set_snapshots), the repositories passed over and why (missing, or without the snapshot).
+  returned: O(state=restore) with O(set_snapshots)
+  type: list
+  elements: str
+written:
+  description: Entries written under O(dest) (those that differed and O(overwrite) allowed).
+  returned: O(state=restore) when not in check mode
+  type: int
+  sample: 3
+written_paths:
+  description: Their paths (the first 1000).
+  returned: O(state=restore) when not in check mode
+  type: list
+  elements: str
+staging_dir:
+  description: The private folder restic restored into (removed at the end).
+  returned: O(state=restore) when not in check mode
+  type: str
 incomplete:
   description: Some files could not be read (restic exit status 3); the snapshot holds the others (see warnings).
   returned: O(state=backup)
@@ -287,6 +388,30 @@ forgotten:
   returned: O(state=forget)
   type: list
   elements: str
+kept_sets:
+  description: With O(keep_sets), the set ids read from it.
+  returned: O(state=forget) with O(keep_sets)
+  type: list
+  elements: str
+sampled:
+  description: With O(sample_files), the files restored as a sample (snapshot, path, size).
+  returned: O(state=check) with O(sample_files)
+  type: list
+  elements: dict
+sample_problems:
+  description: With O(sample_files), the differences found (empty when every sampled file matches).
+  returned: O(state=check) with O(sample_files)
+  type: list
+  elements: str
+added:
+  description: With O(state=rekeyed), whether the new key was added (or would be).
+  returned: O(state=rekeyed)
+  type: bool
+removed:
+  description: With O(state=rekeyed), ids of the keys removed (or that would be).
+  returned: O(state=rekeyed)
+  type: list
+  elements: str
 output:
   description: What C(restic check) or C(restic prune) printed.
   returned: O(state=check) or O(state=prune)
@@ -300,12 +425,19 @@ error_kind:
   description:
     - On failure, what went wrong, V(password) (the key does not open the repository), V(missing) (no repository),
       V(locked), V(credentials), V(bucket), V(unreachable), V(space), V(damaged) (check found damage),
-      V(not_found) (no such snapshot), V(request) (invalid options), V(restic).
+      V(not_found) (no such snapshot), V(request) (invalid options), V(unsafe_member) (a restore that would write
+      or point outside O(dest), refused with nothing changed), V(io), V(restic).
   returned: failure
   type: str
 """
 
+import calendar
+import datetime
 import os
+import random
+import re
+import shutil
+import stat
 import tempfile
 import time
 
@@ -320,10 +452,10 @@ def snapshot_facts(snap):
                 set=restic.tag_value(snap, restic.TAG_SET), component=restic.tag_value(snap, restic.TAG_COMPONENT))
 
 
-def open_repository(module):
-    """The :class:`restic.Restic` of the module's options."""
+def open_repository(module, s3=None):
+    """The :class:`restic.Restic` of the module's options (``s3`` overrides O(s3))."""
     p = module.params
-    if p["s3"]:
+    if p["s3"] if s3 is None else s3:
         location = restic.repository_location(bucket=p["bucket"], prefix=p["prefix"],
                                               endpoint_url=p.get("endpoint_url"), region=p.get("region"))
         env, options = restic.s3_settings(p)
@@ -441,6 +573,111 @@ def _dry_run(repo, roots, tags, list_file, p, parent):
     return found[-1] if found else {}
 
 
+def _set_candidates(module):
+    """The repositories to restore a set's component from, in order: the local one, then S3 (when configured)."""
+    p = module.params
+    entries = [entry for entry in p["set_snapshots"] if isinstance(entry, dict) and entry.get("name") == p["component"]
+               and entry.get("store", "repository") == "repository" and entry.get("snapshot_id")]
+    if not entries:
+        raise restic.ResticError("the set records no snapshot of component %s (its file_snapshots name %s): it holds "
+                                 "no file data of that name, or its file data is an archive" % (
+                                     p["component"], ", ".join(sorted(set(str(e.get("name")) for e in
+                                                                          p["set_snapshots"] if isinstance(e, dict))))
+                                     or "nothing"), kind="not_found")
+    local = [e for e in entries if not str(e.get("repository", "")).startswith("s3:")]
+    remote = [e for e in entries if str(e.get("repository", "")).startswith("s3:")]
+    candidates = []
+    if local and p["repository"]:
+        candidates.append(("local", local[0]["snapshot_id"], False))
+    if remote and p["bucket"]:
+        candidates.append(("s3", remote[0]["snapshot_id"], True))
+    if not candidates:
+        raise restic.ResticError("the set's snapshots of %s are in %s, and no such repository is configured here "
+                                 "(repository for the local one, bucket for S3)" % (
+                                     p["component"], ", ".join(str(e.get("repository")) for e in entries)),
+                                 kind="request")
+    return candidates
+
+
+def _find_in_set(module, result):
+    """Open the first repository of the set's component that holds its snapshot (local first, then S3).
+
+    A repository that is missing, or lacks the snapshot, is passed over (and said so); any other failure (wrong
+    key, damage, credentials) stops the restore."""
+    passed = []
+    candidates = _set_candidates(module)
+    for index, (source, snapshot_id, s3) in enumerate(candidates):
+        repo = open_repository(module, s3=s3)
+        try:
+            snap = repo.find(snapshot_id)
+        except restic.ResticError as exc:
+            if exc.kind not in ("missing", "not_found") or index == len(candidates) - 1:
+                if passed:
+                    exc.msg = "%s (also passed over: %s)" % (exc.msg, "; ".join(passed))
+                raise
+            passed.append("%s repository %s: %s" % (source, repo.location, exc.msg))
+            continue
+        result.update(source=source, repository=repo.location, passed_over=passed)
+        for reason in passed:
+            module.warn("restored from the %s repository; passed over the %s" % (source, reason))
+        return repo, snap
+    raise restic.ResticError("no repository to restore from", kind="request")  # not reached
+
+
+def _under(path, directory):
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _beside(dest, roots):
+    """Where the private staging folder goes by default: the nearest existing directory above the first restored
+    path, as placed under ``dest`` (so the restored data is staged on the filesystem it is written to), when
+    that directory really is under ``dest`` (no link leads out of it); else ``dest``."""
+    real_dest = os.path.realpath(dest)
+    if roots:
+        probe = os.path.join(dest, os.path.dirname(sorted(roots)[0].rstrip("/")).lstrip("/"))
+        while probe != dest and not os.path.isdir(probe):
+            probe = os.path.dirname(probe)
+        if os.path.isdir(probe) and not os.path.islink(probe) and _under(os.path.realpath(probe), real_dest):
+            return probe
+    return dest
+
+
+def _staged_restore(module, repo, snap, result):
+    """restic restores into a private folder; the tree is then checked and copied as an archive would be."""
+    p = module.params
+    dest = p["dest"]
+    roots = snap.get("paths") or []
+    if p["include"]:
+        roots = [path for path in p["include"]
+                 if any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)] + \
+                [root for root in roots if any(root.startswith(path.rstrip("/") + "/") for path in p["include"])]
+    staging_parent = p["staging_dir"] or _beside(dest, roots)
+    if not os.path.isdir(staging_parent):
+        os.makedirs(staging_parent, mode=0o700)
+    staging = tempfile.mkdtemp(prefix=".dr-file-restore-", dir=staging_parent)
+    result["staging_dir"] = staging
+    try:
+        repo.restore(snap["id"], staging, p["include"])
+        members = [m for m in archive.tree_members(staging, roots)
+                   if not _under(os.path.join(dest, m.name), staging)]
+        try:
+            written = archive.plan(members, dest, p["overwrite"])
+        except archive.UnsafeMember as exc:
+            raise restic.ResticError("snapshot %s refused, nothing was changed under %s: %s" % (
+                snap["short_id"], dest, exc), kind="unsafe_member")
+        result.update(written=len(written),
+                      written_paths=[os.path.join(dest, m.name) for m in written[:archive.LIST_LIMIT]])
+        if written:
+            try:
+                archive.apply_tree(module, archive.gnu_tar(module), staging, dest, p["overwrite"],
+                                   [m.name for m in written])
+            except archive.ArchiveError as exc:
+                raise restic.ResticError(str(exc), kind="io")
+        return bool(written)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def do_restore(module, repo, result):
     p = module.params
     if not os.path.isabs(p["dest"]):
@@ -448,7 +685,15 @@ def do_restore(module, repo, result):
     for path in p["include"]:
         if not path.startswith("/"):
             raise restic.ResticError("include paths are absolute, as backed up: got %r" % path, kind="request")
-    if p["snapshot"] == "latest":
+    if bool(p["snapshot"]) == bool(p["set_snapshots"]):
+        raise restic.ResticError("state=restore takes snapshot (an id, or latest) or set_snapshots (the set "
+                                 "manifest's file_snapshots, with component), one of them", kind="request")
+    if p["set_snapshots"]:
+        if not p["component"]:
+            raise restic.ResticError("set_snapshots needs component (which file set of the set to restore)",
+                                     kind="request")
+        repo, snap = _find_in_set(module, result)
+    elif p["snapshot"] == "latest":
         if not p["component"]:
             raise restic.ResticError("snapshot=latest needs component (the latest snapshot of which component?)",
                                      kind="request")
@@ -467,21 +712,48 @@ def do_restore(module, repo, result):
                   dest=p["dest"], snapshot=snapshot_facts(snap))
     if module.check_mode:
         return
-    if not os.path.isdir(p["dest"]):
-        os.makedirs(p["dest"], mode=0o700)
-    repo.restore(snap["id"], p["dest"], p["include"])
+    result["changed"] = _staged_restore(module, repo, snap, result)
+
+
+def kept_set_ids(entries):
+    """Set ids named by ``entries``: set ids C(YYYYMMDD_HHMMSS), or paths and keys of set manifests (the C(kept)
+    of backup_rotate and s3_rotate); anything else (artifacts, sidecars) names no set."""
+    ids = set()
+    for entry in entries:
+        text = str(entry).rstrip("/")
+        try:
+            ids.add(naming.format_timestamp(naming.parse_timestamp(text)))
+            continue
+        except ValueError:
+            pass
+        parsed = naming.parse_backup_name(os.path.basename(text))
+        if parsed is not None and parsed.prefix == "set" and parsed.role == "manifest":
+            ids.add(naming.format_timestamp(parsed.timestamp))
+    return ids
 
 
 def do_forget(module, repo, result):
     p = module.params
     wanted = list(p["snapshots"] or [])
+    keep = None
+    if p["keep_sets"] is not None:
+        keep = kept_set_ids(p["keep_sets"])
+        if not keep:
+            raise restic.ResticError("keep_sets names no set (no set id, no set_<ts>.json among %d entries): "
+                                     "refusing to forget every snapshot of %s; pass the sets that remain (the "
+                                     "kept of backup_rotate or s3_rotate)" % (len(p["keep_sets"]), repo.location),
+                                     kind="request")
     present = repo.snapshots()
     ids = []
     for snap in present:
         named = any(snap["id"] == s or snap["id"].startswith(s) for s in wanted if s)
-        in_set = p["timestamp"] and restic.tag_value(snap, restic.TAG_SET) == p["timestamp"]
-        if named or in_set:
+        set_id = restic.tag_value(snap, restic.TAG_SET)
+        in_set = p["timestamp"] and set_id == p["timestamp"]
+        expired = keep is not None and set_id and set_id not in keep
+        if named or in_set or expired:
             ids.append(snap["id"])
+    if keep is not None:
+        result["kept_sets"] = sorted(keep)
     result.update(forgotten=ids, changed=bool(ids) or (p["prune"] and not module.check_mode))
     if module.check_mode:
         return
@@ -500,8 +772,119 @@ def do_prune(module, repo, result):
     result.update(changed=not module.check_mode, output=(out or "") + (err or ""))
 
 
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+
+
+def rfc3339_ns(text):
+    """Nanoseconds since the epoch of restic's RFC 3339 time (nanosecond fraction, any offset); None if other."""
+    match = _RFC3339.match(text or "")
+    if not match:
+        return None
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    moment = datetime.datetime.strptime(match.group(1) + zone.replace(":", ""), "%Y-%m-%dT%H:%M:%S%z")
+    return calendar.timegm(moment.utctimetuple()) * 10 ** 9 + int((match.group(2) or "0").ljust(9, "0"))
+
+
+def sample_restore(module, repo, snapshot_ids, count, result):
+    """Restore ``count`` files drawn at random from the snapshots into a private folder, and compare each with the
+    snapshot's listing (size, modification time, permissions); restic checks every blob it reads against its id.
+    Returns the problems found."""
+    nodes = []
+    for snapshot_id in snapshot_ids:
+        nodes.extend((snapshot_id, node) for node in repo.file_nodes(snapshot_id))
+    chosen = random.SystemRandom().sample(nodes, min(count, len(nodes)))
+    problems, sampled = [], []
+    if module.params["staging_dir"] and not os.path.isdir(module.params["staging_dir"]):
+        os.makedirs(module.params["staging_dir"], mode=0o700)
+    staging = tempfile.mkdtemp(prefix=".dr-file-sample-", dir=module.params["staging_dir"])
+    try:
+        by_snapshot = {}
+        for snapshot_id, node in chosen:
+            by_snapshot.setdefault(snapshot_id, []).append(node)
+        for snapshot_id, wanted in sorted(by_snapshot.items()):
+            target = os.path.join(staging, snapshot_id[:16])
+            os.mkdir(target, 0o700)
+            try:
+                repo.restore(snapshot_id, target, [node["path"] for node in wanted])
+            except restic.ResticError as exc:
+                problems.append("snapshot %s: the sample could not be restored: %s" % (snapshot_id[:8], exc.msg))
+                continue
+            for node in wanted:
+                path = os.path.join(target, node["path"].lstrip("/"))
+                sampled.append(dict(snapshot=snapshot_id[:8], path=node["path"], size=node.get("size")))
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    problems.append("%s (snapshot %s) was not restored" % (node["path"], snapshot_id[:8]))
+                    continue
+                expected_ns = rfc3339_ns(node.get("mtime"))
+                if st.st_size != int(node.get("size") or 0):
+                    problems.append("%s (snapshot %s): %d bytes restored, the snapshot lists %s" % (
+                        node["path"], snapshot_id[:8], st.st_size, node.get("size")))
+                elif expected_ns is not None and st.st_mtime_ns != expected_ns:
+                    problems.append("%s (snapshot %s): modification time %d differs from the listing (%s)" % (
+                        node["path"], snapshot_id[:8], st.st_mtime_ns, node.get("mtime")))
+                elif node.get("mode") is not None and stat.S_IMODE(st.st_mode) & 0o777 != int(node["mode"]) & 0o777:
+                    problems.append("%s (snapshot %s): permissions %o differ from the listing (%o)" % (
+                        node["path"], snapshot_id[:8], stat.S_IMODE(st.st_mode) & 0o777, int(node["mode"]) & 0o777))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result.update(sampled=sampled, sample_problems=problems)
+    return problems
+
+
 def do_check(module, repo, result):
-    result.update(changed=False, output=repo.check(module.params["read_data_subset"]))
+    p = module.params
+    result.update(changed=False, output=repo.check(p["read_data_subset"]))
+    if not p["sample_files"]:
+        return
+    if p["snapshots"]:
+        ids = [repo.find(snapshot)["id"] for snapshot in p["snapshots"]]
+    else:
+        found = repo.snapshots()
+        ids = [found[-1]["id"]] if found else []
+    problems = sample_restore(module, repo, ids, p["sample_files"], result)
+    if problems:
+        raise restic.ResticError("%d of the %d files restored from %s as a sample differ from their snapshot's "
+                                 "listing: %s" % (len(problems), len(result["sampled"]), repo.location,
+                                                  "; ".join(problems[:10])), kind="damaged")
+
+
+def do_rekeyed(module, repo, result):
+    """Open the repository with the new key's password too, and no longer with the old one.
+
+    restic encrypts the data with a master key that the repository's keys (one per password) wrap: adding the new
+    password's key and removing the old one re-encrypts nothing. Resumable: a repository the new password opens
+    already gets only the old key removed; one only the new password opens is done."""
+    p = module.params
+    new = repo.with_password(restic.repository_password(p["new_key"]))
+    old_opens = repo.opens()
+    new_opens = new.opens()
+    result.update(added=False, removed=[])
+    if not old_opens:
+        if new_opens:
+            result.update(changed=False, msg="%s is already opened by the new key only" % repo.location)
+            return
+        raise restic.ResticError("neither the current key (key) nor the new one (new_key) opens %s: give the key the "
+                                 "repository was created with as key" % repo.location, kind="password")
+    old_ids = [k["id"] for k in repo.keys() if k.get("current")]
+    result["changed"] = True
+    if module.check_mode:
+        result.update(added=not new_opens, removed=old_ids)
+        return
+    if not new_opens:
+        repo.add_key(new.env["RESTIC_PASSWORD"])
+        result["added"] = True
+        if not new.opens():
+            raise restic.ResticError("the key added to %s does not open it; the old key was kept" % repo.location)
+    current = [k["id"] for k in new.keys() if k.get("current")]
+    for key_id in old_ids:
+        if key_id not in current:
+            new.remove_key(key_id)
+            result["removed"].append(key_id)
+    if repo.opens():
+        raise restic.ResticError("the old key still opens %s after its key was removed: another key of the repository "
+                                 "has the same password; list them with `restic key list`" % repo.location)
 
 
 def do_snapshots(module, repo, result):
@@ -516,7 +899,7 @@ def do_snapshots(module, repo, result):
 
 
 ACTIONS = dict(backup=do_backup, restore=do_restore, forget=do_forget, prune=do_prune, check=do_check,
-               snapshots=do_snapshots)
+               snapshots=do_snapshots, rekeyed=do_rekeyed)
 
 
 def main():
@@ -528,6 +911,7 @@ def main():
         repository=dict(type="path"),
         prefix=dict(type="str", default="files"),
         key=dict(type="str", required=True, no_log=True),
+        new_key=dict(type="str", no_log=True),
         init=dict(type="bool", default=True),
         paths=dict(type="list", elements="path"),
         exclude=dict(type="list", elements="str", default=[]),
@@ -538,18 +922,24 @@ def main():
         host=dict(type="str"),
         snapshot=dict(type="str"),
         snapshots=dict(type="list", elements="str"),
+        keep_sets=dict(type="list", elements="str"),
         prune=dict(type="bool", default=False),
         dest=dict(type="path"),
         include=dict(type="list", elements="str", default=[]),
+        set_snapshots=dict(type="list", elements="dict"),
+        overwrite=dict(type="str", default="always", choices=["always", "never", "older"]),
+        staging_dir=dict(type="path"),
         read_data_subset=dict(type="str", default="5%"),
+        sample_files=dict(type="int", default=0),
         cache_dir=dict(type="path"),
     )
     module = DRModule(
         argument_spec=spec,
         **s3_module_kwargs(),
         required_if=[("s3", True, ("bucket",)), ("s3", False, ("repository",)),
-                     ("state", "backup", ("paths", "component")), ("state", "restore", ("snapshot", "dest")),
-                     ("state", "forget", ("snapshots", "timestamp"), True)],
+                     ("state", "backup", ("paths", "component")), ("state", "restore", ("dest",)),
+                     ("state", "forget", ("snapshots", "timestamp", "keep_sets"), True),
+                     ("state", "rekeyed", ("new_key",))],
         supports_check_mode=True,
     )
     t0 = time.time()

@@ -315,3 +315,28 @@ def test_missing_repository_and_check_mode_creation(tmp_path):
     assert not result.get("failed"), result.get("msg")
     assert result["created"] and result["files"] == 1 and len(result["snapshot_id"]) == 64
     assert os.path.isfile(os.path.join(store.path, "config"))
+
+
+def test_rekeyed_lets_the_new_key_open_the_repository_and_not_the_old_one(store, tmp_path):
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes(os.urandom(2048))
+    result = module(store, tmp_path, paths=[str(folder)], component="uploads", timestamp=timestamp(1))
+    assert not result.get("failed"), result.get("msg")
+    new_key = "the environment's rotated secret"
+    result = module(store, tmp_path, state="rekeyed", new_key=new_key, _check=True)
+    assert result["changed"] and result["added"] and len(result["removed"]) == 1
+    result = module(store, tmp_path, state="rekeyed", new_key=new_key)
+    assert not result.get("failed"), result.get("msg")
+    assert result["added"] and len(result["removed"]) == 1
+    listed = module(store, tmp_path, state="snapshots", key=new_key)
+    assert [s["set"] for s in listed["snapshots"]] == [timestamp(1)], listed.get("msg")
+    dest = tmp_path / "restored"
+    restored = module(store, tmp_path, state="restore", snapshot="latest", component="uploads", dest=str(dest),
+                      key=new_key)
+    assert not restored.get("failed"), restored.get("msg")
+    assert (dest / str(folder / "a.pdf").lstrip("/")).read_bytes() == (folder / "a.pdf").read_bytes()
+    old = module(store, tmp_path, state="snapshots")
+    assert old.get("failed") and old["error_kind"] == "password"
+    again = module(store, tmp_path, state="rekeyed", new_key=new_key)  # a second run finds it done
+    assert not again.get("failed") and not again["changed"], again.get("msg")

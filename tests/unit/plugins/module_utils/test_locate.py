@@ -128,6 +128,47 @@ def test_mac_detects_every_change_it_covers(tmp_path):
     setauth.check(later, KEY)
 
 
+SNAPSHOTS = [dict(name="uploads", component="files", store="repository", repository="/b/files-repository",
+                  snapshot_id="a" * 64, paths=["/srv/uploads"], files=3, bytes=300, bytes_added=10, total_bytes=900),
+             dict(name="uploads", component="files", store="repository", repository="s3:http://s3/b/p/files",
+                  snapshot_id="b" * 64, paths=["/srv/uploads"], files=3, bytes=300, bytes_added=300, total_bytes=900)]
+
+
+def test_mac_covers_the_file_snapshots(tmp_path):
+    directory = tmp_path / "daily"
+    directory.mkdir()
+    _write(str(directory), "backup_20261201_020000.sql.gz", b"dump")
+    dummy, data = backupset.build(str(directory), "20261201_020000", [dict(name="backup_20261201_020000.sql.gz",
+                                                                           component="database")],
+                                  environment="prod", extra=dict(database="aiteam", file_snapshots=SNAPSHOTS),
+                                  auth_key=KEY)
+    setauth.check(data, KEY)
+    for change in (lambda d: d["file_snapshots"][0].update(snapshot_id="c" * 64),
+                   lambda d: d["file_snapshots"][1].update(paths=["/etc"]),
+                   lambda d: d["file_snapshots"].pop(0), lambda d: d.pop("file_snapshots"),
+                   lambda d: d["file_snapshots"].append(dict(SNAPSHOTS[0], name="plugins"))):
+        forged = json.loads(json.dumps(data))
+        change(forged)
+        with pytest.raises(setauth.AuthError, match="changed after the backup"):
+            setauth.check(forged, KEY)
+    # the repository-wide figures and the order of the entries are not what the set is
+    later = json.loads(json.dumps(data))
+    later["file_snapshots"].reverse()
+    later["file_snapshots"][0].update(total_bytes=1, bytes_added=2)
+    setauth.check(later, KEY)
+
+
+def test_sets_signed_before_file_snapshots_still_verify(tmp_path):
+    """A set signed by the payload that did not know file_snapshots (the same body without the key)."""
+    path, data = make_set(str(tmp_path), "20261201_020000", key=KEY)
+    assert "file_snapshots" not in data
+    old_body = dict(version=1, set_id=data["set_id"], environment=data["environment"], database="aiteam",
+                    artifacts=sorted((dict((f, e.get(f)) for f in ("name", "component", "size", "sha256", "md5"))
+                                      for e in data["artifacts"]), key=lambda e: e["name"]))
+    assert setauth.payload(data) == json.dumps(old_body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    setauth.check(backupset.load(path), KEY)
+
+
 def test_mac_key_is_not_the_key_id():
     assert setauth.mac_key(KEY) != crypto.key_id(KEY)
     assert len(setauth.mac_key(KEY)) == 32

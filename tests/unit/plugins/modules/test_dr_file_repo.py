@@ -12,6 +12,7 @@ check mode changes nothing. The real restic is exercised by tests/integration/te
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from ansible.module_utils.basic import AnsibleModule
@@ -32,6 +33,7 @@ class FakeRestic(object):
         self.snaps = []
         self.fail = {}
         self.calls = []
+        self.missing = set()  # repositories (--repo) that do not exist
 
     def add(self, timestamp, component="uploads"):
         sid = ("%02d" % (len(self.snaps) + 1)) * 32
@@ -45,7 +47,7 @@ class FakeRestic(object):
         self.calls.append(dict(command=command, argv=list(argv), env=dict(environ_update or {})))
         if command in self.fail:
             return self.fail[command]
-        if command != "init" and not self.exists:
+        if command != "init" and (not self.exists or argv[argv.index("--repo") + 1] in self.missing):
             return 1, "", "Fatal: unable to open config file: no such file\nIs there a repository at the following location?"
         if command == "init":
             self.exists = True
@@ -63,11 +65,23 @@ class FakeRestic(object):
                        "total_files_processed": 3, "total_bytes_processed": 3000, "snapshot_id": sid[:8]}
             return 0, json.dumps(summary) + "\n", ""
         if command == "ls":
-            nodes = [{"struct_type": "node", "type": "file", "size": 7}] * 2
+            nodes = [{"struct_type": "node", "type": "file", "size": 7, "path": "/srv/u/2026/%s.pdf" % name}
+                     for name in ("a", "c")] + [{"struct_type": "node", "type": "dir", "path": "/srv/u/2026"}]
             return 0, "\n".join(json.dumps(n) for n in nodes), ""
         if command == "forget":
             ids = argv[argv.index("forget") + 2:]
             self.snaps = [s for s in self.snaps if s["id"] not in ids]
+            return 0, "", ""
+        if command == "restore":  # what restic writes: the snapshot's absolute paths under --target
+            target = argv[argv.index("--target") + 1]
+            folder = os.path.join(target, "srv", "u", "2026")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "a.pdf"), "w") as handle:
+                handle.write("restored a")
+            with open(os.path.join(target, "srv", "u", "b.png"), "w") as handle:
+                handle.write("restored b")
+            for path in (os.path.join(folder, "a.pdf"), os.path.join(target, "srv", "u", "b.png"), folder):
+                os.utime(path, (1764640800, 1764640800))  # restic restores the times it backed up
             return 0, "", ""
         if command == "stats":
             return 0, json.dumps({"total_size": 1000 * len(self.snaps)}), ""
@@ -85,7 +99,9 @@ def fresh_warnings(monkeypatch):
 @pytest.fixture
 def cli(monkeypatch):
     fake = FakeRestic()
-    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, **kw: fake.run_command(argv, **kw))
+    real = AnsibleModule.run_command
+    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, **kw: fake.run_command(argv, **kw)
+                        if argv[0].endswith("/restic") else real(self, argv, **kw))  # tar is the real one
     monkeypatch.setattr(AnsibleModule, "get_bin_path",
                         lambda self, name, required=False, opt_dirs=None: "/usr/bin/%s" % name)
     return fake
@@ -219,7 +235,54 @@ def test_restore_include_into_dest(cli, capsys, tmp_path, check_mode):
     assert dest.is_dir() is (not check_mode)
     if not check_mode:
         argv = [c for c in cli.calls if c["command"] == "restore"][0]["argv"]
-        assert argv[argv.index("--target") + 1] == str(dest) and argv[argv.index("--include") + 1] == "/srv/u/2026"
+        # restic writes into a private folder, never into dest itself; only the included tree is copied
+        staging = argv[argv.index("--target") + 1]
+        assert staging != str(dest) and os.path.basename(staging).startswith(".dr-file-restore-")
+        assert argv[argv.index("--include") + 1] == "/srv/u/2026"
+        assert (dest / "srv/u/2026/a.pdf").read_text() == "restored a"
+        assert not (dest / "srv/u/b.png").exists()  # outside the include: not copied
+        assert not os.path.exists(staging) and result["written"] == 2  # the directory 2026 and a.pdf
+        again = run({"state": "restore", "snapshot": sid[:8], "dest": str(dest), "include": ["/srv/u/2026"]}, capsys)
+        assert not again["changed"] and again["written"] == 0  # nothing differs the second time
+
+
+def test_restore_never_writes_through_a_link_out_of_dest(cli, capsys, tmp_path):
+    sid = cli.add("20261201_020000")
+    dest, outside = tmp_path / "restore", tmp_path / "outside"
+    (dest / "srv").mkdir(parents=True)
+    outside.mkdir()
+    os.symlink(str(outside), str(dest / "srv" / "u"))
+    result = run({"state": "restore", "snapshot": sid, "dest": str(dest)}, capsys)
+    assert result["failed"] and result["error_kind"] == "unsafe_member", result
+    assert "srv/u" in result["msg"] and "nothing was changed" in result["msg"]
+    assert os.listdir(str(outside)) == [] and sorted(os.listdir(str(dest / "srv"))) == ["u"]
+    assert not os.path.exists(result["staging_dir"])
+
+
+def test_restore_of_a_set_prefers_the_local_repository_then_s3(cli, capsys, tmp_path):
+    local_id, s3_id = cli.add("20261201_020000"), cli.add("20261201_020000")
+    entries = [dict(name="uploads", component="files", store="repository", repository="/srv/backups/files",
+                    snapshot_id=local_id),
+               dict(name="uploads", component="files", store="repository", repository="s3:http://s3/b/p",
+                    snapshot_id=s3_id)]
+    args = {"state": "restore", "set_snapshots": entries, "component": "uploads", "dest": str(tmp_path / "d"),
+            "bucket": "b", "prefix": "p", "endpoint_url": "http://s3", "access_key": "AKIDUNITTEST", "secret_key": S3_SECRET}
+    result = run(args, capsys)
+    assert not result.get("failed"), result
+    assert (result["source"], result["snapshot_id"], result["passed_over"]) == ("local", local_id, [])
+    cli.missing.add("/srv/backups/files")
+    result = run(args, capsys)
+    assert (result["source"], result["snapshot_id"]) == ("s3", s3_id), result
+    assert "/srv/backups/files" in result["passed_over"][0]
+    assert (tmp_path / "d/srv/u/b.png").read_text() == "restored b"
+    result = run(dict(args, component="plugins"), capsys)
+    assert result["failed"] and result["error_kind"] == "not_found" and "uploads" in result["msg"]
+    cli.fail["snapshots"] = (1, "", "Fatal: wrong password or no key found")
+    cli.missing.clear()
+    result = run(args, capsys)
+    assert result["failed"] and result["error_kind"] == "password"  # never a silent fall back on a wrong key
+    result = run(dict(args, snapshot="latest"), capsys)
+    assert result["failed"] and result["error_kind"] == "request"
 
 
 def test_restore_latest_needs_a_component_and_unknown_ids_fail(cli, capsys, tmp_path):
@@ -288,3 +351,111 @@ def test_repository_or_bucket(cli, capsys):
     assert result["failed"] and "bucket" in result["msg"]
     result = run({"state": "snapshots", "bucket": "b"}, capsys)  # a bucket from the s3 group defaults
     assert result["repository"] == "/srv/backups/files"
+
+
+def test_forget_the_snapshots_of_sets_no_longer_kept(cli, capsys):
+    old = cli.add("20261101_020000")
+    kept = cli.add("20261201_020000")
+    untagged = cli.add("20261202_020000")
+    cli.snaps[-1]["tags"] = ["component=uploads"]  # not made by a backup set: never forgotten by keep_sets
+    listing = ["/b/daily/set_20261201_020000.json", "/b/daily/backup_20261201_020000.sql.gz",
+               "/b/weekly/backup_20261101_020000.sql.gz.sha256", "p/set_20261201_020000.json"]
+    result = run({"state": "forget", "keep_sets": listing}, capsys, check_mode=True)
+    assert result["forgotten"] == [old] and result["kept_sets"] == ["20261201_020000"]
+    assert len(cli.snaps) == 3  # check mode
+    result = run({"state": "forget", "keep_sets": listing, "prune": True}, capsys)
+    assert result["forgotten"] == [old] and "prune" in cli.names()
+    assert [s["id"] for s in cli.snaps] == [kept, untagged]
+    again = run({"state": "forget", "keep_sets": ["20261201_020000"]}, capsys)
+    assert again["forgotten"] == [] and not again["changed"]
+
+
+def test_forget_refuses_a_keep_list_naming_no_set(cli, capsys):
+    cli.add("20261101_020000")
+    for listing in ([], ["/b/daily/backup_20261101_020000.sql.gz", "README"]):
+        result = run({"state": "forget", "keep_sets": listing}, capsys)
+        assert result["failed"] and result["error_kind"] == "request" and "names no set" in result["msg"]
+    assert len(cli.snaps) == 1 and "forget" not in cli.names()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-12-01T02:00:00Z", 1796090400 * 10 ** 9),
+    ("2026-12-01T03:00:00.5+01:00", 1796090400 * 10 ** 9 + 500000000),
+    ("2026-12-01T02:00:00.123456789-00:00", 1796090400 * 10 ** 9 + 123456789),
+    ("yesterday", None)])
+def test_rfc3339_ns(text, expected):
+    assert dr_file_repo.rfc3339_ns(text) == expected
+
+
+def test_check_with_a_sample_restored_and_compared(cli, capsys, tmp_path, monkeypatch):
+    sid = cli.add("20261201_020000")
+    listing = [{"struct_type": "node", "type": "file", "path": "/srv/u/2026/a.pdf", "size": len("restored a"),
+                "mode": 0o644, "mtime": "2025-12-02T02:00:00Z"},
+               {"struct_type": "node", "type": "file", "path": "/srv/u/b.png", "size": len("restored b"),
+                "mode": 0o644, "mtime": "2025-12-02T02:00:00Z"}]
+    original = cli.run_command
+
+    def run_command(argv, **kw):
+        if "ls" in argv:
+            return 0, "\n".join(json.dumps(n) for n in listing), ""
+        return original(argv, **kw)
+    monkeypatch.setattr(cli, "run_command", run_command)
+    os.umask(0o022)
+    args = {"state": "check", "sample_files": 5, "snapshots": [sid[:8]], "staging_dir": str(tmp_path)}
+    result = run(args, capsys)
+    assert not result.get("failed"), result
+    assert sorted(s["path"] for s in result["sampled"]) == ["/srv/u/2026/a.pdf", "/srv/u/b.png"]
+    assert result["sample_problems"] == [] and os.listdir(str(tmp_path)) == []
+    listing[1]["size"] = 999  # the listing says otherwise: the sample fails the check
+    result = run(args, capsys)
+    assert result["failed"] and result["error_kind"] == "damaged" and "/srv/u/b.png" in result["msg"]
+
+
+class KeyedRestic(FakeRestic):
+    """A repository whose keys open it by password (RESTIC_PASSWORD), with key list/add/remove."""
+
+    def __init__(self, password):
+        super(KeyedRestic, self).__init__()
+        self.keys = {"k1": password}
+
+    def run_command(self, argv, environ_update=None, cwd=None, check_rc=False, data=None, **kwargs):
+        password = (environ_update or {}).get("RESTIC_PASSWORD")
+        if password not in self.keys.values():
+            self.calls.append(dict(command="denied", argv=list(argv), env=dict(environ_update or {})))
+            return 1, "", "Fatal: wrong password or no key found"
+        if "key" in argv:
+            self.calls.append(dict(command="key", argv=list(argv), env=dict(environ_update or {}), data=data))
+            action = next(arg for arg in argv[argv.index("key") + 1:] if arg in ("list", "add", "remove"))
+            if action == "list":
+                return 0, json.dumps([dict(id=k, current=v == password) for k, v in sorted(self.keys.items())]), ""
+            if action == "add":
+                self.keys["k%d" % (len(self.keys) + 1)] = data
+                return 0, "saved new key\n", ""
+            self.keys.pop(argv[argv.index("remove") + 1])
+            return 0, "removed\n", ""
+        return super(KeyedRestic, self).run_command(argv, environ_update, cwd, check_rc, **kwargs)
+
+
+def test_rekeyed_adds_the_new_key_removes_the_old_one_and_resumes(monkeypatch, capsys):
+    old_password, new_password = restic.repository_password(KEY), restic.repository_password("the new secret")
+    fake = KeyedRestic(old_password)
+    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, **kw: fake.run_command(argv, **kw))
+    monkeypatch.setattr(AnsibleModule, "get_bin_path",
+                        lambda self, name, required=False, opt_dirs=None: "/usr/bin/%s" % name)
+    args = {"state": "rekeyed", "new_key": "the new secret"}
+    result = run(args, capsys, check_mode=True)
+    assert result["changed"] and result["added"] and result["removed"] == ["k1"] and fake.keys == {"k1": old_password}
+    result = run(args, capsys)
+    assert not result.get("failed"), result
+    assert result["added"] and result["removed"] == ["k1"] and list(fake.keys.values()) == [new_password]
+    for call in fake.calls:  # the passwords travel in the environment and on stdin, never in argv
+        assert not any(secret in arg for arg in call["argv"] for secret in (KEY, "the new secret", new_password))
+    again = run(args, capsys)
+    assert not again["changed"] and "already" in again["msg"]
+    # killed after the key was added: both open, the next run removes the old one only
+    fake.keys = {"k1": old_password, "k2": new_password}
+    result = run(args, capsys)
+    assert not result["added"] and result["removed"] == ["k1"] and fake.keys == {"k2": new_password}
+    fake.keys = {"k9": "another"}
+    result = run(args, capsys)
+    assert result["failed"] and result["error_kind"] == "password"

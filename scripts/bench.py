@@ -13,6 +13,10 @@ ROWS rows of JSON ``workflow_runs`` (default scale 60 + 1 M rows: a ~1 GB plain 
 - S3: ``s3_backup_transfer`` upload and download (SeaweedFS on 127.0.0.1) beside boto3
   ``upload_file``/``download_file`` with the same storage class and encryption;
 - peak memory (largest process of each command tree) at two database sizes;
+- file data: a nightly backup of an uploads folder after day 1 (FILES_MB of random data in FILES_COUNT files,
+  FILES_CHANGE % of its bytes new each night), kept as a snapshot in the restic repository (``dr_file_repo``)
+  beside today's tarball (``dr_archive``), both as the dr_backup role calls them, and ``restic backup`` beside
+  ``tar czf`` by hand: seconds and bytes written per night;
 - Ansible: one module call through ``ansible`` beside the same module run directly, and the whole
   ``backup.yml`` / ``restore.yml`` on the tiny local environment (make demo's).
 
@@ -22,7 +26,9 @@ Reports: ``reports/bench-<UTC timestamp>.json`` and ``.md``. A command that fail
 a figure never does. Every server the bench starts is stopped, also on Ctrl-C.
 
     scripts/bench.sh [--scale 60] [--rows 1000000] [--rounds 3] [--smoke] [--only backup,restore,...]
-    (environment: BENCH_SCALE, BENCH_ROWS, BENCH_SMALL_SCALE, BENCH_SMALL_ROWS, BENCH_ROUNDS, BENCH_OUT)
+                     [--files-mb 287] [--files-count 30] [--files-change 1.0]
+    (environment: BENCH_SCALE, BENCH_ROWS, BENCH_SMALL_SCALE, BENCH_SMALL_ROWS, BENCH_ROUNDS, BENCH_OUT,
+     BENCH_FILES_MB, BENCH_FILES_COUNT, BENCH_FILES_CHANGE; --smoke caps the file folder at 6 MB)
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from tests.support import TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env  # noqa: E40
 from tests.support.ansible_run import ansible_env  # noqa: E402
 from tests.support.postgres import PG_BINDIR, PostgresServer, quote_ident  # noqa: E402
 
-GROUPS = ("backup", "restore", "s3", "memory", "ansible")
+GROUPS = ("backup", "restore", "s3", "memory", "files", "ansible")
 # Production-like durability: the bench measures what a real server costs, not a test server.
 SERVER_SETTINGS = {
     "fsync": "on",
@@ -158,6 +164,19 @@ def path_size(path):
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size if path.exists() else None
+
+
+def write_random(path, size, parents=False):
+    """A file of ``size`` random bytes (incompressible, as most uploads are), written in 4 MiB blocks."""
+    path = Path(path)
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path), "wb") as handle:
+        remaining = int(size)
+        while remaining > 0:
+            block = os.urandom(min(remaining, 4 << 20))
+            handle.write(block)
+            remaining -= len(block)
 
 
 def _first_line(argv):
@@ -369,11 +388,14 @@ class Bench(object):
                                         size_target=size_target, ratios=[], size_ratios=[]))
         return key
 
-    def run_rounds(self, families, rounds):
+    def run_rounds(self, families, rounds, before_round=None):
         """families: [(base_runner, [ours_runner, ...], pair_keys)]. Each round runs, per family, chunks
-        ``[ours_a, base, ours_b]`` so every ours run sits next to a base run; odd rounds go in reverse."""
+        ``[ours_a, base, ours_b]`` so every ours run sits next to a base run; odd rounds go in reverse.
+        ``before_round(round_no)`` runs untimed at the start of every round (the file bench's nightly change)."""
         for round_no in range(1, rounds + 1):
             log("round %d/%d (load %.1f)" % (round_no, rounds, loadavg() or 0))
+            if before_round is not None:
+                before_round(round_no)
             sequence = []
             for base, ours_list, pair_keys in families:
                 for start in range(0, len(ours_list), 2):
@@ -834,6 +856,180 @@ class Bench(object):
         for name in ("restored_small",):
             self.pg.dropdb(name)
 
+    # -- file data: a night after day 1, repository against tarball --------------------------------------
+    def files_folder(self):
+        """The uploads folder of the file bench: ``files_count`` files of random data (incompressible, as uploads
+        mostly are: PDFs, images), ``files_mb`` MB in all, under <work>/files/srv/atlasia/uploads."""
+        folder = self.work / "files" / "srv" / "atlasia" / "uploads"
+        folder.mkdir(parents=True)
+        total = int(self.args.files_mb * 1048576)
+        count = max(1, self.args.files_count)
+        for index in range(count):
+            size = total // count + (1 if index < total % count else 0)
+            sub = folder / ("%04d" % (2020 + index % 6))
+            sub.mkdir(exist_ok=True)
+            write_random(sub / ("upload-%03d.bin" % index), size)
+        return folder, total, count
+
+    def files_change(self, folder, total, count, round_no):
+        """One night's change: ``files_change`` % of the folder's bytes are new, half as a file added, half
+        rewritten in the middle of an existing file (a modified upload)."""
+        changed = int(total * self.args.files_change / 100.0)
+        added = changed // 2
+        write_random(folder / "new" / ("night-%02d.bin" % round_no), added, parents=True)
+        victims = sorted(p for p in folder.rglob("upload-*.bin"))
+        victim = victims[(round_no * 7) % len(victims)]
+        size = victim.stat().st_size
+        rewrite = min(changed - added, size)
+        with open(str(victim), "r+b") as handle:
+            handle.seek((size - rewrite) // 2)
+            handle.write(os.urandom(rewrite))
+        log("  night %d: %d bytes added (new/night-%02d.bin), %d bytes rewritten in %s" % (
+            round_no, added, round_no, rewrite, victim.relative_to(folder)))
+        return added + rewrite
+
+    def group_files(self, rounds):
+        """Bytes and seconds of a nightly file backup after day 1: the set's file component kept as a snapshot in
+        the restic repository (dr_file_repo, as the dr_backup role calls it) against today's tarball (dr_archive, as
+        the role calls it), both on the same folder after the same change; beside them ``restic backup`` and
+        ``tar czf`` by hand. Bytes written: the tarball's folder (archive, sidecars, manifest), the growth of the
+        repository's directory."""
+        log("== file data: %d files, %.0f MB of random data; %.1f%% of the bytes new each night (%d rounds)" % (
+            self.args.files_count, self.args.files_mb, self.args.files_change, rounds))
+        folder, total, count = self.files_folder()
+        self.database["files"] = dict(files=count, bytes=total, change_percent=self.args.files_change, nights=[])
+        key = "bench-files-key"  # the environment's secret the module derives the repository password from
+        day1 = datetime.datetime(2026, 11, 1, 2, 0, 0)
+        repos = dict(module=self.work / "files" / "repo-module", hand=self.work / "files" / "repo-hand",
+                     steps=self.work / "files" / "repo-steps")
+        restic_bin = shutil.which("restic")
+        if restic_bin is None:
+            raise BenchError("restic is not installed (Debian package restic): the file bench needs it")
+
+        def stamp(night):
+            return (day1 + datetime.timedelta(days=night)).strftime("%Y%m%d_%H%M%S")
+
+        def hand_env(which):
+            env = venv_env()
+            for name in ("RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND", "RESTIC_REPOSITORY",
+                         "RESTIC_REPOSITORY_FILE"):
+                env.pop(name, None)
+            env.update(RESTIC_PASSWORD="bench-files-password", RESTIC_REPOSITORY=str(repos[which]),
+                       RESTIC_CACHE_DIR=str(self.work / "files" / ("cache-" + which)))
+            return env
+
+        tags = "--tag set={ts} --tag component=uploads"
+        # restic backup alone, by hand (restic finds the parent itself: same host and paths)
+        hand_backup = "%s backup --json --quiet %s %s > /dev/null" % (restic_bin, tags, shlex.quote(str(folder)))
+        # the restic calls dr_file_repo makes, typed by hand: the component's latest snapshot (the parent), the
+        # backup, the snapshot's full id, the repository's size
+        steps = " && ".join([
+            "%s snapshots --json --tag component=uploads > /dev/null" % restic_bin,
+            hand_backup,
+            "%s snapshots --json > /dev/null" % restic_bin,
+            "%s stats --json --mode raw-data > /dev/null" % restic_bin])
+
+        def module_repo(case_key, night_of):
+            def run(round_no):
+                before = path_size(repos["module"]) or 0
+                args = dict(repository=str(repos["module"]), paths=[str(folder)], component="uploads",
+                            timestamp=stamp(night_of(round_no)), key=key,
+                            cache_dir=str(self.work / "files" / "cache-module"))
+                measure, result = self.module("direct", "dr_file_repo", args, venv_env())
+                return self.record(case_key, round_no, measure, size=(path_size(repos["module"]) or 0) - before,
+                                   module_seconds=result.get("duration"), bytes_added=result.get("bytes_added"),
+                                   files_new=result.get("files_new"), files_changed=result.get("files_changed"),
+                                   repository_bytes=result.get("total_bytes"))
+            return run
+
+        def hand_repo(case_key, which, script, night_of):
+            def run(round_no):
+                before = path_size(repos[which]) or 0
+                command = script.format(ts=stamp(night_of(round_no)))
+                measure = self.check(self.execute(self.shell(command, None), env=hand_env(which)),
+                                     self.cases[case_key]["label"])
+                return self.record(case_key, round_no, measure, size=(path_size(repos[which]) or 0) - before)
+            return run
+
+        def module_tarball(case_key):
+            def run(round_no):
+                dest = self.out_dir(case_key, round_no)
+                args = dict(paths=[str(folder)], dest=str(dest), prefix="uploads", timestamp=stamp(round_no),
+                            mode="0600")
+                measure, result = self.module("direct", "dr_archive", args, venv_env())
+                entry = self.record(case_key, round_no, measure, size=path_size(dest), archive_bytes=result["size"],
+                                    module_seconds=result.get("duration"))
+                shutil.rmtree(str(dest), ignore_errors=True)
+                return entry
+            return run
+
+        def hand_tarball(case_key):
+            def run(round_no):
+                dest = self.out_dir(case_key, round_no)
+                out = dest / ("uploads_%s.tar.gz" % stamp(round_no))
+                measure = self.check(self.execute(["tar", "-czf", out, "-C", "/", str(folder).lstrip("/")]),
+                                     self.cases[case_key]["label"])
+                entry = self.record(case_key, round_no, measure, size=path_size(dest))
+                shutil.rmtree(str(dest), ignore_errors=True)
+                return entry
+            return run
+
+        n = self.ncpu
+        cases = [
+            ("files.repo.day1", "day 1: dr_file_repo, first snapshot (creates the repository), no Ansible",
+             "reference", "direct", module_repo("files.repo.day1", lambda r: 0)),
+            ("files.repo.hand.day1", "day 1 by hand: restic init, restic backup", "reference", "shell",
+             hand_repo("files.repo.hand.day1", "hand", "%s init --quiet > /dev/null && %s" % (restic_bin, hand_backup),
+                       lambda r: 0)),
+            ("files.repo.steps.day1", "day 1, the same restic calls as dr_file_repo by hand (restic init first)",
+             "reference", "shell",
+             hand_repo("files.repo.steps.day1", "steps", "%s init --quiet > /dev/null && %s" % (restic_bin, steps),
+                       lambda r: 0)),
+            ("files.tarball", "night: dr_archive uploads tarball (pigz -%d -p%d, read back, sidecars), no Ansible"
+             % (GZIP_LEVEL, n), "baseline", "direct", module_tarball("files.tarball")),
+            ("files.repo", "night: dr_file_repo snapshot into the local repository, no Ansible", "ours", "direct",
+             module_repo("files.repo", lambda r: r)),
+            ("files.repo.steps", "night: the same restic calls by hand (snapshots, backup, snapshots, stats)",
+             "ours", "shell", hand_repo("files.repo.steps", "steps", steps, lambda r: r)),
+            ("files.tarball.hand", "night: tar czf of the folder (the plan)", "baseline", "shell",
+             hand_tarball("files.tarball.hand")),
+            ("files.repo.hand", "night: restic backup of the folder by hand", "ours", "shell",
+             hand_repo("files.repo.hand", "hand", hand_backup, lambda r: r)),
+        ]
+        runners = {}
+        for case_key, label, kind, how, runner in cases:
+            self.case(case_key, label, "files", kind, how)
+            runners[case_key] = runner
+        log("  day 1 (night 0): first snapshots")
+        for case_key in ("files.repo.day1", "files.repo.hand.day1", "files.repo.steps.day1"):
+            runners[case_key](0)
+
+        def before_round(round_no):
+            self.database["files"]["nights"].append(self.files_change(folder, total, count, round_no))
+
+        families = [
+            (runners["files.tarball"], [runners["files.repo"], runners["files.repo.steps"]],
+             [self.pair("files", "files.repo", "files.tarball", "repository vs tarball, a night after day 1",
+                        target=0.05, size_target=0.05),
+              self.pair("files", "files.repo.steps", "files.tarball", "the same restic calls by hand vs tarball")]),
+            (runners["files.tarball.hand"], [runners["files.repo.hand"]],
+             [self.pair("files", "files.repo.hand", "files.tarball.hand", "restic backup vs tar czf, by hand")]),
+        ]
+        self.run_rounds(families, rounds, before_round=before_round)
+        # ratios of runs of the same round that are not back to back: the module against the same calls by hand,
+        # and the collection's tarball against tar czf
+        for ours, base, label in (("files.repo", "files.repo.steps", "module vs the same restic calls by hand"),
+                                  ("files.tarball", "files.tarball.hand", "dr_archive vs tar czf")):
+            info = self.pairs[self.pair("files", ours, base, label)]
+            by_round = dict((r["round"], r) for r in self.cases[base]["runs"])
+            for run in self.cases[ours]["runs"]:
+                other = by_round.get(run["round"])
+                if other is None or not other["wall"]:
+                    continue
+                info["ratios"].append(round(run["wall"] / other["wall"], 4))
+                if run.get("size") and other.get("size"):
+                    info["size_ratios"].append(round(float(run["size"]) / other["size"], 4))
+
     # -- Ansible on the tiny local environment ----------------------------------------------------------
     def group_ansible(self, rounds):
         log("== Ansible overhead on the tiny local environment (rounds: %d)" % rounds)
@@ -921,7 +1117,9 @@ class Bench(object):
                  "default restore <= 0.5 x the plan's whole script (safety dump included)"),
                 ("backup.default.direct", "backup.default.hand", "module overhead <= 1.05 x by hand (backup, default)"),
                 ("backup.fastest.direct", "backup.fastest.hand", "module overhead <= 1.05 x by hand (backup, fastest)"),
-                ("restore.nosafety.direct", "restore.hand", "module overhead <= 1.05 x by hand (restore)")):
+                ("restore.nosafety.direct", "restore.hand", "module overhead <= 1.05 x by hand (restore)"),
+                ("files.repo", "files.tarball",
+                 "file data, a night after day 1: repository <= 0.05 x the tarball's time and bytes")):
             item = pair_of(ours, base)
             if item is not None and item.get("median_ratio") is not None:
                 measured = "%.2f" % item["median_ratio"]
@@ -949,6 +1147,8 @@ class Bench(object):
             machine=self.machine, params=dict(scale=self.args.scale, rows=self.args.rows, rounds=self.args.rounds,
                                               small_scale=self.args.small_scale, small_rows=self.args.small_rows,
                                               smoke=self.args.smoke, groups=list(self.args.only),
+                                              files_mb=self.args.files_mb, files_count=self.args.files_count,
+                                              files_change=self.args.files_change,
                                               server_settings=SERVER_SETTINGS, jobs=self.ncpu),
             database=self.database, cases=cases, order=list(self.order), pairs=pairs, memory=self.memory,
             targets=targets, notes=self.notes)
@@ -984,6 +1184,8 @@ class Bench(object):
                 self.group_s3(self.args.rounds)
             if "memory" in self.args.only:
                 self.group_memory()
+            if "files" in self.args.only:
+                self.group_files(self.args.rounds)
             if "ansible" in self.args.only:
                 self.group_ansible(self.args.rounds)
             complete = True
@@ -1045,7 +1247,8 @@ CANONICAL = [
     "restore.baseline", "restore.default", "restore.nosafety", "restore.fastest", "restore.fastest.hand",
     "restore.nosafety.direct", "restore.hand", "restore.pipe", "s3.upload.boto3", "s3.upload",
     "s3.upload.direct", "s3.download.boto3", "s3.download", "s3.download.direct", "ansible.module.direct",
-    "ansible.module", "ansible.backup_yml", "ansible.restore_yml",
+    "ansible.module", "ansible.backup_yml", "ansible.restore_yml", "files.repo.day1", "files.repo.hand.day1",
+    "files.repo.steps.day1", "files.tarball", "files.repo", "files.repo.steps", "files.tarball.hand", "files.repo.hand",
 ]
 
 
@@ -1065,6 +1268,12 @@ def render_markdown(data):
                          main["scale"], main["json_rows"], main["size_bytes"] / 1048576.0,
                          (", plain dump %.0f MB" % (main["plain_dump_bytes"] / 1048576.0))
                          if main.get("plain_dump_bytes") else "", params["rounds"]))
+    files = data["database"].get("files") or {}
+    if files:
+        lines.append("File data: %s files of random data, %.1f MB; each night %.1f%% of its bytes are new (half in a "
+                     "file added, half rewritten inside an existing file), then every command backs the same folder "
+                     "up; the repositories hold day 1 and the nights before." % (
+                         files["files"], files["bytes"] / 1048576.0, files["change_percent"]))
     if not data["complete"]:
         lines.append("")
         lines.append("**Incomplete run** (a command failed or the bench was interrupted): figures so far.")
@@ -1078,8 +1287,10 @@ def render_markdown(data):
         return next((p for p in pairs if p["ours"] == key), None)
 
     titles = dict(backup="Backup", restore="Restore", s3="S3 transfer (SeaweedFS on 127.0.0.1)",
-                  ansible="Ansible overhead (tiny database)", memory="Second database size", inputs="Inputs")
-    for group in ("backup", "restore", "s3", "ansible"):
+                  ansible="Ansible overhead (tiny database)", memory="Second database size", inputs="Inputs",
+                  files="File data: a nightly backup after day 1, repository against tarball (size: bytes written "
+                        "that night)")
+    for group in ("backup", "restore", "s3", "files", "ansible"):
         order = data.get("order") or sorted(cases, key=lambda k: (CANONICAL.index(k) if k in CANONICAL else 99, k))
         keys = [k for k in order if cases[k]["group"] == group and cases[k]["runs"]]
         if not keys:
@@ -1098,6 +1309,14 @@ def render_markdown(data):
                 _fmt(case["median_seconds"]), ratio, versus, size,
                 _fmt(item["median_size_ratio"]) if item else "", _fmt(case["peak_rss_mb"], "%.0f"),
                 _fmt(case["median_cpu_seconds"], "%.1f")))
+    file_pairs = [p for p in pairs if p["group"] == "files" and p.get("ratios")]
+    if file_pairs:
+        lines += ["", "File data, ratios of the nights (time; bytes written):", ""]
+        for item in file_pairs:
+            sizes = item.get("size_ratios") or []
+            lines.append("- %s: time %s; bytes %s" % (
+                _cell(item["label"]), _ratio_text(item),
+                ("%.4f (%.4f-%.4f)" % (item["median_size_ratio"], min(sizes), max(sizes))) if sizes else "-"))
     phased = [k for k, c in cases.items() if c["group"] == "restore" and any(r.get("timings") for r in c["runs"])]
     if phased:
         phases = ["check", "prepare", "safety_backup", "load", "count", "swap"]
@@ -1151,6 +1370,12 @@ def parse_args(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny database, one round: checks the bench still works")
     parser.add_argument("--only", default=env.get("BENCH_ONLY", ",".join(GROUPS)),
                         help="comma-separated groups among %s" % ",".join(GROUPS))
+    parser.add_argument("--files-mb", type=float, default=float(env.get("BENCH_FILES_MB", 287)),
+                        help="size of the file bench's uploads folder in MB (287)")
+    parser.add_argument("--files-count", type=int, default=int(env.get("BENCH_FILES_COUNT", 30)),
+                        help="files of random data in that folder (30)")
+    parser.add_argument("--files-change", type=float, default=float(env.get("BENCH_FILES_CHANGE", 1.0)),
+                        help="percent of the folder's bytes new each night, half added, half rewritten (1.0)")
     parser.add_argument("--restore-pairs", default=env.get("BENCH_RESTORE_PAIRS", ""),
                         help="comma-separated restore cases to run beside their baselines (default: all), "
                              "e.g. restore.default.plan,restore.onejob.plan")
@@ -1163,6 +1388,7 @@ def parse_args(argv=None):
         args.scale, args.rows, args.rounds = 1, 2000, 1
         args.small_scale = args.small_scale or 1
         args.small_rows = args.small_rows or 500
+        args.files_mb = min(args.files_mb, 6.0)
     args.small_scale = args.small_scale or max(1, args.scale // 4)
     args.small_rows = args.small_rows or max(100, args.rows // 4)
     args.only = [g.strip() for g in args.only.split(",") if g.strip()]
@@ -1172,6 +1398,8 @@ def parse_args(argv=None):
         parser.error("unknown group(s): %s" % ", ".join(sorted(unknown)))
     if args.rounds < 1 or args.scale < 1:
         parser.error("--rounds and --scale must be at least 1")
+    if args.files_mb <= 0 or args.files_count < 1 or not 0 < args.files_change <= 100:
+        parser.error("--files-mb must be above 0, --files-count at least 1, --files-change in (0, 100]")
     args.work = args.work or str(TMP_ROOT / ("bench-%d" % os.getpid()))
     return args
 

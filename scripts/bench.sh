@@ -5,6 +5,7 @@
 #   scripts/bench.sh --smoke          # tiny database, one round (make test runs this so the bench cannot rot)
 #   BENCH_SCALE=15 BENCH_ROWS=250000 BENCH_ROUNDS=5 scripts/bench.sh
 #   BENCH_PHYSICAL=0 scripts/bench.sh # logical bench only
+#   BENCH_PHYSICAL=0 scripts/bench.sh --only files --files-mb 287   # only the file data nights (no PostgreSQL)
 # Reports go to reports/bench-<timestamp>.json/.md and reports/bench-physical-<timestamp>.json/.md.
 # It never fails on a figure, only when a command fails.
 set -euo pipefail

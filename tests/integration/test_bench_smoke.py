@@ -2,8 +2,10 @@
 
 scripts/bench.sh --smoke starts its own PostgreSQL, SeaweedFS and the local environment (OpenBao, the make demo
 stack), runs every pair once and stops every server. These tests check that it succeeded, that both report
-files exist and that every row is there with a time and a peak memory. They never assert on a figure: timings
-on a shared CI machine say nothing, and the bench is not a timed test.
+files exist and that every row is there with a time and a peak memory. They never assert on a time: timings
+on a shared CI machine say nothing, and the bench is not a timed test. The one figure checked is a count of
+bytes that does not depend on the machine: a night of the file bench (a 6 MB folder in the smoke run) writes
+fewer bytes into the repository than into a tarball.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ CASES = [
     "ansible.module.direct", "ansible.module", "ansible.backup_yml", "ansible.restore_yml",
     "backup.default.direct@small", "backup.fastest.direct@small", "restore.nosafety.direct@small",
     "s3.upload.direct@small", "s3.download.direct@small",
+    "files.repo.day1", "files.repo.hand.day1", "files.repo.steps.day1", "files.tarball", "files.repo",
+    "files.repo.steps", "files.tarball.hand", "files.repo.hand",
 ]
 #: Every comparison (ours, baseline) the table shows a ratio for.
 PAIRS = [
@@ -45,12 +49,15 @@ PAIRS = [
     ("s3.upload", "s3.upload.boto3"), ("s3.upload.direct", "s3.upload.boto3"),
     ("s3.download", "s3.download.boto3"), ("s3.download.direct", "s3.download.boto3"),
     ("ansible.module", "ansible.module.direct"),
+    ("files.repo", "files.tarball"), ("files.repo.steps", "files.tarball"), ("files.repo.hand", "files.tarball.hand"),
+    ("files.repo", "files.repo.steps"), ("files.tarball", "files.tarball.hand"),
 ]
 TARGETS = [
     "default backup <= 0.85", "fastest backup <= 0.5", "fastest restore <= 0.75",
     "module overhead <= 1.05 x by hand (backup, default)", "module overhead <= 1.05 x by hand (backup, fastest)",
     "module overhead <= 1.05 x by hand (restore)", "backup.yml on a tiny database < 10 s",
     "peak memory flat as the database grows",
+    "file data, a night after day 1: repository <= 0.05 x the tarball's time and bytes",
 ]
 
 
@@ -118,6 +125,17 @@ def test_every_pair_has_a_ratio(bench):
         assert key in pairs, key
         assert pairs[key]["ratios"] and pairs[key]["median_ratio"] > 0, key
     assert pairs[("backup.fastest", "backup.baseline")]["median_size_ratio"] > 0
+    # a night after day 1 writes bytes to both stores, the repository fewer than the tarball
+    assert 0 < pairs[("files.repo", "files.tarball")]["median_size_ratio"] < 1
+
+
+def test_file_bench_measures_the_nights_on_a_small_folder(bench):
+    params = bench["data"]["params"]
+    files = bench["data"]["database"]["files"]
+    assert params["files_mb"] <= 6 and files["bytes"] <= 6 * 1048576 and files["files"] == params["files_count"]
+    assert len(files["nights"]) == params["rounds"] and all(n > 0 for n in files["nights"])
+    for key in ("files.repo", "files.repo.steps", "files.repo.hand", "files.tarball", "files.tarball.hand"):
+        assert all(run["round"] >= 1 and run["size"] > 0 for run in bench["data"]["cases"][key]["runs"]), key
 
 
 def test_every_target_and_the_memory_check_are_reported(bench):
@@ -137,7 +155,7 @@ def test_markdown_has_every_row(bench):
             continue
         assert cases[key]["label"].replace("|", "\\|") in markdown, key
     for heading in ("## Backup", "## Restore", "## S3 transfer", "## Ansible overhead", "## Peak memory at two "
-                    "database sizes", "## Targets"):
+                    "database sizes", "## File data", "## Targets"):
         assert heading in markdown
-    assert "Machine: " in markdown and "Database: pgbench scale 1 " in markdown
+    assert "Machine: " in markdown and "Database: pgbench scale 1 " in markdown and "File data: 30 files" in markdown
     assert markdown in bench["proc"].stdout  # printed at the end of the run too

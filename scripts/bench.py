@@ -871,7 +871,7 @@ class Bench(object):
             write_random(sub / ("upload-%03d.bin" % index), size)
         return folder, total, count
 
-    def files_change(self, folder, total, count, round_no):
+    def files_change(self, folder, total, round_no):
         """One night's change: ``files_change`` % of the folder's bytes are new, half as a file added, half
         rewritten in the middle of an existing file (a modified upload)."""
         changed = int(total * self.args.files_change / 100.0)
@@ -1005,7 +1005,7 @@ class Bench(object):
             runners[case_key](0)
 
         def before_round(round_no):
-            self.database["files"]["nights"].append(self.files_change(folder, total, count, round_no))
+            self.database["files"]["nights"].append(self.files_change(folder, total, round_no))
 
         families = [
             (runners["files.tarball"], [runners["files.repo"], runners["files.repo.steps"]],

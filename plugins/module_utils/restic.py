@@ -286,6 +286,26 @@ class Restic(object):
         data = json.loads(out or "[]") if (out or "").strip() else []
         return sorted(data or [], key=lambda snap: snap.get("time", ""))
 
+    def local_dir(self):
+        """The folder of a local repository; None for a repository in S3."""
+        return None if self.location.startswith("s3:") else self.location
+
+    def full_id(self, short):
+        """The full id of the snapshot whose id starts with ``short``.
+
+        A local repository names each snapshot file by its full id: the folder answers without opening the
+        repository again (a restic run costs its key derivation and index load); S3 asks restic.
+        """
+        folder = self.local_dir()
+        if folder:
+            try:
+                names = [name for name in os.listdir(os.path.join(folder, "snapshots")) if name.startswith(short)]
+            except OSError:
+                names = []
+            if len(names) == 1 and len(names[0]) == 64:
+                return names[0]
+        return self.find(short)["id"]
+
     def find(self, snapshot):
         """The snapshot whose id or short id is ``snapshot``; raises ``not_found``."""
         for snap in self.snapshots():
@@ -319,7 +339,7 @@ class Restic(object):
         result = dict(summary[-1])
         short = result.get("snapshot_id") or ""
         if full_id and short and len(short) < 64:
-            result["snapshot_id"] = self.find(short)["id"]
+            result["snapshot_id"] = self.full_id(short)
         result["incomplete"] = rc == 3
         result["errors"] = [item for item in json_lines(out) if item.get("message_type") == "error"]
         if rc == 3:
@@ -373,6 +393,21 @@ class Restic(object):
                                   stderr=exc.stderr)
             raise
         return (out or "") + (err or "")
+
+    def stored_bytes(self):
+        """Bytes the repository stores: of a local one, its pack files on disk (no restic run); else :meth:`stats`."""
+        folder = self.local_dir()
+        data = os.path.join(folder, "data") if folder else None
+        if not data or not os.path.isdir(data):
+            return self.stats()
+        total = 0
+        for root, dummy, files in os.walk(data):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_size
+                except OSError:  # a pack a concurrent prune removed
+                    pass
+        return total
 
     def stats(self):
         """Bytes the repository stores (``stats --mode raw-data``: packed blobs, after compression)."""

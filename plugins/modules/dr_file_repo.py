@@ -324,7 +324,9 @@ bytes_added:
   type: int
   sample: 3145728
 total_bytes:
-  description: Bytes the repository stores (C(restic stats --mode raw-data)) after the operation.
+  description:
+    - Bytes the repository stores after the operation (C(restic stats --mode raw-data)); after O(state=backup) into
+      a local repository, the size of its pack files on disk, read without opening the repository again.
   returned: O(state=backup), O(state=forget), O(state=prune), O(state=snapshots) when not in check mode
   type: int
   sample: 302014464
@@ -550,7 +552,7 @@ def do_backup(module, repo, result):
         module.warn("some files could not be read and are not in snapshot %s: %s"
                     % (snapshot_id[:8], (summary.get("stderr") or "").strip()[-1000:]))
     if not module.check_mode:
-        result["total_bytes"] = repo.stats()
+        result["total_bytes"] = repo.stored_bytes()
     result["manifest_entry"] = dict(
         name=p["component"], component="files", store="repository", repository=repo.location,
         snapshot_id=snapshot_id, paths=p["paths"], files=result["files"], bytes=result["bytes"],

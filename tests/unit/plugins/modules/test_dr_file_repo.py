@@ -61,6 +61,12 @@ class FakeRestic(object):
         if command == "backup":
             ts = argv[argv.index("--tag") + 1][len("set="):]
             sid = "f" * 64 if "--dry-run" in argv else self.add(ts)
+            folder = argv[argv.index("--repo") + 1]
+            if "--dry-run" not in argv and os.path.isdir(folder):  # a local repository on disk, as restic lays it out
+                for sub, name, size in (("snapshots", sid, 10), (os.path.join("data", sid[:2]), sid, 250)):
+                    os.makedirs(os.path.join(folder, sub), exist_ok=True)
+                    with open(os.path.join(folder, sub, name), "wb") as handle:
+                        handle.write(b"p" * size)
             summary = {"message_type": "summary", "files_new": 1, "files_changed": 2, "data_added": 300,
                        "total_files_processed": 3, "total_bytes_processed": 3000, "snapshot_id": sid[:8]}
             return 0, json.dumps(summary) + "\n", ""
@@ -141,6 +147,26 @@ def test_backup_creates_the_repository_and_tags_the_snapshot(cli, uploads, capsy
     backup = cli.calls[2]["argv"]
     assert backup[-1] == str(uploads)
     assert "set=20261202_020000" in backup and "component=uploads" in backup
+
+
+def test_a_local_backup_opens_the_repository_twice_not_four_times(cli, uploads, capsys, tmp_path):
+    """The snapshot's full id and the stored bytes of a local repository are read from its folder."""
+    folder = tmp_path / "files"
+    (folder / "data" / "ab").mkdir(parents=True)
+    (folder / "data" / "ab" / ("ab" * 32)).write_bytes(b"x" * 1000)
+    (folder / "snapshots").mkdir()
+    (folder / "snapshots" / ("01" * 31 + "99")).write_bytes(b"s")  # an older snapshot sharing a prefix of the id
+    older = cli.add("20261201_020000")
+    result = run(dict(backup_args(uploads), repository=str(folder)), capsys)
+    assert not result.get("failed"), result
+    assert cli.names() == ["snapshots", "backup"]
+    assert result["parent"] == older and result["snapshot_id"] == cli.snaps[-1]["id"]
+    assert result["total_bytes"] == 1000 + 250
+    (folder / "snapshots" / ("03" * 31 + "77")).write_bytes(b"s")  # two ids share the short one: restic decides
+    cli.calls = []
+    result = run(dict(backup_args(uploads), repository=str(folder), timestamp="20261203_020000"), capsys)
+    assert not result.get("failed"), result
+    assert cli.names() == ["snapshots", "backup", "snapshots"] and result["snapshot_id"] == cli.snaps[-1]["id"]
 
 
 def test_backup_takes_the_latest_snapshot_of_the_component_as_parent(cli, uploads, capsys):

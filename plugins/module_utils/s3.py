@@ -21,6 +21,8 @@ from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible.module_utils.common.dict_transformations import camel_dict_to_snake_dict
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.atlasia.dr.plugins.module_utils import s3_options
+
 try:
     import boto3
     import botocore
@@ -94,32 +96,10 @@ _HINTS = {
 _CODE_IN_TEXT = re.compile(r"An error occurred \(([A-Za-z0-9.]+)\)")
 
 
-def s3_argument_spec():
-    """Connection options of every S3 module (documented by the ``atlasia.dr.s3`` doc fragment)."""
-    return dict(
-        bucket=dict(type="str", required=True),
-        endpoint_url=dict(type="str", aliases=["aws_endpoint_url"],
-                          fallback=(env_fallback, ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"])),
-        region=dict(type="str", aliases=["aws_region"], fallback=(env_fallback, ["AWS_REGION", "AWS_DEFAULT_REGION"])),
-        access_key=dict(type="str", no_log=True, aliases=["aws_access_key", "aws_access_key_id"]),
-        secret_key=dict(type="str", no_log=True, aliases=["aws_secret_key", "aws_secret_access_key"]),
-        session_token=dict(type="str", no_log=True, aliases=["aws_session_token"]),
-        profile=dict(type="str", aliases=["aws_profile"]),
-        validate_certs=dict(type="bool", default=True),
-        ca_bundle=dict(type="path"),
-        addressing_style=dict(type="str", default="auto", choices=["auto", "path", "virtual"]),
-        checksum_calculation=dict(type="str", choices=["when_supported", "when_required"]),
-        timeout=dict(type="int", default=60),
-        max_attempts=dict(type="int", default=3),
-    )
-
-
-def s3_module_kwargs():
-    """Constraints between the connection options, to merge into ``AnsibleModule(...)``."""
-    return dict(
-        required_together=[["access_key", "secret_key"]],
-        mutually_exclusive=[["profile", "access_key"], ["profile", "secret_key"], ["profile", "session_token"]],
-    )
+# the option specs live in s3_options, which imports no SDK (a module that only takes the options, as
+# dr_file_repo passing them to restic, does not pay for importing boto3)
+s3_argument_spec = s3_options.s3_argument_spec
+s3_module_kwargs = s3_options.s3_module_kwargs
 
 
 def ensure_boto3(module):

@@ -20,7 +20,8 @@ description:
   - O(state=backup) makes one snapshot of O(paths) tagged C(set=<timestamp>) and C(component=<component>),
     creating the repository first when it does not exist (O(init)). Paths are stored absolute (as
     M(atlasia.dr.dr_archive) does), the latest snapshot of the same component is the parent, so unchanged files
-    are not read again.
+    are not read again (in a local repository restic picks it itself, the latest snapshot of the same host and
+    paths, so the backup is the only restic run that opens the repository).
   - O(state=restore) restores a snapshot, whole or the O(include) paths, under O(dest) (absolute paths below it),
     with the rules of M(atlasia.dr.dr_archive)'s extraction; restic itself overwrites what is in its target and
     follows the links there, so it only ever writes into a new private folder (mode 0700, O(staging_dir)). The
@@ -445,7 +446,7 @@ import time
 
 from ansible_collections.atlasia.dr.plugins.module_utils import archive, naming, restic
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
-from ansible_collections.atlasia.dr.plugins.module_utils.s3 import s3_argument_spec, s3_module_kwargs
+from ansible_collections.atlasia.dr.plugins.module_utils.s3_options import s3_argument_spec, s3_module_kwargs
 
 
 def snapshot_facts(snap):
@@ -508,13 +509,18 @@ def do_backup(module, repo, result):
     tags = [restic.TAG_SET + timestamp, restic.TAG_COMPONENT + p["component"]]
     result.update(timestamp=timestamp, component=p["component"], tags=tags)
     filtered = p["max_age_days"] is not None or any(selection.omitted.values())
-    try:  # the parent (the latest snapshot of the component), and whether the repository exists, in one run
-        parents = repo.snapshots(tags=[restic.TAG_COMPONENT + p["component"]])
-        exists = True
-    except restic.ResticError as exc:
-        if exc.kind != "missing":
-            raise
-        parents, exists = [], False
+    if repo.local_dir() and not filtered:
+        # restic itself takes the latest snapshot of the same host and paths (the component's) as the parent, and a
+        # local repository exists when its config file does: the backup is the only run that opens the repository
+        parents, exists = [], os.path.isfile(os.path.join(repo.local_dir(), "config"))
+    else:
+        try:  # the parent (the latest snapshot of the component), and whether the repository exists, in one run
+            parents = repo.snapshots(tags=[restic.TAG_COMPONENT + p["component"]])
+            exists = True
+        except restic.ResticError as exc:
+            if exc.kind != "missing":
+                raise
+            parents, exists = [], False
     result["created"] = not exists
     if not exists and not p["init"]:
         raise restic.ResticError(restic.classify("Is there a repository at the following location?",

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import TMP_ROOT
-from tests.support.localenv import BUCKET, LocalEnvironment, run_playbook
+from tests.support.localenv import BUCKET, run_playbook, running
 
 from ansible_collections.atlasia.dr.plugins.module_utils import restic
 
@@ -28,12 +27,8 @@ KEY = "local-environment-key-for-the-file-repository"
 
 @pytest.fixture(scope="module")
 def local_env():
-    env = LocalEnvironment(root=TMP_ROOT / "it-backup-file-repo", with_vault=False, s3_auth=True)
-    env.start()
-    try:
+    with running("it-backup-file-repo", with_vault=False, s3_auth=True) as env:
         yield env
-    finally:
-        env.stop()
 
 
 def repository(env, s3):

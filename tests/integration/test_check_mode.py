@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO_ROOT, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
-from tests.support.localenv import BUCKET, LocalEnvironment
+from tests.support import REPO_ROOT, VENV_BIN, VENV_PYTHON, venv_env
+from tests.support.localenv import BUCKET, running
 
 pytestmark = pytest.mark.integration
 
@@ -70,12 +70,8 @@ def webhook():
 
 @pytest.fixture(scope="module")
 def local_env():
-    env = LocalEnvironment(root=TMP_ROOT / "it-check-mode")
-    env.start()
-    try:
+    with running("it-check-mode") as env:
         yield env
-    finally:
-        env.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO_ROOT, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
-from tests.support.localenv import DB_NAME, SECRET_PATH, LocalEnvironment
+from tests.support import REPO_ROOT, VENV_BIN, VENV_PYTHON, venv_env
+from tests.support.localenv import DB_NAME, SECRET_PATH, running
 from tests.support.postgres import PostgresServer, table_digests
 
 pytestmark = pytest.mark.integration
@@ -33,12 +33,8 @@ def sets(root):
 
 @pytest.fixture(scope="module")
 def local_env():
-    env = LocalEnvironment(root=TMP_ROOT / "it-playbooks")
-    env.start()
-    try:
+    with running("it-playbooks") as env:
         yield env
-    finally:
-        env.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ import os
 
 import pytest
 
-from tests.support import TMP_ROOT
-from tests.support.localenv import BUCKET, LocalEnvironment, run_playbook
+from tests.support.localenv import BUCKET, run_playbook, running
 
 from ansible_collections.atlasia.dr.plugins.module_utils import restic
 
@@ -29,12 +28,8 @@ BIG = 3 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def local_env():
-    env = LocalEnvironment(root=TMP_ROOT / "it-retention-file-repo", with_vault=False, s3_auth=True)
-    env.start()
-    try:
+    with running("it-retention-file-repo", with_vault=False, s3_auth=True) as env:
         yield env
-    finally:
-        env.stop()
 
 
 def repository(env, s3):

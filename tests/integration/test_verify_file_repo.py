@@ -13,8 +13,7 @@ import json
 
 import pytest
 
-from tests.support import TMP_ROOT
-from tests.support.localenv import LocalEnvironment, run_playbook
+from tests.support.localenv import run_playbook, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,12 +22,8 @@ KEY = "local-environment-key-for-the-file-repository"
 
 @pytest.fixture(scope="module")
 def local_env():
-    env = LocalEnvironment(root=TMP_ROOT / "it-verify-file-repo", with_vault=False, s3_auth=True)
-    env.start()
-    try:
+    with running("it-verify-file-repo", with_vault=False, s3_auth=True) as env:
         yield env
-    finally:
-        env.stop()
 
 
 @pytest.fixture(scope="module")

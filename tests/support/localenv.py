@@ -14,6 +14,7 @@ Used by ``make demo`` (scripts/demo.py) and by the playbook tests, so both exerc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -30,6 +31,18 @@ DB_NAME = "aiteam"
 BUCKET = "atlasia-backups"
 SECRET_PATH = "aiteam/database"
 SECRET_VALUE = {"username": "aiteam_prod_user", "password": "original-secret-value"}
+
+
+@contextlib.contextmanager
+def running(name, **options):
+    """A :class:`LocalEnvironment` under ``TMP_ROOT/name``, started, and stopped however the block ends (the body
+    of a module fixture: ``with running("it-x") as env: yield env``)."""
+    env = LocalEnvironment(root=TMP_ROOT / name, **options)
+    env.start()
+    try:
+        yield env
+    finally:
+        env.stop()
 
 
 class LocalEnvironment(object):

@@ -143,36 +143,40 @@ def test_backup_creates_the_repository_and_tags_the_snapshot(cli, uploads, capsy
     entry = result["manifest_entry"]
     assert entry["snapshot_id"] == result["snapshot_id"] and entry["name"] == "uploads"
     assert (entry["component"], entry["store"], entry["files"], entry["bytes_added"]) == ("files", "repository", 3, 300)
-    assert cli.names() == ["snapshots", "init", "backup", "snapshots", "stats"]
-    backup = cli.calls[2]["argv"]
+    assert cli.names() == ["init", "backup", "snapshots", "stats"]  # a local repository without its config file
+    backup = cli.calls[1]["argv"]
     assert backup[-1] == str(uploads)
     assert "set=20261202_020000" in backup and "component=uploads" in backup
 
 
-def test_a_local_backup_opens_the_repository_twice_not_four_times(cli, uploads, capsys, tmp_path):
-    """The snapshot's full id and the stored bytes of a local repository are read from its folder."""
+def test_a_local_backup_opens_the_repository_once(cli, uploads, capsys, tmp_path):
+    """In a local repository restic picks the parent; the new snapshot's full id and the stored bytes are read
+    from the repository's folder: the backup is the only restic run."""
     folder = tmp_path / "files"
     (folder / "data" / "ab").mkdir(parents=True)
+    (folder / "config").write_bytes(b"c")
     (folder / "data" / "ab" / ("ab" * 32)).write_bytes(b"x" * 1000)
     (folder / "snapshots").mkdir()
     (folder / "snapshots" / ("01" * 31 + "99")).write_bytes(b"s")  # an older snapshot sharing a prefix of the id
     older = cli.add("20261201_020000")
     result = run(dict(backup_args(uploads), repository=str(folder)), capsys)
     assert not result.get("failed"), result
-    assert cli.names() == ["snapshots", "backup"]
-    assert result["parent"] == older and result["snapshot_id"] == cli.snaps[-1]["id"]
-    assert result["total_bytes"] == 1000 + 250
+    assert cli.names() == ["backup"] and "--parent" not in cli.calls[0]["argv"]
+    assert older != cli.snaps[-1]["id"] and result["snapshot_id"] == cli.snaps[-1]["id"]
+    assert not result["created"] and result["total_bytes"] == 1000 + 250
     (folder / "snapshots" / ("03" * 31 + "77")).write_bytes(b"s")  # two ids share the short one: restic decides
     cli.calls = []
     result = run(dict(backup_args(uploads), repository=str(folder), timestamp="20261203_020000"), capsys)
     assert not result.get("failed"), result
-    assert cli.names() == ["snapshots", "backup", "snapshots"] and result["snapshot_id"] == cli.snaps[-1]["id"]
+    assert cli.names() == ["backup", "snapshots"] and result["snapshot_id"] == cli.snaps[-1]["id"]
 
 
-def test_backup_takes_the_latest_snapshot_of_the_component_as_parent(cli, uploads, capsys):
+@pytest.mark.parametrize("extra", [dict(s3=True, bucket="b", prefix="env/files"), dict(max_age_days=7)],
+                         ids=["s3", "age-filter"])
+def test_backup_takes_the_latest_snapshot_of_the_component_as_parent(cli, uploads, capsys, extra):
     cli.add("20261130_020000", component="logs")
     older = cli.add("20261201_020000")
-    result = run(backup_args(uploads), capsys)
+    result = run(dict(backup_args(uploads), **extra), capsys)
     assert result["parent"] == older
     argv = [c for c in cli.calls if c["command"] == "backup"][0]["argv"]
     assert argv[argv.index("--parent") + 1] == older
@@ -192,8 +196,11 @@ def test_secrets_never_reach_the_command_line_nor_the_result(cli, uploads, capsy
     assert KEY not in json.dumps(result) and S3_SECRET not in json.dumps(result)
 
 
-def test_check_mode_backup_writes_nothing(cli, uploads, capsys):
-    result = run(backup_args(uploads), capsys, check_mode=True)
+def test_check_mode_backup_writes_nothing(cli, uploads, capsys, tmp_path):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "config").write_bytes(b"c")
+    result = run(dict(backup_args(uploads), repository=str(folder)), capsys, check_mode=True)
     assert result["changed"] and result["snapshot_id"] == ""
     assert result["bytes_added"] == 300
     backup = [c for c in cli.calls if c["command"] == "backup"]
@@ -201,9 +208,11 @@ def test_check_mode_backup_writes_nothing(cli, uploads, capsys):
     assert cli.snaps == []
     cli.exists = False
     cli.calls = []
-    result = run(backup_args(uploads), capsys, check_mode=True)
+    result = run(backup_args(uploads), capsys, check_mode=True)  # no repository in that folder: nothing runs
     assert result["created"] and result["files"] == 2 and result["bytes"] == 150
-    assert cli.names() == ["snapshots"]
+    assert cli.names() == []
+    result = run(dict(backup_args(uploads), s3=True, bucket="b"), capsys, check_mode=True)
+    assert result["created"] and cli.names() == ["snapshots"]  # in S3, restic says whether the repository exists
 
 
 def test_backup_with_an_age_filter_passes_the_selected_files(cli, uploads, capsys, tmp_path):

@@ -10,6 +10,8 @@ Running the whole rebuild (packages, Docker, the stack) is the Molecule scenario
   theirs) and rewrites its sidecars, its object metadata and the set manifest consistently - everything but the MAC,
   which needs the environment's key. Named explicitly, that set is refused before any of its artifacts is
   downloaded; with backup=latest it is passed over (and said so) for the older authentic set.
+- Where restic is missing and may not be installed (dr_provision_restic_packages empty), a set with file snapshots
+  stops the rebuild at the restic step, saying what to install.
 - A set whose file data is kept in the file repository (dr_backup_files_store=repository): with the local backups, the
   local repository, restic's cache and the file folders gone, the rebuild's steps after provisioning (backup_set,
   restic, the restore role as rebuild.yml calls it, the rebuild report) bring the uploads and logs back byte-exact
@@ -314,3 +316,34 @@ def test_a_fresh_host_gets_the_file_data_from_the_s3_file_repository(env, sets):
     assert "- File data uploads: 13 files of snapshot %s from the s3 repository" % in_s3["uploads"]["snapshot_id"] \
         in data["markdown"]
     assert any(note.startswith("restic 0.") for note in report["notes"])
+
+
+# The restic step alone, on a host where restic is not on the PATH of the modules
+NO_RESTIC_DRIVER = """\
+- name: The restic step of a rebuild, without restic
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Run the restic step of the provision role
+      ansible.builtin.import_role:
+        name: atlasia.dr.dr_provision
+        tasks_from: file_repo.yml
+      environment:
+        PATH: "{{ no_restic_path }}"
+"""
+
+
+def test_without_restic_a_set_with_file_snapshots_stops_the_rebuild_saying_what_to_install(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    playbook = tmp_path / "no-restic.yml"
+    playbook.write_text(NO_RESTIC_DRIVER)
+    extra = dict(no_restic_path=str(empty), dr_provision_restic_packages=[], dr_provision_notes=[],
+                 dr_provision_located=dict(set_id="20261203_020000"),
+                 dr_provision_set=dict(file_snapshots=[dict(name="uploads", snapshot_id="0" * 64),
+                                                       dict(name="logs", snapshot_id="1" * 64)]))
+    proc = run_playbook(playbook, extra_vars=extra)
+    assert proc.returncode != 0
+    assert "Set 20261203_020000 keeps its file data (uploads, logs)" in proc.stdout, proc.stdout[-4000:]
+    assert "Install the Debian package restic" in proc.stdout
+    assert "The configuration, the database and the file data were not touched" in proc.stdout

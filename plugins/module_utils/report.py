@@ -133,6 +133,11 @@ def markdown(report):
         parts = ["%s %s" % (key, ", ".join(named(item) for item in created.get(key) or []) or "none")
                  for key in ("roles", "memberships", "tablespaces")]
         lines.append("- Cluster globals created before the database: %s" % "; ".join(parts))
+    for entry in report.get("file_data") or []:  # file sets restored from the file repository (restic snapshots)
+        if isinstance(entry, dict):
+            lines.append("- File data %s: %s files of snapshot %s from the %s repository %s" % (
+                entry.get("name"), entry.get("files"), entry.get("snapshot_id"), entry.get("source"),
+                entry.get("repository")))
     lines += ["", "## Phases", "", "| Phase | Duration | Target | Within target | Status |",
               "|---|---|---|---|---|"]
     for phase in report["phases"]:

@@ -32,9 +32,8 @@ import shutil
 import pytest
 import yaml
 
-from tests.support import TMP_ROOT
 from tests.support.prodprofile import (DEPLOY_DIR, HOST_NAME, MACHINE_LIMITS, METRICS_FILE, PROFILE, SECRET_PATH,
-                                       SHIPPED_GROUP_VARS, SRV, ProdWorld, make_workdir)
+                                       SHIPPED_GROUP_VARS, SRV, ProdWorld, discard_workdir, make_workdir)
 from tests.support.postgres import table_digests
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
@@ -61,12 +60,7 @@ def world(docker_images):
         try:
             prod.stop()
         finally:
-            # the playbooks' output stays for a look after a failure (.tmp is git-ignored)
-            kept = TMP_ROOT / "it-prod-profile"
-            shutil.rmtree(kept, ignore_errors=True)
-            if (workdir / "logs").is_dir():
-                shutil.copytree(workdir / "logs", kept / "logs")
-            shutil.rmtree(workdir, ignore_errors=True)
+            discard_workdir(workdir, "it-prod-profile")
 
 
 def snapshot(world):

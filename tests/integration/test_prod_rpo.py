@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from tests.support import TMP_ROOT
-from tests.support.prodprofile import METRICS_FILE, PROFILE, ProdWorld, make_workdir
+from tests.support.prodprofile import METRICS_FILE, PROFILE, ProdWorld, discard_workdir, make_workdir
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
 
@@ -97,11 +95,7 @@ def world(docker_images):
                 pass
             prod.stop()
         finally:
-            kept = TMP_ROOT / "it-prod-rpo"
-            shutil.rmtree(kept, ignore_errors=True)
-            if (workdir / "logs").is_dir():
-                shutil.copytree(workdir / "logs", kept / "logs")
-            shutil.rmtree(workdir, ignore_errors=True)
+            discard_workdir(workdir, "it-prod-rpo")
             if getattr(prod, "measured", None):
                 print("\nprod RPO measurements: %s" % json.dumps(prod.measured, sort_keys=True))
 

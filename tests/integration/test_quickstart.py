@@ -70,9 +70,9 @@ import pexpect
 import pytest
 import yaml
 
-from tests.support import REPO_ROOT, TMP_ROOT, VENV_PYTHON
+from tests.support import REPO_ROOT, VENV_PYTHON
 from tests.support.postgres import table_digests
-from tests.support.prodprofile import CONTAINER_S3_CA, PROFILE, ProdWorld, make_workdir
+from tests.support.prodprofile import CONTAINER_S3_CA, PROFILE, ProdWorld, discard_workdir, make_workdir
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.root, pytest.mark.slow,
               pytest.mark.timeout(2400)]
@@ -155,11 +155,7 @@ def world(docker_images):
         try:
             prod.stop()
         finally:
-            kept = TMP_ROOT / "it-quickstart"
-            shutil.rmtree(kept, ignore_errors=True)
-            if (workdir / "logs").is_dir():
-                shutil.copytree(workdir / "logs", kept / "logs")
-            shutil.rmtree(workdir, ignore_errors=True)
+            discard_workdir(workdir, "it-quickstart")
 
 
 class Controller:

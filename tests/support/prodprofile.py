@@ -45,7 +45,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.support import REPO_ROOT, SAMPLE_SCHEMA, VENV_BIN, VENV_PYTHON, venv_env
+from tests.support import REPO_ROOT, SAMPLE_SCHEMA, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
 from tests.support.openbao import OpenBaoServer, terminate_pid
 from tests.support.pgbackrest import TLSSeaweedS3Server, make_tls_cert
 from tests.support.process import free_port
@@ -459,3 +459,13 @@ class ProdWorld:
 def make_workdir():
     """A private folder for the inventory, keys and servers (under /tmp: the checkout may be anywhere)."""
     return Path(tempfile.mkdtemp(prefix="atlasia-prod-profile-"))
+
+
+def discard_workdir(workdir, name):
+    """Remove a world's private folder, keeping its playbooks' output in ``TMP_ROOT/<name>/logs`` for a look after a
+    failure (.tmp is git-ignored)."""
+    kept = TMP_ROOT / name
+    shutil.rmtree(kept, ignore_errors=True)
+    if (workdir / "logs").is_dir():
+        shutil.copytree(workdir / "logs", kept / "logs")
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -16,6 +16,8 @@ MOLECULE := $(BIN)/molecule
 PYTEST_ARGS ?=
 # Integration and fault tests run in this many pytest-xdist workers, one test file per worker at a time (each file
 # starts its own servers on free ports under its own .tmp/ folder); 0 runs them in this process, one after another.
+# Files are handed out longest first by the seconds in tests/durations.json (tests/support/schedule.py); every run
+# writes what it measured to .tmp/test-durations.json, and `.venv/bin/python -m tests.support.schedule` copies it in.
 PYTEST_WORKERS ?= 2
 XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
@@ -49,13 +51,16 @@ define timed
 	@start=$$(date +%s); $(MAKE) $(1); echo "== make $(1): $$(( $$(date +%s) - start )) s"
 endef
 
+# unit, lint and sanity run side by side (none needs a server; each prints its output whole when it ends).
 test: setup ## Everything CI runs: unit, lint, sanity, integration (bench smoke included), molecule, faults
-	$(call timed,unit)
-	$(call timed,lint)
-	$(call timed,sanity)
+	@start=$$(date +%s); $(MAKE) -j3 --output-sync=target timed-unit timed-lint timed-sanity; \
+	  echo "== make unit lint sanity, side by side: $$(( $$(date +%s) - start )) s"
 	$(call timed,integration)
 	$(call timed,molecule)
 	$(call timed,faults)
+
+timed-%:
+	$(call timed,$*)
 
 unit: $(STAMP) ## Unit tests (pytest tests/unit)
 	$(call run_pytest,tests/unit)

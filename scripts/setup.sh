@@ -92,6 +92,16 @@ else
   log ".venv is up to date with requirements-dev.txt"
 fi
 
+# Module start-up: a byte-code cache for the AnsiballZ payloads that the venv's Python runs (localhost plays,
+# the test suites, make demo); scripts/zipimport_cache.py says why and what it changes (nothing but the compiling).
+site_dir="$("${VENV}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if ! cmp -s "${ROOT}/scripts/zipimport_cache.py" "${site_dir}/atlasia_zipimport_cache.py"; then
+  install -m 0644 "${ROOT}/scripts/zipimport_cache.py" "${site_dir}/atlasia_zipimport_cache.py"
+  printf 'import atlasia_zipimport_cache\n' >"${site_dir}/atlasia_zipimport_cache.pth"
+  rm -rf "${VENV}/zipimport-cache"
+  log "installed the module start-up cache into .venv (scripts/zipimport_cache.py)"
+fi
+
 # --- 3. docker compose v2 CLI plugin -------------------------------------------------------------------
 # A copy, not a link: a link into this checkout's .venv dangles once the checkout is gone (a CI clone, a
 # clean-clone check in /tmp), and `docker compose` then fails for every other checkout on the machine.

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ANSIBLE_HOME, REPO_ROOT, TMP_ROOT
+from tests.support import ANSIBLE_HOME, REPO_ROOT, TMP_ROOT, schedule
 
 os.environ.setdefault("ANSIBLE_HOME", str(ANSIBLE_HOME))
 os.environ.setdefault("ANSIBLE_LOCAL_TEMP", str(ANSIBLE_HOME / "tmp"))
 
 _INTEGRATION_DIR = REPO_ROOT / "tests" / "integration"
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(schedule.Recorder(), "atlasia-test-durations")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -27,6 +31,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
         if "root" in item.keywords and os.geteuid() != 0:
             item.add_marker(skip_root)
+    schedule.longest_first(items)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` in the order of :func:`tests.support.schedule.longest_first`, prod-world files together."""
+    return schedule.scheduler(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -19,16 +19,10 @@ import random
 import pytest
 
 from tests.faults import faultlib
-from tests.support import files_first
 from tests.support.localenv import BUCKET, DB_NAME, LocalEnvironment
 
 DEFAULT_SEED = 20261126
 FAULTS_ROOT = faultlib.FAULTS_ROOT
-
-
-#: Run first: the longest test, so that with several workers (make faults: pytest-xdist, one file per worker at a
-#: time) the others run beside it instead of after it.
-FIRST = ("test_simulated_year.py",)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,7 +31,6 @@ def pytest_collection_modifyitems(config, items):
         if str(item.fspath).startswith(here + os.sep):
             item.add_marker(pytest.mark.integration)
             item.add_marker(pytest.mark.slow)
-    files_first(items, FIRST)
 
 
 def _seed():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support import REPO_ROOT, files_first
+from tests.support import REPO_ROOT
 from tests.support.postgres import PostgresServer, create_sample_database, table_digests
 
 
@@ -111,34 +111,3 @@ def docker_images():
     names = subprocess.run([str(REPO_ROOT / "scripts" / "build-images.sh"), "--list"], capture_output=True,
                            text=True, check=True).stdout.split()
     return {"base": names[0], "postgres": names[1], "host": names[2]}
-
-
-#: The longest files (minutes each, from ``--durations``), started first: with several pytest-xdist workers (make
-#: integration: one file per worker at a time) the short files then run beside them instead of after them.
-LONGEST_FIRST = ("test_prod_profile.py", "test_bench_smoke.py", "test_encryption.py", "test_rebuild_set.py",
-                 "test_restore_strict.py", "test_verify.py", "test_playbooks.py", "test_pgbackrest.py",
-                 "test_progress.py", "test_awx.py", "test_file_repo.py", "test_quickstart.py")
-
-
-#: The files that build the prod world (tests/support/prodprofile.py): one world per machine, behind a machine-wide
-#: lock. Run by one worker one after the other, none of them waits on that lock (a wait would count against the
-#: test timeout) and the other worker keeps running the rest.
-PROD_WORLD_FILES = ("test_prod_profile.py", "test_prod_rpo.py", "test_quickstart.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    files_first(items, LONGEST_FIRST)
-
-
-def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadfile`` with the prod-world files as one unit of work."""
-    if config.getoption("dist", None) != "loadfile":
-        return None
-    from xdist.scheduler import LoadFileScheduling  # pylint: disable=import-outside-toplevel
-
-    class ProdWorldTogether(LoadFileScheduling):
-        def _split_scope(self, nodeid):
-            path = nodeid.split("::", 1)[0]
-            return "prod-world" if path.rsplit("/", 1)[-1] in PROD_WORLD_FILES else path
-
-    return ProdWorldTogether(config, log)

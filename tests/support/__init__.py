@@ -37,17 +37,6 @@ def venv_env(extra: dict | None = None) -> dict:
     return env
 
 
-def files_first(items, names) -> None:
-    """Reorder collected ``items`` so the files named in ``names`` come first, in that order; the others, and the
-    tests within each file, keep their order. With pytest-xdist ``--dist loadfile`` the longest files then start
-    first and the short ones run beside them instead of after them."""
-    def rank(item):
-        name = os.path.basename(str(item.fspath))
-        return names.index(name) if name in names else len(names)
-
-    items.sort(key=rank)
-
-
 __all__ = [
     "ANSIBLE_HOME",
     "REPO_ROOT",
@@ -56,6 +45,5 @@ __all__ = [
     "VENV",
     "VENV_BIN",
     "VENV_PYTHON",
-    "files_first",
     "venv_env",
 ]

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
         if "root" in item.keywords and os.geteuid() != 0:
             item.add_marker(skip_root)
-    schedule.longest_first(items)
+    schedule.longest_first(items, workers=int(getattr(config, "workerinput", {}).get("workercount", 0)))
 
 
 def pytest_xdist_make_scheduler(config, log):

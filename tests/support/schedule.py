@@ -67,20 +67,31 @@ def _write(path, data: dict) -> None:
     os.replace(tmp, str(path))
 
 
-def longest_first(items, durations: dict | None = None) -> None:
+def longest_first(items, durations: dict | None = None, workers: int = 0) -> None:
     """Sort collected ``items`` by the measured seconds of their unit of work, longest first; the tests of a file
-    keep their order, and units of equal weight keep the order they were collected in."""
+    keep their order, and units of equal weight keep the order they were collected in.
+
+    ``workers`` (pytest-xdist's worker count): xdist hands each worker two units at the start (a worker runs a
+    test only once it holds the next one), so the units ``workers + 1`` to ``2 * workers`` go with the longest
+    ones; they are the shortest, lest a one-test unit such as the simulated year be followed by a long file on
+    the same worker while the other runs out of work."""
     durations = _read(DURATIONS) if durations is None else durations
     weight, first_seen, position = {}, {}, {}
     for index, item in enumerate(items):
         first_seen.setdefault(unit_of(item.nodeid), index)
         position[id(item)] = index
     for unit in first_seen:
-        weight[unit] = sum(seconds for path, seconds in durations.items() if unit_of(path) == unit) or UNKNOWN_SECONDS
+        known = [seconds for path, seconds in durations.items() if unit_of(path) == unit]
+        weight[unit] = sum(known) if known else UNKNOWN_SECONDS
+
+    order = sorted(first_seen, key=lambda unit: (-weight[unit], first_seen[unit]))
+    if workers and len(order) > 2 * workers:
+        shortest = order[-workers:][::-1]
+        order = order[:workers] + shortest + order[workers:-workers]
+    rank_of = dict((unit, index) for index, unit in enumerate(order))
 
     def rank(item):
-        unit = unit_of(item.nodeid)
-        return (-weight[unit], first_seen[unit], position[id(item)])
+        return (rank_of[unit_of(item.nodeid)], position[id(item)])
 
     items.sort(key=rank)
 

@@ -47,3 +47,13 @@ def test_the_table_names_only_files_that_exist():
     table = json.loads((REPO_ROOT / "tests" / "durations.json").read_text())
     assert table and all((REPO_ROOT / path).is_file() for path in table)
     assert all(isinstance(seconds, (int, float)) and seconds >= 0 for seconds in table.values())
+
+
+def test_the_longest_units_start_with_the_shortest_beside_them():
+    durations = dict(("tests/faults/test_%s.py" % name, seconds)
+                     for name, seconds in (("year", 600.0), ("a", 150.0), ("b", 120.0), ("c", 80.0), ("d", 40.0),
+                                           ("e", 0.0)))
+    items = [Item(path + "::t") for path in sorted(durations)]
+    schedule.longest_first(items, durations, workers=2)
+    # worker 1 gets year then e, worker 2 gets a then d; the rest follow longest first
+    assert [item.nodeid.split("_")[-1][:-6] for item in items] == ["year", "a", "e", "d", "b", "c"]

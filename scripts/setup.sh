@@ -95,7 +95,8 @@ fi
 # Module start-up: a byte-code cache for the AnsiballZ payloads that the venv's Python runs (localhost plays,
 # the test suites, make demo); scripts/zipimport_cache.py says why and what it changes (nothing but the compiling).
 site_dir="$("${VENV}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-if ! cmp -s "${ROOT}/scripts/zipimport_cache.py" "${site_dir}/atlasia_zipimport_cache.py"; then
+if ! cmp -s "${ROOT}/scripts/zipimport_cache.py" "${site_dir}/atlasia_zipimport_cache.py" \
+  || [[ ! -f "${site_dir}/atlasia_zipimport_cache.pth" ]]; then
   install -m 0644 "${ROOT}/scripts/zipimport_cache.py" "${site_dir}/atlasia_zipimport_cache.py"
   printf 'import atlasia_zipimport_cache\n' >"${site_dir}/atlasia_zipimport_cache.pth"
   rm -rf "${VENV}/zipimport-cache"

@@ -59,8 +59,9 @@ def _install(original):
                     os.replace(tmp, path)
                 except (OSError, ValueError):
                     pass
-            _MEMO[key] = code
-        return _with_filename(code, pathname)
+        # kept under the latest file name: Python 3.11 compiles a module twice per import, with the same name
+        code = _MEMO[key] = _with_filename(code, pathname)
+        return code
 
     return compile_source
 

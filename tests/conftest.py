@@ -21,7 +21,8 @@ _INTEGRATION_DIR = REPO_ROOT / "tests" / "integration"
 
 
 def pytest_configure(config):
-    config.pluginmanager.register(schedule.Recorder(), "atlasia-test-durations")
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(schedule.Recorder(), "atlasia-test-durations")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -76,29 +76,24 @@ def longest_first(items, durations: dict | None = None, workers: int = 0) -> Non
     ones; they are the shortest, lest a one-test unit such as the simulated year be followed by a long file on
     the same worker while the other runs out of work."""
     durations = _read(DURATIONS) if durations is None else durations
-    weight, first_seen, position = {}, {}, {}
+    measured = {}
+    for path, seconds in durations.items():
+        measured[unit_of(path)] = measured.get(unit_of(path), 0.0) + seconds
+    first_seen = {}
     for index, item in enumerate(items):
         first_seen.setdefault(unit_of(item.nodeid), index)
-        position[id(item)] = index
-    for unit in first_seen:
-        known = [seconds for path, seconds in durations.items() if unit_of(path) == unit]
-        weight[unit] = sum(known) if known else UNKNOWN_SECONDS
 
-    order = sorted(first_seen, key=lambda unit: (-weight[unit], first_seen[unit]))
+    order = sorted(first_seen, key=lambda unit: (-measured.get(unit, UNKNOWN_SECONDS), first_seen[unit]))
     if workers and len(order) > 2 * workers:
         shortest = order[-workers:][::-1]
         order = order[:workers] + shortest + order[workers:-workers]
     rank_of = dict((unit, index) for index, unit in enumerate(order))
-
-    def rank(item):
-        return (rank_of[unit_of(item.nodeid)], position[id(item)])
-
-    items.sort(key=rank)
+    items.sort(key=lambda item: rank_of[unit_of(item.nodeid)])  # stable: a file's tests keep their order
 
 
 class Recorder(object):
-    """Sums each file's test durations as the reports arrive (on the xdist controller, or in a plain run) and
-    merges them into :data:`MEASURED` at the end of the session."""
+    """Sums each file's test durations as the reports arrive and merges them into :data:`MEASURED` at the end of
+    the session; registered on the xdist controller (or in a plain run), which receives every worker's reports."""
 
     def __init__(self):
         self.seconds = {}
@@ -108,7 +103,7 @@ class Recorder(object):
         self.seconds[path] = self.seconds.get(path, 0.0) + float(getattr(report, "duration", 0.0) or 0.0)
 
     def pytest_sessionfinish(self, session):
-        if not self.seconds or hasattr(session.config, "workerinput"):
+        if not self.seconds:
             return
         merged = _read(MEASURED)
         merged.update(self.seconds)

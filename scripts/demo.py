@@ -15,7 +15,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support import REPO_ROOT  # noqa: E402
 from tests.support.localenv import LocalEnvironment, run_playbook  # noqa: E402
 
 
@@ -56,7 +55,7 @@ def main():
             missing = sorted(set(before["files"]) - set(after["files"]))
             changed = sorted(k for k in before["files"] if k in after["files"] and before["files"][k] != after["files"][k])
             problems.append("application files differ (missing %s, changed %s)" % (missing, changed))
-        reports = sorted((REPO_ROOT / "reports").glob("restore-*.json"))
+        reports = sorted((env.root / "reports").glob("restore-*.json"))  # dr_reports_dir of LocalEnvironment.vars
         report = json.loads(reports[-1].read_text()) if reports else {}
         if not report.get("verified"):
             problems.append("the restore report does not say verified: true")

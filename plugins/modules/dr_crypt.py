@@ -42,7 +42,9 @@ description:
     copy is downloaded into O(staging_dir), verified, re-keyed there and uploaded again. Artifacts (with their
     sidecars and manifests) go first, the set manifest last, replacing the objects under the old key; a run
     killed part-way is run again and finishes (an artifact already under O(new_key) is recognised by its
-    header). Until it ends without error, do not destroy the old key, since S3 copies may still need it.
+    header, even beside the sidecars of its old ciphertext when the run was killed between the two uploads: it
+    is then downloaded against its checksum metadata and kept only when every chunk authenticates under
+    O(new_key) and the plaintext matches its manifest's checksum). Until it ends without error, do not destroy the old key, since S3 copies may still need it.
   - Every output is written under a temporary name and renamed when complete.
   - Run through the collection's action plugin, a long run prints a progress line every C(dr_progress_interval)
     seconds, such as C(1.2 GiB of 3.4 GiB decrypted, 150 MiB/s, about 15 s left) after the task's name and host;
@@ -280,7 +282,7 @@ from ansible_collections.atlasia.dr.plugins.module_utils.s3 import (
     s3_argument_spec,
     s3_module_kwargs,
 )
-from ansible_collections.atlasia.dr.plugins.module_utils.s3_transfer import BackupTransfer, TransferError
+from ansible_collections.atlasia.dr.plugins.module_utils.s3_transfer import BackupTransfer, TransferError, sidecar_keys
 
 
 def _encrypted_path(src, dest_dir):
@@ -386,10 +388,14 @@ def _header_kid(path, *keys):
     return crypto.file_key_id(path, keys)
 
 
-def _authenticate(path, key):
-    """Decrypt ``path`` to nowhere: every chunk's tag checks under ``key``, or :class:`crypto.CryptoError`."""
+def _authenticate(path, key, expected_plain_sha256=None):
+    """Decrypt ``path`` to nowhere: every chunk's tag checks under ``key`` (or :class:`crypto.CryptoError`) and the
+    plaintext matches the checksum recorded at backup time when one is known (or :class:`RekeyError`)."""
+    plain = hashlib.sha256()
     with open(path, "rb") as source:
-        crypto.decrypt_stream(source, lambda block: None, key)
+        crypto.decrypt_stream(source, plain.update, key)
+    if expected_plain_sha256 and plain.hexdigest() != expected_plain_sha256:
+        raise RekeyError("%s decrypts to content that differs from the checksum recorded at backup time" % path)
 
 
 def _sidecars_match(path):
@@ -502,13 +508,13 @@ def rekey_artifact(name, dirs, key, new_key, chunk, dry_run=False):
     manifest = _load(manifests[0]) if manifests else None
     if dry_run:
         return (["would re-encrypt %s" % name] if not rekeyed else ["would finish %s" % name]), None, None
+    expected = (((manifest or {}).get("encryption") or {}).get("plaintext") or {}).get("sha256")
     if rekeyed:
         primary = rekeyed[0]
-        _authenticate(primary, new_key)  # written by an earlier, interrupted run: prove it before signing it
+        _authenticate(primary, new_key, expected)  # written by an earlier, interrupted run: prove it before signing it
         digests, size = checksum.file_digests(primary)
     else:
         primary = paths[0]
-        expected = (((manifest or {}).get("encryption") or {}).get("plaintext") or {}).get("sha256")
         digests, size = _reencrypt(primary, key, new_key, chunk, expected)
         done.append("re-encrypted %s" % primary)
     for path in paths:
@@ -626,7 +632,8 @@ def rekey_root(root, key, new_key, chunk, dry_run=False):
 # from a local copy complete under the new key, or else downloaded, re-keyed in a private staging folder and
 # uploaded again. Artifacts (sidecars and manifests with them) first, the set manifest last: a set whose manifest in
 # the bucket is signed with the new key is complete. A run killed in between leaves artifacts under the new key
-# beside the old set manifest; the next run downloads them too and rekey_set finishes them (recognised by header).
+# beside the old set manifest, and one of them maybe beside its old sidecars (killed between the two uploads); the
+# next run downloads them too (_stage_interrupted) and rekey_set finishes them (recognised by header, authenticated).
 
 
 class _Engine(object):
@@ -659,14 +666,56 @@ def _remote_manifest(engine, key):
     return manifest
 
 
-def _stage_remote_set(engine, key, data, staging):
+def _stage_interrupted(engine, key, staging, new_key, refused):
+    """Stage the artifact ``key`` whose sidecars in the bucket refused it, if an interrupted rekey explains that.
+
+    The engine uploads an artifact, then its sidecars, then its manifest: a rekey killed in between leaves the new
+    ciphertext (with its own checksum metadata) beside the old sidecars. Such an object is downloaded against its
+    metadata alone and kept only when the new key opens it, every chunk authenticates and the plaintext matches the
+    checksum its artifact manifest recorded at backup time; rekey_artifact then writes its sidecars and manifest.
+    Anything else (old key, third key, damaged) is refused with the download's own error, ``refused``.
+    """
+    name = key.rsplit("/", 1)[-1]
+    if not name.endswith(crypto.EXTENSION):
+        raise refused
+    engine("download", key=key, dest=staging + "/", with_sidecars=False, require_checksum=False).download()
+    path = os.path.join(staging, name)
+    manifest = None
+    manifest_key = sidecar_keys(key)["manifest"]
+    if manifest_key:
+        body = engine("download").get_small(manifest_key)
+        if body is not None:
+            atomic.write_text(os.path.join(staging, manifest_key.rsplit("/", 1)[-1]), body.decode("utf-8"), mode=0o644)
+            try:
+                manifest = json.loads(body.decode("utf-8"))
+            except ValueError as exc:
+                atomic.remove_path(path)
+                raise TransferError("%s; its manifest %s is unreadable: %s" % (refused, manifest_key, exc))
+    expected = ((((manifest if isinstance(manifest, dict) else {}).get("encryption") or {}).get("plaintext") or {})
+                .get("sha256"))
+    try:
+        if _header_kid(path, new_key) != _kid(new_key):
+            raise refused
+        _authenticate(path, new_key, expected)
+    except (crypto.CryptoError, RekeyError) as exc:
+        atomic.remove_path(path)
+        raise TransferError("%s; under the new key it does not authenticate either: %s" % (refused, exc))
+    except TransferError:
+        atomic.remove_path(path)
+        raise
+
+
+def _stage_remote_set(engine, key, data, staging, new_key):
     """Download every artifact of a set (with sidecars and manifests, each verified) and then its set manifest."""
     if os.path.lexists(staging):
         shutil.rmtree(staging)  # what a killed run left: downloaded again, never trusted
     os.makedirs(staging, 0o700)
     folder = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
     for entry in data["artifacts"]:
-        engine("download", key=folder + entry["name"], dest=staging + "/").download()
+        try:
+            engine("download", key=folder + entry["name"], dest=staging + "/").download()
+        except TransferError as exc:
+            _stage_interrupted(engine, folder + entry["name"], staging, new_key, exc)
     engine("download", key=key, dest=staging + "/").download()
     return os.path.join(staging, key.rsplit("/", 1)[-1])
 
@@ -709,7 +758,7 @@ def rekey_s3(module, client, local_sets, key, new_key, chunk):
                 if not os.path.isdir(staging_dir):
                     os.makedirs(staging_dir, 0o700)
                 staging = os.path.join(staging_dir, set_id)
-                manifest = _stage_remote_set(engine, manifest_key, data, staging)
+                manifest = _stage_remote_set(engine, manifest_key, data, staging, new_key)
                 staged = rekey_set(set_id, {"daily": manifest}, [staging], key, new_key, chunk)
                 if staged["problems"]:
                     raise RekeyError("; ".join(staged["problems"]))

@@ -368,3 +368,94 @@ def test_rekey_with_s3_brings_every_set_in_the_bucket_under_the_new_key(tmp_path
             dr_crypt.main()
     again = json.loads(capsys.readouterr().out)
     assert not again["changed"] and set(r["action"] for r in again["s3_sets"]) == {"unchanged"}, again
+
+
+def _put_ciphertext(client, bucket, key, ciphertext):
+    """Replace one object as the engine's upload does (checksum metadata with it), leaving its sidecars alone."""
+    client.put_object(Bucket=bucket, Key=key, Body=ciphertext, Metadata=dict(
+        sha256=hashlib.sha256(ciphertext).hexdigest(), md5=hashlib.md5(ciphertext).hexdigest()))
+
+
+def _encrypt(plaintext, key):
+    out = []
+    crypto.encrypt_stream(__import__("io").BytesIO(plaintext), out.append, key, CHUNK)
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("case", ["killed between the upload and its sidecars", "damaged under the old key",
+                                  "other content under the new key"])
+def test_rekey_with_s3_finishes_an_object_left_beside_its_old_sidecars_and_refuses_anything_else(
+        tmp_path, capsys, s3_server, case):
+    """A rekey killed after uploading an artifact's new ciphertext and before its sidecars leaves the object under
+    the new key beside sidecars of the old one (seen in the fault suite's simulated year: the next run refused the
+    set as corrupt, and the operator could not finish the rotation). The next run must recognise it (the new key
+    opens it, every chunk authenticates, the plaintext matches the checksum recorded at backup time) and finish
+    the set; an object that does not pass those checks stays refused and the bucket is not touched."""
+    bucket = "rekey-kill-%d" % random.randrange(10 ** 9)
+    client = s3_server.client()
+    client.create_bucket(Bucket=bucket)
+    daily = tmp_path / "elsewhere" / "daily"
+    daily.mkdir(parents=True)
+    plaintexts, artifacts = {}, []
+    for prefix, ext, component in (("backup", "sql.gz", "database"), ("vault", "snap", "vault")):
+        plain = random.Random(S3_ONLY + prefix).randbytes(3 * CHUNK + 17)
+        name = encrypted_artifact(daily, prefix, S3_ONLY, ext, plain, KEY)
+        plaintexts[name] = plain
+        artifacts.append(dict(name=name, component=component))
+    backupset.build(str(daily), S3_ONLY, artifacts, environment=ENVIRONMENT, auth_key=KEY, extra=dict(database="app"))
+    upload_set(s3_server, bucket, daily, S3_ONLY, capsys)
+    target = "sets/" + artifacts[0]["name"]
+    if case == "killed between the upload and its sidecars":
+        _put_ciphertext(client, bucket, target, _encrypt(plaintexts[artifacts[0]["name"]], NEW_KEY))
+    elif case == "damaged under the old key":
+        body = bytearray(client.get_object(Bucket=bucket, Key=target)["Body"].read())
+        body[-100] ^= 0x01
+        _put_ciphertext(client, bucket, target, bytes(body))
+    else:
+        _put_ciphertext(client, bucket, target, _encrypt(b"planted " + plaintexts[artifacts[0]["name"]], NEW_KEY))
+    before = dict((o["Key"], o["ETag"]) for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+
+    root = tmp_path / "backups"
+    for tier in backupset.TIERS:
+        (root / tier).mkdir(parents=True)
+    args = dict(state="rekeyed", root=str(root), key=KEY, new_key=NEW_KEY, s3=True, prefix="sets/",
+                staging_dir=str(tmp_path / "staging"), validate_certs=False, **s3_server.module_args(bucket))
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            dr_crypt.main()
+    result = json.loads(capsys.readouterr().out)
+    if case != "killed between the upload and its sidecars":
+        assert result.get("failed") and result["error_kind"] == "rekey", result
+        assert "is corrupt" in result["msg"] and artifacts[0]["name"] in result["msg"], result["msg"]
+        if case == "other content under the new key":
+            assert "differs from the checksum recorded at backup time" in result["msg"], result["msg"]
+        after = dict((o["Key"], o["ETag"]) for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+        assert after == before, "a refused set is not touched in the bucket"
+        staged = tmp_path / "staging" / S3_ONLY
+        assert not (staged / artifacts[0]["name"]).exists(), "a refused download leaves no file behind"
+        return
+    assert not result.get("failed"), result
+    assert [(r["set_id"], r["action"], r["source"]) for r in result["s3_sets"]] == [(S3_ONLY, "rekeyed", "s3")]
+
+    from ansible_collections.atlasia.dr.plugins.module_utils import setauth
+    from ansible_collections.atlasia.dr.plugins.modules import backup_locate
+
+    manifests = s3_manifests(s3_server, bucket)
+    assert len(manifests) == 1
+    key, data = next(iter(manifests.items()))
+    setauth.check(data, NEW_KEY)
+    for entry in artifacts:  # the sidecars in the bucket describe the objects again
+        body = client.get_object(Bucket=bucket, Key="sets/" + entry["name"])["Body"].read()
+        md5 = client.get_object(Bucket=bucket, Key="sets/" + entry["name"] + ".md5")["Body"].read().decode()
+        assert md5.split()[0] == hashlib.md5(body).hexdigest(), entry["name"]
+    params = dict(s3_server.module_args(bucket), backup="s3://%s/%s" % (bucket, key), validate_certs=False,
+                  staging_dir=str(tmp_path / "restore"), environment=ENVIRONMENT, database="app",
+                  encryption_key=NEW_KEY, encryption_required=True, s3=True, prefix="sets/")
+    with patch_module_args(params):
+        with pytest.raises(SystemExit):
+            backup_locate.main()
+    located = json.loads(capsys.readouterr().out)
+    assert not located.get("failed") and located["source"] == "s3", located
+    for artifact in located["artifacts"]:
+        with open(artifact["path"], "rb") as handle:
+            assert handle.read() == plaintexts[artifact["name"]], artifact["name"]

@@ -29,7 +29,8 @@ WHEELS="${ROOT}/.cache/wheels"
 # sudo and libwrap0 (needed by sshd): the SSH test host of tests/support/sshd.py, which unpacks openssh-server
 # itself (installing that package would start a system sshd). age: opening an encrypted set by hand, as
 # docs/backups.md shows (tests/integration/test_open_by_hand.py, tests/unit/plugins/module_utils/test_crypto.py).
-# restic: the deduplicating repository of file data (plugins/modules/dr_file_repo.py, tests/integration/test_file_repo.py).
+# restic: the deduplicating repository of file data, where the file sets go by default (dr_backup_files_store), so
+# every backup of the demo and of the playbook tests runs it (plugins/modules/dr_file_repo.py).
 APT_PACKAGES=(
   docker.io debootstrap zstd pigz shellcheck
   postgresql-15 postgresql-client-15 postgresql-15-postgis-3 pgbackrest rsync curl prometheus

@@ -19,6 +19,10 @@ description:
   - Components are read from the set manifests (C(set_<YYYYMMDD>_<HHMMSS>.json)); an artifact outside any set
     is classified by its name prefix (C(backup) is C(database), C(schema), C(globals), C(vault) and C(config)
     are themselves, safety backups C(prerestore)/C(prerollback) are ignored, any other prefix is C(files)).
+  - File data kept in the file repository (C(dr_backup_files_store=repository)) is in no archive: the snapshots a
+    set manifest records (C(file_snapshots)) count as C(files) backups of the set's time, in C(local) for the
+    local repository and in C(s3) for the S3 one (as read from the manifests in S3, so among the newest
+    O(manifest_scan) sets there).
   - Reports the last restore test recorded in the set manifests by the C(verify) role (C(verified.at),
     C(verified.result)), and the free space of the filesystem holding O(root).
   - Lists problems (an expected component missing or older than O(max_age_seconds), less than
@@ -283,6 +287,37 @@ def components_from_manifests(manifests):
     return known
 
 
+def snapshots_of(manifests, location):
+    """The file-repository snapshots the set manifests record for ``location`` (``local``: the local repository;
+    ``s3``: an ``s3:`` one), as ``(artifacts, known)`` in the shapes :func:`newest_per_component` takes: each is a
+    ``files`` backup timed by its set."""
+    artifacts, known = {}, {}
+    for set_id, data in manifests.items():
+        try:
+            moment = naming.parse_timestamp(set_id)
+        except ValueError:
+            continue
+        for entry in data.get("file_snapshots") or []:
+            if not isinstance(entry, dict) or not entry.get("snapshot_id"):
+                continue
+            if str(entry.get("repository") or "").startswith("s3:") != (location == "s3"):
+                continue
+            component = entry.get("name") or "files"
+            name = "%s snapshot %s of set %s" % (component, str(entry["snapshot_id"])[:8], set_id)
+            artifacts[name] = dict(name=name, prefix=component, timestamp=moment, size=entry.get("bytes"))
+            known[name] = (entry.get("component") or "files", set_id)
+    return artifacts, known
+
+
+def with_snapshots(artifacts, known, manifests, location):
+    """``artifacts`` and ``known`` with the file-repository snapshots of ``location`` added."""
+    snapshots, snapshot_known = snapshots_of(manifests, location)
+    merged, merged_known = dict(artifacts), dict(known)
+    merged.update(snapshots)
+    merged_known.update(snapshot_known)
+    return merged, merged_known
+
+
 def newest_per_component(artifacts, known, now):
     """``{component: summary of its newest artifact}`` (with ``count``) for one location."""
     found = {}
@@ -467,7 +502,8 @@ def main():
             p["paths"] or [])
         artifacts, manifests = scan_local(directories)
         locations.append("local")
-        per_location["local"] = newest_per_component(artifacts, components_from_manifests(manifests), now)
+        per_location["local"] = newest_per_component(
+            *with_snapshots(artifacts, components_from_manifests(manifests), manifests, "local"), now=now)
         sets["local"] = set_summary(manifests, now)
         all_manifests.update(manifests)
 
@@ -476,7 +512,8 @@ def main():
         scanner = S3Scanner(module, client)
         try:
             artifacts, manifests, manifest_ids = scanner.scan()
-            found = newest_per_component(artifacts, components_from_manifests(manifests), now)
+            found = newest_per_component(
+                *with_snapshots(artifacts, components_from_manifests(manifests), manifests, "s3"), now=now)
             for summary in found.values():
                 if summary.get("directory"):
                     summary["size"] = scanner.directory_size(summary["key"])

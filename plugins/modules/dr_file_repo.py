@@ -51,8 +51,9 @@ attributes:
     support: full
     details:
       - O(state=backup) runs C(restic backup --dry-run) (the files and bytes a real run would add) when the
-        repository exists (restic takes and releases its shared lock), else reports that it would be created; no
-        data, index or snapshot is written.
+        repository exists, else reports that it would be created; no data, index, snapshot or lock is written
+        (O(state=backup), O(state=restore), O(state=forget) and O(state=snapshots) run restic with C(--no-lock) in
+        check mode).
       - O(state=restore) lists the files the snapshot would restore; O(dest) is not touched.
       - O(state=forget) reports the snapshots it would forget; O(state=prune) runs C(restic prune --dry-run).
       - O(state=check) and O(state=snapshots) only read, and run as usual.
@@ -455,6 +456,11 @@ def snapshot_facts(snap):
                 set=restic.tag_value(snap, restic.TAG_SET), component=restic.tag_value(snap, restic.TAG_COMPONENT))
 
 
+#: the states whose check mode only reads (snapshots, ls, backup --dry-run): run without restic's shared lock, so
+#: that a check-mode run leaves the repository as it found it
+NO_LOCK_IN_CHECK_MODE = ("backup", "restore", "forget", "snapshots")
+
+
 def open_repository(module, s3=None):
     """The :class:`restic.Restic` of the module's options (``s3`` overrides O(s3))."""
     p = module.params
@@ -465,6 +471,8 @@ def open_repository(module, s3=None):
     else:
         location = restic.repository_location(path=p["repository"])
         env, options = {}, []
+    if module.check_mode and p["state"] in NO_LOCK_IN_CHECK_MODE:
+        options = options + ["--no-lock"]  # reads only: not even a lock file is written into the repository
     binary = module.get_bin_path("restic", required=True)
     return restic.Restic(module.run_command, binary, location, restic.repository_password(p["key"]), env=env,
                          options=options, cache_dir=p["cache_dir"])

@@ -17,8 +17,8 @@ description:
     set); the Vault token (Vault answers, unsealed, raft storage, the token may read snapshots); the S3 bucket and
     credentials (the bucket answers, keys under O(s3_prefix) can be listed, and a probe object can be written
     with the server-side encryption the backups use, then deleted); the encryption key (given where required,
-    and the key the newest set was made with, checked against that set's authentication code); free space and
-    write access of folders.
+    by the encryption or by the file repository, and the key the newest set was made with, checked against that
+    set's authentication code); free space and write access of folders.
   - Reads only, apart from the S3 probe object (not written in check mode).
 author:
   - atlasia DevOps team (@atlasia-devops)
@@ -62,6 +62,12 @@ options:
     type: str
   encryption_required:
     description: The environment encrypts its backups, so a key must be given.
+    type: bool
+    default: false
+  file_repository:
+    description:
+      - The file data goes to the environment's restic repository (C(dr_backup_files_store=repository) with file
+        sets), whose password is derived from the key, so a key must be given. Give C(restic) in O(tools) too.
     type: bool
     default: false
   root:
@@ -344,6 +350,12 @@ def check_key(module, checks):
         if module.params["encryption_required"]:
             checks.add("key", "dr_encryption_key", False, "no key given although this environment encrypts its backups",
                        "set dr_encryption_key (in the environment's ansible-vault file)")
+        elif module.params["file_repository"]:
+            checks.add("key", "dr_encryption_key", False,
+                       "no key given although the file sets go to the restic repository, whose password is derived "
+                       "from it (dr_backup_files_store=repository, the default)",
+                       "set dr_encryption_key (in the environment's ansible-vault file), or dr_backup_files_store: "
+                       "archive to keep the file data as tarballs in every set")
         return
     kid = crypto.key_id(key).hex()
     manifests = backupset.discover([os.path.join(root, tier) for tier in backupset.TIERS]) if root else []
@@ -398,6 +410,7 @@ def main():
             s3_write_probe=dict(type="bool", default=True),
             encryption_key=dict(type="str", no_log=True),
             encryption_required=dict(type="bool", default=False),
+            file_repository=dict(type="bool", default=False),
             root=dict(type="path"),
             paths=dict(type="list", elements="dict", default=[], options=dict(
                 path=dict(type="path", required=True), min_free_bytes=dict(type="int", default=0),

@@ -4,8 +4,8 @@ is recovered, and the next run uploads whatever the killed run did not.
 Each kill is a SIGKILL of the whole run (ansible-playbook, its workers, the module, pg_dump and the
 compressor), as a crash, a reboot or the OOM killer would do it. The kill moment is chosen by watching
 ``/proc`` for the process of the stage (``pg_dump``, the compressor ``pigz``/``gzip``, the
-``s3_backup_transfer`` module of the first or second upload, the ``dr_archive`` module) and waiting a random delay
-(seeded: ``FAULTS_SEED``) while it runs. ``FAULTS_KILLS`` adds more kills at random points.
+``s3_backup_transfer`` module of the first or second upload, the ``dr_archive`` and ``dr_file_repo`` modules) and
+waiting a random delay (seeded: ``FAULTS_SEED``) while it runs. ``FAULTS_KILLS`` adds more kills at random points.
 """
 
 from __future__ import annotations
@@ -26,20 +26,24 @@ POINTS = {
     "compressor": (fl.program_matcher("pigz", "gzip"), (1, 1), (0.0, 0.3)),
     # one call uploads every artifact of a set, a second one its manifest
     "upload": (fl.module_matcher("s3_backup_transfer"), (1, 2), (0.0, 1.0)),
-    # after the database dump: complete artifacts of a run that never makes a set
-    "archive": (fl.module_matcher("dr_archive"), (1, 3), (0.0, 0.5)),
+    # after the database dump: complete artifacts of a run that never makes a set (the configuration archive; the
+    # file sets go to the file repository, dr_backup_files_store's default)
+    "archive": (fl.module_matcher("dr_archive"), (1, 1), (0.0, 0.5)),
+    # restic killed while it writes a file set's snapshot, locally or in S3: a snapshot no set names, a stale lock
+    "file repository": (fl.module_matcher("dr_file_repo"), (1, 4), (0.0, 0.5)),
     "vault snapshot": (fl.module_matcher("vault_snapshot"), (1, 1), (0.0, 0.5)),
     "set manifest": (fl.module_matcher("backup_set"), (1, 2), (0.0, 0.4)),
 }
-REQUIRED = ["pg_dump", "compressor", "upload", "archive"]
+REQUIRED = ["pg_dump", "compressor", "upload", "file repository", "archive"]
 
 
 def kill_plan(rng):
-    """The required points (the first three in a seeded order, the archive last: by then older sets exist that
-    the leftovers of a run killed after its dump could push out), then FAULTS_KILLS - 4 more at random."""
-    order = REQUIRED[:3]
+    """The required points (all but the last in a seeded order, the archive last: by then older sets exist that
+    the leftovers of a run killed after its dump could push out), then FAULTS_KILLS - len(REQUIRED) more at
+    random."""
+    order = REQUIRED[:-1]
     rng.shuffle(order)
-    order.append(REQUIRED[3])
+    order.append(REQUIRED[-1])
     extra = max(0, int(os.environ.get("FAULTS_KILLS", len(REQUIRED))) - len(REQUIRED))
     order += [rng.choice(sorted(POINTS)) for dummy in range(min(extra, 10))]  # bounded
     plan = []

@@ -22,9 +22,11 @@ from tests.support.localenv import BUCKET, running
 pytestmark = pytest.mark.integration
 
 ENCRYPTION_KEY = "check-mode-test-passphrase"
-# the names a real run of the local environment gives its artifacts, encrypted
+# the names a real run of the local environment gives its artifacts, encrypted; its file sets (uploads, logs) go to
+# the file repository (dr_backup_files_store, by default repository), local and in S3, not into the set
 ARTIFACTS = [r"backup_{ts}\.sql\.gz\.enc", r"globals_{ts}\.sql\.enc", r"schema_{ts}\.sql\.enc", r"vault_{ts}\.snap\.enc",
-             r"config_{ts}\.tar\.gz\.enc", r"uploads_{ts}\.tar\.gz\.enc", r"logs_{ts}\.tar\.gz\.enc"]
+             r"config_{ts}\.tar\.gz\.enc"]
+FILE_SETS = ["uploads", "logs"]
 
 
 def playbook(name, vars_file, *args):
@@ -118,6 +120,13 @@ def assert_summary(stdout, env):
     for pattern in ARTIFACTS:
         name = pattern.format(ts=stamp)
         assert re.search(re.escape(str(directory)) + "/" + name, summary), name
+    written = summary[:summary.index("would_snapshot_files:")]
+    assert not re.search(r"(uploads|logs)_%s" % stamp, written), written  # no tarball of the file sets
+    # the output callback folds long lines: compare on the words
+    snapshots = " ".join(summary[summary.index("would_snapshot_files:"):summary.index("would_upload_to:")].split())
+    for name in FILE_SETS:
+        assert "%s into %s" % (name, env.root / "backups" / "files-repository") in snapshots, snapshots
+        assert re.search(r"%s into s3:\S+/%s/" % (name, BUCKET), snapshots), snapshots
     assert "would_upload_to: s3://%s/" % BUCKET in stdout
     assert re.search(r"would_upload_sets:\s*\n\s*- '%s'" % stamp, stdout)
     assert "would_delete_locally:" in stdout and "would_delete_in_s3:" in stdout

@@ -53,7 +53,13 @@ def test_backup_writes_a_complete_set(local_env, first_backup):
     assert len(names) == 1
     data = json.loads((root / "daily" / names[0]).read_text())
     components = sorted(a["component"] for a in data["artifacts"])
-    assert components == ["config", "database", "files", "files", "globals", "schema", "vault"]
+    assert components == ["config", "database", "globals", "schema", "vault"]
+    # the file sets (uploads, logs) are snapshots in the file repository, locally and in S3 (dr_backup_files_store,
+    # by default repository), which the set manifest names
+    snapshots = data["file_snapshots"]
+    assert sorted((s["name"], s["repository"].startswith("s3:")) for s in snapshots) == [
+        ("logs", False), ("logs", True), ("uploads", False), ("uploads", True)], snapshots
+    assert all(s["snapshot_id"] and s["files"] >= 1 for s in snapshots), snapshots
     stamp = data["set_id"]
     for artifact in data["artifacts"]:
         assert stamp in artifact["name"]

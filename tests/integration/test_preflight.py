@@ -9,6 +9,8 @@ fix; a key that is not the newest set's is named before any work starts. Nothing
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.support import TMP_ROOT
@@ -156,10 +158,42 @@ def test_a_wrong_key_stops_the_backup_before_the_dump(env):
 def test_a_failed_encrypting_backup_leaves_no_plaintext(env):
     # without the preflight the missing key is found only after the dump; the plaintext dump must not stay
     root = env.root / "backup-noplain"
+    # the file sets as tarballs: with the file repository (the default) the empty key stops the run before the dump
     proc, out = backup(env, "backup-noplain", dr_backup_root=str(root), dr_s3_enabled=False, dr_preflight=False,
-                       dr_encryption_enabled=True, dr_encryption_key="")
+                       dr_encryption_enabled=True, dr_encryption_key="", dr_backup_files_store="archive")
     assert proc.returncode != 0, out[-3000:]
     assert "Preflight, everything the backup needs" not in out or "skipping" in out
     assert "dr_encryption_key is empty" in out, out[-3000:]
     assert "Remove the plaintext artifacts of the failed run" in out
     assert [name for name in files_under(root) if name.startswith("daily/")] == []
+
+
+def test_file_sets_without_a_key_stop_the_backup_before_any_work(env):
+    """The file sets go to the restic repository by default, whose password is derived from the key: without a key
+    (and without encryption) the preflight names the key and restic, and without the preflight the run stops before
+    the lock and the dump, saying to set the key or dr_backup_files_store: archive."""
+    root = env.root / "backup-nokey"
+    proc, out = backup(env, "backup-nokey-preflight", dr_backup_root=str(root), dr_s3_enabled=False,
+                       dr_encryption_enabled=False, dr_encryption_key="")
+    assert proc.returncode != 0, out[-3000:]
+    failure = out[out.index("checks are not ready"):]
+    assert "key dr_encryption_key" in failure and "dr_backup_files_store: archive" in failure, failure[-3000:]
+    assert "| tool | restic |" in out  # checked where the file sets go to the repository
+    assert "Dump the database" not in out
+    assert files_under(root) == []
+
+    proc, out = backup(env, "backup-nokey", dr_backup_root=str(root), dr_s3_enabled=False, dr_preflight=False,
+                       dr_encryption_enabled=False, dr_encryption_key="")
+    assert proc.returncode != 0, out[-3000:]
+    assert "Check that the file repository has its key" in out
+    assert "dr_encryption_key is empty" in out and "dr_backup_files_store: archive" in out, out[-3000:]
+    assert "Take the backup lock" not in out and "Dump the database" not in out
+    assert files_under(root) == []
+
+    # with the file data as tarballs, no key is needed and restic is not checked
+    proc, out = backup(env, "backup-nokey-archive", dr_backup_root=str(root), dr_s3_enabled=False,
+                       dr_encryption_enabled=False, dr_encryption_key="", dr_backup_files_store="archive",
+                       dr_preflight_min_free_bytes=1024)
+    assert proc.returncode == 0, out[-3000:]
+    assert "| tool | restic |" not in out
+    assert [name for name in files_under(root) if re.match(r"daily/uploads_\d{8}_\d{6}\.tar\.gz$", name)]

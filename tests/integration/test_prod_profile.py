@@ -150,7 +150,13 @@ def test_backups_on_several_days_are_encrypted_uploaded_and_recorded(world):
         manifest = world.manifest(stamp)
         assert manifest["set_id"] == stamp
         components = sorted(a["component"] for a in manifest["artifacts"])
-        assert components == ["config", "database", "files", "files", "files", "globals", "schema", "vault"]
+        assert components == ["config", "database", "globals", "schema", "vault"]
+        # the file sets (uploads, plugins, logs) are snapshots in the file repository, locally and in S3
+        # (dr_backup_files_store, by default repository), which the set manifest names
+        snapshots = manifest["file_snapshots"]
+        assert sorted((s["name"], s["repository"].startswith("s3:")) for s in snapshots) == [
+            (name, in_s3) for name in ("logs", "plugins", "uploads") for in_s3 in (False, True)], snapshots
+        assert all(s["snapshot_id"] and s["store"] == "repository" for s in snapshots), snapshots
         daily = world.backup_root / "daily"
         for artifact in manifest["artifacts"]:
             assert artifact["name"].endswith(".enc"), artifact

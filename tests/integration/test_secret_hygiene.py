@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.support import REPO_ROOT, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
-from tests.support.localenv import LocalEnvironment
+from tests.support.localenv import ENCRYPTION_KEY, LocalEnvironment
 
 pytestmark = pytest.mark.integration
 
@@ -71,8 +71,9 @@ def run(name, vars_file, *args):
 
 
 def test_no_secret_in_output_files_or_process_arguments(env):
+    # the environment's key travels in every run where file sets go to the file repository (the default)
     secrets = {"db password": DB_PASSWORD, "s3 secret key": S3_SECRET, "vault token": env.bao.token,
-               "vault unseal key": env.bao.unseal_key}
+               "vault unseal key": env.bao.unseal_key, "encryption key": ENCRYPTION_KEY}
     vars_file = env.write_vars(dr_reports_dir=str(env.root / "reports"))
     sampler = ArgvSampler()
     sampler.start()

@@ -31,6 +31,9 @@ DB_NAME = "aiteam"
 BUCKET = "atlasia-backups"
 SECRET_PATH = "aiteam/database"
 SECRET_VALUE = {"username": "aiteam_prod_user", "password": "original-secret-value"}
+# The environment's key (dr_encryption_key): the file sets go to the restic repository by default
+# (dr_backup_files_store), whose password is derived from it. A test overrides it, or empties it to see the refusal.
+ENCRYPTION_KEY = "local-environment-key-0d5c2b"
 
 
 @contextlib.contextmanager
@@ -47,9 +50,9 @@ def running(name, **options):
 
 class LocalEnvironment(object):
     def __init__(self, root=None, with_vault=True, with_s3=True, db_password=None, s3_secret_key=None,
-                 s3_auth=False):
-        """``s3_auth``: an S3 server that checks credentials (restic signs its uploads in chunks, which the
-        plain server refuses)."""
+                 s3_auth=True):
+        """``s3_auth``: an S3 server that checks credentials, as a real one does (restic, which keeps the file sets
+        in the S3 file repository by default, signs its uploads in chunks, which the plain server refuses)."""
         self.root = Path(root or (TMP_ROOT / "demo"))
         self.s3_auth = s3_auth
         self.db_password = db_password
@@ -146,6 +149,7 @@ class LocalEnvironment(object):
             dr_vault_enabled=self.bao is not None,
             dr_s3_enabled=self.s3 is not None,
             dr_metrics_textfile=str(self.root / "metrics" / "atlasia_dr.prom"),
+            dr_encryption_key=ENCRYPTION_KEY,
         )
         if self.bao is not None:
             data.update(dr_vault_url=self.bao.addr, dr_vault_token=self.bao.token)

@@ -33,7 +33,7 @@ import os
 import sys
 
 from tests.support.process import pid_alive, pid_cmdline
-from tests.support.seaweedfs import SeaweedS3Server, write_state
+from tests.support.seaweedfs import SeaweedS3Server, identities_option, write_state
 
 ARCHIVE_SETTINGS = {
     "archive_mode": "on",
@@ -111,6 +111,14 @@ class TLSSeaweedS3Server(SeaweedS3Server):
             aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
             config=Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
                           retries={"max_attempts": 2, "mode": "standard"}, s3={"addressing_style": "path"}))
+
+
+class AuthenticatingTLSSeaweedS3Server(TLSSeaweedS3Server):
+    """The HTTPS server checking credentials, as a real one does (restic's chunk-signed uploads need it: the file
+    sets of the prod profile go to its S3 file repository)."""
+
+    def command(self):
+        return super(AuthenticatingTLSSeaweedS3Server, self).command() + [identities_option(self)]
 
 
 def _cli(argv=None):

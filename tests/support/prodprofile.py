@@ -47,7 +47,7 @@ import yaml
 
 from tests.support import REPO_ROOT, SAMPLE_SCHEMA, TMP_ROOT, VENV_BIN, VENV_PYTHON, venv_env
 from tests.support.openbao import OpenBaoServer, terminate_pid
-from tests.support.pgbackrest import TLSSeaweedS3Server, make_tls_cert
+from tests.support.pgbackrest import AuthenticatingTLSSeaweedS3Server, make_tls_cert
 from tests.support.process import free_port
 from tests.support.sshd import SshServer
 
@@ -164,7 +164,9 @@ class ProdWorld:
             self.bao = OpenBaoServer(directory=str(self.workdir / "openbao"))
             self.bao.setup()
             self.s3_cert, s3_key = make_tls_cert(str(self.workdir / "s3-tls"))
-            self.s3 = TLSSeaweedS3Server(self.s3_cert, s3_key, directory=str(self.workdir / "s3")).start(
+            # checking credentials, as a real server does: the profile's file sets go to the S3 file repository, and
+            # restic's chunk-signed uploads are refused by a server that does not
+            self.s3 = AuthenticatingTLSSeaweedS3Server(self.s3_cert, s3_key, directory=str(self.workdir / "s3")).start(
                 bucket=PROFILE["dr_s3_bucket"])
             self._write_app_files()
             self._start_compose()

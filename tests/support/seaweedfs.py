@@ -257,6 +257,8 @@ def _cli(argv=None):
     start.add_argument("--bucket", help="bucket to create")
     start.add_argument("--dir", help="data directory (default: a new temporary directory)")
     start.add_argument("--timeout", type=float, default=60.0)
+    start.add_argument("--auth", action="store_true",
+                       help="check credentials, as a real server does (restic's chunk-signed uploads need it)")
     stop = sub.add_parser("stop", help="stop the server recorded in the state file and remove its data")
     stop.add_argument("--state", required=True)
     args = parser.parse_args(argv)
@@ -267,7 +269,7 @@ def _cli(argv=None):
                 old = json.load(handle)
             if old.get("pid") and pid_alive(old["pid"]) and "weed" in pid_cmdline(old["pid"]):
                 parser.error("%s records a running server (pid %s): stop it first" % (args.state, old["pid"]))
-        server = SeaweedS3Server(directory=args.dir)
+        server = (AuthenticatingS3Server if args.auth else SeaweedS3Server)(directory=args.dir)
         server.start(bucket=args.bucket, timeout=args.timeout, detach=True)
         state = server.state()
         state["bucket"] = args.bucket
@@ -288,23 +290,30 @@ def _cli(argv=None):
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(_cli())
+def identities_option(server):
+    """Write ``server``'s one identity (its access and secret key) into its folder and return the ``-s3.config``
+    option that makes it check credentials, as a real S3 server does."""
+    config = os.path.join(server.dir, "s3-identities.json")
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"identities": [{
+            "name": "atlasia-dr",
+            "credentials": [{"accessKey": server.access_key, "secretKey": server.secret_key}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}, handle)
+    return "-s3.config=%s" % config
 
 
 class AuthenticatingS3Server(SeaweedS3Server):
     """A :class:`SeaweedS3Server` that checks credentials (``-s3.config`` with one identity).
 
     The plain test server accepts any key; this one answers ``SignatureDoesNotMatch`` to a wrong secret key,
-    so the "wrong S3 credentials" cases are real.
+    so the "wrong S3 credentials" cases are real. restic needs it: it signs its uploads in chunks, which the plain
+    server refuses.
     """
 
     def command(self):
-        config = os.path.join(self.dir, "s3-identities.json")
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"identities": [{
-                "name": "atlasia-dr",
-                "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-                "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}, handle)
-        return super().command() + ["-s3.config=%s" % config]
+        return super().command() + [identities_option(self)]
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())

@@ -207,3 +207,46 @@ def test_component_of(prefix, component):
 ])
 def test_human(seconds, text):
     assert backup_age.human(seconds) == text
+
+
+def add_file_snapshots(root, set_id, tier="daily"):
+    """Record in the set's manifest the snapshots of uploads and logs, in the local and the S3 file repository
+    (a set of dr_backup_files_store=repository: no file archive in the set)."""
+    path = root / tier / ("set_%s.json" % set_id)
+    data = json.loads(path.read_text())
+    data["file_snapshots"] = [
+        dict(name=name, component="files", store="repository", repository=repository,
+             snapshot_id=("%s%s" % (name, set_id)).encode().hex()[:64], paths=["/srv/" + name], files=3, bytes=size)
+        for name, size in (("uploads", 4096), ("logs", 512))
+        for repository in (str(root / "files-repository"), "s3:http://127.0.0.1:8333/atlasia-backups/files-repository")]
+    path.write_text(json.dumps(data))
+
+
+def test_file_snapshots_of_a_set_are_its_files_backups(tmp_path, capsys):
+    make_set(tmp_path, 50, components=("database", "files"))
+    newest = make_set(tmp_path, 2, components=("database",))
+    add_file_snapshots(tmp_path, newest)
+    result = run_main(dict(root=str(tmp_path), components=["database", "files"], min_free_percent=0), capsys)
+    assert result["ok"] is True, result["problems"]
+    files = result["components"]["files"]["local"]
+    assert files["set_id"] == newest and files["age_seconds"] == 2 * 3600
+    assert files["name"].startswith("uploads snapshot ") and files["name"].endswith(" of set %s" % newest)
+    assert files["size"] == 4096
+    assert files["count"] == 3  # the older set's archive, and the newest set's two local snapshots
+
+
+def test_snapshots_are_counted_where_their_repository_is():
+    set_id = stamp(1)
+    manifests = {set_id: dict(artifacts=[], file_snapshots=[
+        dict(name="uploads", component="files", repository="/var/backups/atlasia/files-repository",
+             snapshot_id="a" * 64, bytes=10),
+        dict(name="uploads", component="files", repository="s3:https://s3.example.org/b/files-repository",
+             snapshot_id="b" * 64, bytes=10),
+        dict(name="broken", component="files", repository="/x"),  # no snapshot id: not a backup
+        "not a dict"]), "not-a-set-id": dict(file_snapshots=[dict(name="x", snapshot_id="c" * 64)])}
+    local, known = backup_age.snapshots_of(manifests, "local")
+    assert list(local) == ["uploads snapshot aaaaaaaa of set %s" % set_id]
+    assert known["uploads snapshot aaaaaaaa of set %s" % set_id] == ("files", set_id)
+    s3, _known = backup_age.snapshots_of(manifests, "s3")
+    assert list(s3) == ["uploads snapshot bbbbbbbb of set %s" % set_id]
+    assert backup_age.snapshots_of({}, "s3") == ({}, {})

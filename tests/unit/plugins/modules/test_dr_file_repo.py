@@ -215,6 +215,25 @@ def test_check_mode_backup_writes_nothing(cli, uploads, capsys, tmp_path):
     assert result["created"] and cli.names() == ["snapshots"]  # in S3, restic says whether the repository exists
 
 
+
+def test_check_mode_reads_without_restic_s_lock(cli, uploads, capsys, tmp_path):
+    # a lock file written and removed is still a write into the repository: check mode runs with --no-lock
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "config").write_bytes(b"c")
+    cli.add("20261201_020000")
+    for args in (dict(backup_args(uploads, max_age_days=7), repository=str(folder)),  # snapshots, backup --dry-run
+                 dict(backup_args(uploads), s3=True, bucket="b"),
+                 {"state": "forget", "timestamp": "20261201_020000"}):
+        cli.calls = []
+        result = run(args, capsys, check_mode=True)
+        assert not result.get("failed"), result
+        assert cli.calls and all(c["argv"].index("--no-lock") < c["argv"].index(c["command"]) for c in cli.calls)
+    cli.calls = []
+    result = run(dict(backup_args(uploads), s3=True, bucket="b"), capsys)  # a real run locks as restic does
+    assert not result.get("failed") and cli.calls and not any("--no-lock" in c["argv"] for c in cli.calls)
+
+
 def test_backup_with_an_age_filter_passes_the_selected_files(cli, uploads, capsys, tmp_path):
     seen = {}
     original = cli.run_command

@@ -100,3 +100,26 @@ def test_a_required_key_that_is_missing(capsys, tmp_path):
     assert not result["checks"][0]["ready"] and "set dr_encryption_key" in result["checks"][0]["fix"]
     result = run(capsys, encryption_key="k-123", encryption_required=True, root=str(tmp_path))
     assert result["checks"][0]["ready"] and "no authenticated set yet" in result["checks"][0]["detail"]
+
+
+def test_a_file_repository_without_key_names_the_key_and_the_archive_choice(capsys, tmp_path):
+    result = run(capsys, file_repository=True, root=str(tmp_path))
+    (row,) = result["checks"]
+    assert (row["check"], row["target"], row["ready"]) == ("key", "dr_encryption_key", False)
+    assert "restic repository" in row["detail"]
+    assert "set dr_encryption_key" in row["fix"] and "dr_backup_files_store: archive" in row["fix"]
+    # one key row, whichever needs the key: the encryption's (unchanged) when the environment encrypts too
+    result = run(capsys, file_repository=True, encryption_required=True, root=str(tmp_path))
+    assert [r["fix"] for r in result["checks"]] == ["set dr_encryption_key (in the environment's ansible-vault file)"]
+    result = run(capsys, file_repository=True, encryption_key="k-123", root=str(tmp_path))
+    assert result["ready"] and "no authenticated set yet" in result["checks"][0]["detail"]
+    # neither the encryption nor the file repository needs a key: no row
+    assert run(capsys, root=str(tmp_path))["checks"] == []
+
+
+def test_restic_missing_is_named_with_its_package(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = run(capsys, tools=["restic"])
+    (row,) = result["checks"]
+    assert (row["check"], row["target"], row["ready"]) == ("tool", "restic", False)
+    assert row["fix"].startswith("apt-get install restic on ")

@@ -19,7 +19,7 @@ description:
   - Components are read from the set manifests (C(set_<YYYYMMDD>_<HHMMSS>.json)); an artifact outside any set
     is classified by its name prefix (C(backup) is C(database), C(schema), C(globals), C(vault) and C(config)
     are themselves, safety backups C(prerestore)/C(prerollback) are ignored, any other prefix is C(files)).
-  - File data kept in the file repository (C(dr_backup_files_store=repository)) is in no archive: the snapshots a
+  - File data kept in the file repository (C(dr_backup_files_store=repository)) is in no archive; the snapshots a
     set manifest records (C(file_snapshots)) count as C(files) backups of the set's time, in C(local) for the
     local repository and in C(s3) for the S3 one (as read from the manifests in S3, so among the newest
     O(manifest_scan) sets there).

@@ -42,7 +42,7 @@ description:
     copy is downloaded into O(staging_dir), verified, re-keyed there and uploaded again. Artifacts (with their
     sidecars and manifests) go first, the set manifest last, replacing the objects under the old key; a run
     killed part-way is run again and finishes (an artifact already under O(new_key) is recognised by its
-    header, even beside the sidecars of its old ciphertext when the run was killed between the two uploads: it
+    header, even beside the sidecars of its old ciphertext when the run was killed between the two uploads; it
     is then downloaded against its checksum metadata and kept only when every chunk authenticates under
     O(new_key) and the plaintext matches its manifest's checksum). Until it ends without error, do not destroy the old key, since S3 copies may still need it.
   - Every output is written under a temporary name and renamed when complete.

@@ -215,7 +215,6 @@ def test_check_mode_backup_writes_nothing(cli, uploads, capsys, tmp_path):
     assert result["created"] and cli.names() == ["snapshots"]  # in S3, restic says whether the repository exists
 
 
-
 def test_check_mode_reads_without_restic_s_lock(cli, uploads, capsys, tmp_path):
     # a lock file written and removed is still a write into the repository: check mode runs with --no-lock
     folder = tmp_path / "files"

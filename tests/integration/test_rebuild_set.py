@@ -95,6 +95,7 @@ REBUILD_DRIVER = """\
         dr_restore_config: false
         dr_restore_files: true
         dr_restore_vault: false
+        dr_restore_stop_services: false
 
     - name: Write the rebuild report
       ansible.builtin.include_role:

@@ -9,6 +9,9 @@ The figures behind docs/physical.md and the defaults of the pgbackrest role (com
 - physical: ``pgbackrest backup --type=full`` with zst 3 / lz4 1 / gz 6 and process-max 1 / 2, then
   ``pgbackrest restore`` into a new data directory + start + end of recovery (time to a running server), with
   process-max 1 and 2;
+- ours beside pgBackRest by hand, round by round in the same run: the collection's ``atlasia.dr.pgbackrest`` module
+  through ``ansible`` (what the roles run) with the roles' defaults (zst 3, process-max 2) for the full backup and
+  for the restore (same start and end of recovery), against the same pgBackRest command typed by hand;
 - archive latency: ``pg_switch_wal()`` until pg_stat_archiver shows the segment archived (archive-push time,
   what the RPO adds to archive_timeout).
 
@@ -36,7 +39,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support import TMP_ROOT  # noqa: E402
+from tests.support import TMP_ROOT, VENV_BIN, VENV_PYTHON  # noqa: E402
+from tests.support.ansible_run import ansible_env  # noqa: E402
 from tests.support.pgbackrest import ARCHIVE_SETTINGS  # noqa: E402
 from tests.support.postgres import PG_BINDIR, PostgresServer, _reachable_by_others, free_port  # noqa: E402
 
@@ -83,6 +87,24 @@ class Bench(object):
     def pgbackrest(self, *args):
         return self.run(self.as_owner(["pgbackrest", "--config=%s" % self.config, "--stanza=%s" % STANZA] +
                                       list(args)))
+
+    def module(self, args):
+        """Run atlasia.dr.pgbackrest through ``ansible`` (as the roles do); ``(seconds, result)``."""
+        argv = [VENV_BIN / "ansible", "localhost", "-i", "localhost,", "-c", "local", "-m", "atlasia.dr.pgbackrest",
+                "-a", json.dumps(dict(args, stanza=STANZA, config=str(self.config), os_user=self.os_user)),
+                "-e", json.dumps({"ansible_python_interpreter": str(VENV_PYTHON)})]
+        started = time.monotonic()
+        proc = subprocess.run([str(a) for a in argv], cwd=str(REPO), capture_output=True, text=True,
+                              env=ansible_env(json_output=True), check=False)
+        seconds = time.monotonic() - started
+        try:
+            result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise RuntimeError("pgbackrest module gave no result (exit %d): %s" % (
+                proc.returncode, (proc.stderr or proc.stdout)[-2000:]))
+        if proc.returncode != 0 or result.get("failed"):
+            raise RuntimeError("pgbackrest module failed: %s" % result.get("msg"))
+        return seconds, result
 
     def case(self, key, label, seconds, **extra):
         median = statistics.median(seconds)
@@ -176,7 +198,30 @@ class Bench(object):
             self.case("physical.restore.%s.p%d" % (kind, procs),
                       "pgbackrest restore + start + recovery, %s, process-max %d" % (kind, procs), times)
 
-    def restore(self, label, procs):
+    def ours(self):
+        """The module through Ansible against the same command by hand, alternated round by round."""
+        hand, ours, inner, sizes = [], [], [], []
+        for dummy in range(self.args.rounds):
+            hand.append(self.pgbackrest("backup", "--type=full", "--process-max=2")[0])
+            seconds, result = self.module(dict(command="backup", backup_type="full", process_max=2))
+            ours.append(seconds)
+            inner.append(result["command_seconds"])
+            sizes.append((result.get("backup") or {}).get("repo_size"))
+        self.case("physical.backup.hand", "by hand: pgbackrest backup full (zst 3, process-max 2)", hand)
+        self.case("physical.backup.ours", "ours: atlasia.dr.pgbackrest backup full through ansible", ours,
+                  bytes=sizes[-1], command_seconds=round(statistics.median(inner), 2))
+        label = self.newest_label()["label"]
+        hand, ours, inner = [], [], []
+        for dummy in range(self.args.rounds):
+            hand.append(self.restore(label, 2))
+            seconds, result = self.restore(label, 2, module=True)
+            ours.append(seconds)
+            inner.append(result["command_seconds"])
+        self.case("physical.restore.hand", "by hand: pgbackrest restore + start + recovery (process-max 2)", hand)
+        self.case("physical.restore.ours", "ours: atlasia.dr.pgbackrest restore through ansible + start + recovery",
+                  ours, command_seconds=round(statistics.median(inner), 2))
+
+    def restore(self, label, procs, module=False):
         target = self.root / "restore" / "data"
         socket = self.root / "restore" / "sock"
         for path in (target, socket):
@@ -185,8 +230,13 @@ class Bench(object):
         self.run(self.as_owner(["mkdir", "-m", "0700", target, socket]))
         port = free_port()
         started = time.monotonic()
-        self.pgbackrest("restore", "--pg1-path=%s" % target, "--set=%s" % label, "--type=immediate",
-                        "--target-action=promote", "--archive-mode=off", "--process-max=%d" % procs)
+        result = None
+        if module:
+            result = self.module(dict(command="restore", pg_path=str(target), set=label, target="immediate",
+                                      target_action="promote", archive_mode="off", process_max=procs))[1]
+        else:
+            self.pgbackrest("restore", "--pg1-path=%s" % target, "--set=%s" % label, "--type=immediate",
+                            "--target-action=promote", "--archive-mode=off", "--process-max=%d" % procs)
         self.run(self.as_owner([PG_BINDIR / "pg_ctl", "-D", target, "-l", self.root / "restore" / "pg.log", "-w",
                                 "-t", "600", "-o", "-p %d -c listen_addresses='' -c unix_socket_directories=%s" % (
                                     port, socket), "start"]))
@@ -198,7 +248,7 @@ class Bench(object):
             time.sleep(0.1)
         seconds = time.monotonic() - started
         self.run(self.as_owner([PG_BINDIR / "pg_ctl", "-D", target, "-m", "immediate", "-w", "stop"]))
-        return seconds
+        return (seconds, result) if module else seconds
 
     # -- archive latency -----------------------------------------------------------------------------------
     def archive_latency(self):
@@ -228,6 +278,9 @@ class Bench(object):
 
         ratios = self.results["restore_ratio_vs_gunzip_psql"] = ratios_to("logical.restore", "physical.restore")
         backup_ratios = self.results["backup_ratio_vs_pg_dump_gzip"] = ratios_to("logical.backup", "physical.backup")
+        ours = self.results["ours_vs_by_hand"] = dict(
+            (kind, round(cases["physical.%s.ours" % kind]["seconds"] / cases["physical.%s.hand" % kind]["seconds"], 3))
+            for kind in ("backup", "restore") if "physical.%s.ours" % kind in cases and "physical.%s.hand" % kind in cases)
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d_%H%M%S")
         out = Path(self.args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -243,6 +296,15 @@ class Bench(object):
             size = "%.0f" % (case["bytes"] / 1e6) if case.get("bytes") else ""
             lines.append("| %s | %.2f | %s | %s |" % (case["label"].replace("|", "\\|"), case["seconds"], size,
                                                       ratios.get(case["key"], backup_ratios.get(case["key"], ""))))
+        if ours:
+            lines += ["", "Ours (the module through Ansible) against the same pgBackRest command by hand, same run: %s." % (
+                ", ".join("%s %.2fx" % (kind, ratio) for kind, ratio in sorted(ours.items()))),
+                "Ours took longer by: %s (Ansible's start, the module, its `info` reads around pgBackRest's command, "
+                "and the command's own run-to-run difference; the command alone, inside the module: %s)." % (
+                    "; ".join("%s %.2f s" % (kind, cases["physical.%s.ours" % kind]["seconds"]
+                                             - cases["physical.%s.hand" % kind]["seconds"]) for kind in sorted(ours)),
+                    "; ".join("%s %.2f s" % (kind, cases["physical.%s.ours" % kind]["command_seconds"])
+                              for kind in sorted(ours)))]
         (out / ("bench-physical-%s.md" % stamp)).write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
 
@@ -272,6 +334,7 @@ def main(argv=None):
         bench.build()
         bench.logical()
         bench.physical()
+        bench.ours()
         bench.archive_latency()
         bench.report()
     finally:

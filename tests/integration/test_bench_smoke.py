@@ -89,7 +89,22 @@ def test_bench_adds_the_physical_paths(bench):
     assert len(bench["physical"]) == 1, bench["proc"].stdout[-3000:]
     data = json.loads(bench["physical"][0].read_text())
     assert data, "empty physical bench report"
-    assert (bench["physical"][0].with_suffix(".md")).read_text().strip()
+    markdown = (bench["physical"][0].with_suffix(".md")).read_text()
+    assert markdown.strip()
+    # ours (the pgbackrest module through ansible) beside the same pgBackRest command by hand, in the same run
+    cases = dict((case["key"], case) for case in data["cases"])
+    for key in ("physical.backup.hand", "physical.backup.ours", "physical.restore.hand", "physical.restore.ours"):
+        assert cases.get(key, {}).get("seconds", 0) > 0, (key, sorted(cases))
+    for kind in ("backup", "restore"):
+        assert 0 < cases["physical.%s.ours" % kind]["command_seconds"] <= cases["physical.%s.ours" % kind]["seconds"]
+        assert data["ours_vs_by_hand"][kind] > 0
+    assert "Ours (the module through Ansible) against the same pgBackRest command by hand" in markdown
+
+
+def test_smoke_leaves_the_rebuild_group_out(bench):
+    """The rebuild group runs the Molecule scenario (Docker, minutes): a smoke run names it nowhere."""
+    assert "rebuild" not in bench["data"]["params"]["groups"]
+    assert "rebuild.rto" not in bench["data"]["cases"]
 
 
 def test_bench_cleans_up_its_scratch_folder_and_servers(bench):

@@ -112,18 +112,27 @@ def planned_set(stdout):
     return Path(found.group(1)), found.group(2)
 
 
+def summary_entry(stdout, key):
+    """The text of one key of the check-mode summary, up to the next key at the same indentation (the output
+    callback prints the keys sorted, and folds long lines)."""
+    found = re.search(r"\n( +)%s:" % key, stdout)
+    assert found, "the check-mode summary has no %s:\n%s" % (key, stdout[-4000:])
+    rest = stdout[found.start() + 1:]
+    following = re.search(r"\n%s[a-z_]+:" % found.group(1), rest)
+    return rest[:following.start()] if following else rest
+
+
 def assert_summary(stdout, env):
     directory, stamp = planned_set(stdout)
     assert directory == env.root / "backups" / "daily"
     assert not (directory / ("set_%s.json" % stamp)).exists()
-    summary = stdout[stdout.index("would_write:"):]
+    written = summary_entry(stdout, "would_write")
     for pattern in ARTIFACTS:
         name = pattern.format(ts=stamp)
-        assert re.search(re.escape(str(directory)) + "/" + name, summary), name
-    written = summary[:summary.index("would_snapshot_files:")]
+        assert re.search(re.escape(str(directory)) + "/" + name, written), name
     assert not re.search(r"(uploads|logs)_%s" % stamp, written), written  # no tarball of the file sets
     # the output callback folds long lines: compare on the words
-    snapshots = " ".join(summary[summary.index("would_snapshot_files:"):summary.index("would_upload_to:")].split())
+    snapshots = " ".join(summary_entry(stdout, "would_snapshot_files").split())
     for name in FILE_SETS:
         assert "%s into %s" % (name, env.root / "backups" / "files-repository") in snapshots, snapshots
         assert re.search(r"%s into s3:\S+/%s/" % (name, BUCKET), snapshots), snapshots

@@ -174,11 +174,18 @@ def test_restore_from_explicit_s3_url_and_local_dump(local_env, first_backup):
     assert result.returncode == 0, result.stdout[-6000:]
     assert table_digests(local_env.pg, DB_NAME) == before
 
-    # a single dump given by path (the plan's `dr-restore.sh prod /path/to/backup.sql.gz`)
+    # a single dump given by path (the plan's `dr-restore.sh prod /path/to/backup.sql.gz`): a plaintext dump carries
+    # no MAC, so where the environment has a key (the local profile's, for its file repository) it is refused before
+    # anything is touched, unless the operator says to restore it anyway
     staging = local_env.root / "backups" / "restore-staging" / set_key.rsplit("/", 1)[-1][len("set_"):-len(".json")]
     dump = sorted(staging.glob("backup_*.sql.gz"))[-1]
-    local_env.pg.psql('DROP DATABASE "%s" WITH (FORCE)' % DB_NAME)
     result = playbook("restore.yml", first_backup["vars_file"], "-e", "backup=%s" % dump)
+    assert result.returncode != 0, result.stdout[-6000:]
+    assert "allow_unauthenticated_set=yes" in " ".join(result.stdout.split()), result.stdout[-6000:]
+    assert table_digests(local_env.pg, DB_NAME) == before
+    local_env.pg.psql('DROP DATABASE "%s" WITH (FORCE)' % DB_NAME)
+    result = playbook("restore.yml", first_backup["vars_file"], "-e", "backup=%s" % dump,
+                      "-e", "allow_unauthenticated_set=yes")
     assert result.returncode == 0, result.stdout[-6000:]
     assert table_digests(local_env.pg, DB_NAME) == before
 

@@ -10,6 +10,7 @@ A rekey SIGKILLed at random points (a bounded loop) and run again must end in th
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import random
@@ -300,6 +301,39 @@ def upload_set(server, bucket, directory, set_id, capsys):
         assert not result.get("failed"), result
 
 
+def s3_only_set(directory, size):
+    """The set S3_ONLY (a database dump and a Vault snapshot, encrypted and signed with KEY) in ``directory``;
+    ``(artifacts, {name: plaintext})``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    artifacts, plaintexts = [], {}
+    for prefix, ext, component in (("backup", "sql.gz", "database"), ("vault", "snap", "vault")):
+        plain = random.Random(S3_ONLY + prefix).randbytes(size)
+        name = encrypted_artifact(directory, prefix, S3_ONLY, ext, plain, KEY)
+        plaintexts[name] = plain
+        artifacts.append(dict(name=name, component=component))
+    backupset.build(str(directory), S3_ONLY, artifacts, environment=ENVIRONMENT, auth_key=KEY,
+                    extra=dict(database="app"))
+    return artifacts, plaintexts
+
+
+def assert_locates_from_s3_under_new_key(server, bucket, key, staging, plaintexts, capsys):
+    """backup_locate takes the set ``key`` from S3 strictly under NEW_KEY alone, each artifact decrypting to its
+    original bytes."""
+    from ansible_collections.atlasia.dr.plugins.modules import backup_locate
+
+    params = dict(server.module_args(bucket), backup="s3://%s/%s" % (bucket, key), validate_certs=False,
+                  staging_dir=str(staging), environment=ENVIRONMENT, database="app", encryption_key=NEW_KEY,
+                  encryption_required=True, s3=True, prefix="sets/")
+    with patch_module_args(params):
+        with pytest.raises(SystemExit):
+            backup_locate.main()
+    located = json.loads(capsys.readouterr().out)
+    assert not located.get("failed") and located["source"] == "s3", located
+    for artifact in located["artifacts"]:
+        with open(artifact["path"], "rb") as handle:
+            assert handle.read() == plaintexts[artifact["name"]], (key, artifact["name"])
+
+
 def s3_manifests(server, bucket):
     client = server.client()
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="sets/").get("Contents", [])]
@@ -319,15 +353,7 @@ def test_rekey_with_s3_brings_every_set_in_the_bucket_under_the_new_key(tmp_path
     for set_id, tiers in SETS.items():
         upload_set(s3_server, bucket, root / tiers[0], set_id, capsys)
     elsewhere = tmp_path / "elsewhere"
-    (elsewhere / "daily").mkdir(parents=True)
-    artifacts = []
-    for prefix, ext, component in (("backup", "sql.gz", "database"), ("vault", "snap", "vault")):
-        plain = random.Random(S3_ONLY + prefix).randbytes(4096)
-        name = encrypted_artifact(elsewhere / "daily", prefix, S3_ONLY, ext, plain, KEY)
-        plaintexts[name] = plain
-        artifacts.append(dict(name=name, component=component))
-    backupset.build(str(elsewhere / "daily"), S3_ONLY, artifacts, environment=ENVIRONMENT, auth_key=KEY,
-                    extra=dict(database="app"))
+    plaintexts.update(s3_only_set(elsewhere / "daily", 4096)[1])
     upload_set(s3_server, bucket, elsewhere / "daily", S3_ONLY, capsys)
 
     args = dict(state="rekeyed", root=str(root), key=KEY, new_key=NEW_KEY, s3=True, prefix="sets/",
@@ -344,23 +370,13 @@ def test_rekey_with_s3_brings_every_set_in_the_bucket_under_the_new_key(tmp_path
 
     # the old key is destroyed: every set in the bucket is authentic, complete and decrypts under the new key alone
     from ansible_collections.atlasia.dr.plugins.module_utils import setauth
-    from ansible_collections.atlasia.dr.plugins.modules import backup_locate
 
     manifests = s3_manifests(s3_server, bucket)
     assert sorted(m["set_id"] for m in manifests.values()) == sorted(list(SETS) + [S3_ONLY])
     for key, data in sorted(manifests.items()):
         setauth.check(data, NEW_KEY)
-        params = dict(s3_server.module_args(bucket), backup="s3://%s/%s" % (bucket, key), validate_certs=False,
-                      staging_dir=str(tmp_path / "restore" / data["set_id"]), environment=ENVIRONMENT,
-                      database="app", encryption_key=NEW_KEY, encryption_required=True, s3=True, prefix="sets/")
-        with patch_module_args(params):
-            with pytest.raises(SystemExit):
-                backup_locate.main()
-        located = json.loads(capsys.readouterr().out)
-        assert not located.get("failed") and located["source"] == "s3", located
-        for artifact in located["artifacts"]:
-            with open(artifact["path"], "rb") as handle:
-                assert handle.read() == plaintexts[artifact["name"]], (key, artifact["name"])
+        assert_locates_from_s3_under_new_key(s3_server, bucket, key, tmp_path / "restore" / data["set_id"],
+                                             plaintexts, capsys)
 
     # run again: every set in the bucket is complete under the new key, nothing is sent
     with patch_module_args(args):
@@ -378,7 +394,7 @@ def _put_ciphertext(client, bucket, key, ciphertext):
 
 def _encrypt(plaintext, key):
     out = []
-    crypto.encrypt_stream(__import__("io").BytesIO(plaintext), out.append, key, CHUNK)
+    crypto.encrypt_stream(io.BytesIO(plaintext), out.append, key, CHUNK)
     return b"".join(out)
 
 
@@ -395,14 +411,7 @@ def test_rekey_with_s3_finishes_an_object_left_beside_its_old_sidecars_and_refus
     client = s3_server.client()
     client.create_bucket(Bucket=bucket)
     daily = tmp_path / "elsewhere" / "daily"
-    daily.mkdir(parents=True)
-    plaintexts, artifacts = {}, []
-    for prefix, ext, component in (("backup", "sql.gz", "database"), ("vault", "snap", "vault")):
-        plain = random.Random(S3_ONLY + prefix).randbytes(3 * CHUNK + 17)
-        name = encrypted_artifact(daily, prefix, S3_ONLY, ext, plain, KEY)
-        plaintexts[name] = plain
-        artifacts.append(dict(name=name, component=component))
-    backupset.build(str(daily), S3_ONLY, artifacts, environment=ENVIRONMENT, auth_key=KEY, extra=dict(database="app"))
+    artifacts, plaintexts = s3_only_set(daily, 3 * CHUNK + 17)
     upload_set(s3_server, bucket, daily, S3_ONLY, capsys)
     target = "sets/" + artifacts[0]["name"]
     if case == "killed between the upload and its sidecars":
@@ -438,7 +447,6 @@ def test_rekey_with_s3_finishes_an_object_left_beside_its_old_sidecars_and_refus
     assert [(r["set_id"], r["action"], r["source"]) for r in result["s3_sets"]] == [(S3_ONLY, "rekeyed", "s3")]
 
     from ansible_collections.atlasia.dr.plugins.module_utils import setauth
-    from ansible_collections.atlasia.dr.plugins.modules import backup_locate
 
     manifests = s3_manifests(s3_server, bucket)
     assert len(manifests) == 1
@@ -448,14 +456,4 @@ def test_rekey_with_s3_finishes_an_object_left_beside_its_old_sidecars_and_refus
         body = client.get_object(Bucket=bucket, Key="sets/" + entry["name"])["Body"].read()
         md5 = client.get_object(Bucket=bucket, Key="sets/" + entry["name"] + ".md5")["Body"].read().decode()
         assert md5.split()[0] == hashlib.md5(body).hexdigest(), entry["name"]
-    params = dict(s3_server.module_args(bucket), backup="s3://%s/%s" % (bucket, key), validate_certs=False,
-                  staging_dir=str(tmp_path / "restore"), environment=ENVIRONMENT, database="app",
-                  encryption_key=NEW_KEY, encryption_required=True, s3=True, prefix="sets/")
-    with patch_module_args(params):
-        with pytest.raises(SystemExit):
-            backup_locate.main()
-    located = json.loads(capsys.readouterr().out)
-    assert not located.get("failed") and located["source"] == "s3", located
-    for artifact in located["artifacts"]:
-        with open(artifact["path"], "rb") as handle:
-            assert handle.read() == plaintexts[artifact["name"]], artifact["name"]
+    assert_locates_from_s3_under_new_key(s3_server, bucket, key, tmp_path / "restore", plaintexts, capsys)

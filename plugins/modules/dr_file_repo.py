@@ -215,6 +215,13 @@ options:
   cache_dir:
     description: restic's cache directory (default C(~/.cache/restic) of the user running the task).
     type: path
+  repository_size:
+    description:
+      - Also report the size of a repository in S3 (RV(total_bytes)), which costs one more restic run
+        (C(restic stats --mode raw-data) opens the repository again and loads its index).
+      - The size of a local repository is read from its folder without a restic run and is always reported.
+    type: bool
+    default: false
 notes:
   - The S3 options O(timeout) and O(max_attempts) are not used (restic has its own retries); O(region),
     O(addressing_style), O(validate_certs), O(ca_bundle), O(profile) and the credentials are.
@@ -327,8 +334,9 @@ bytes_added:
   sample: 3145728
 total_bytes:
   description:
-    - Bytes the repository stores after the operation (C(restic stats --mode raw-data)); after O(state=backup) into
-      a local repository, the size of its pack files on disk, read without opening the repository again.
+    - Bytes the repository stores after the operation. Of a local repository, the size of its pack files on disk,
+      read without opening the repository again; of a repository in S3, C(restic stats --mode raw-data), only with
+      O(repository_size=true) (null otherwise).
   returned: O(state=backup), O(state=forget), O(state=prune), O(state=snapshots) when not in check mode
   type: int
   sample: 302014464
@@ -521,6 +529,10 @@ def do_backup(module, repo, result):
         # restic itself takes the latest snapshot of the same host and paths (the component's) as the parent, and a
         # local repository exists when its config file does: the backup is the only run that opens the repository
         parents, exists = [], os.path.isfile(os.path.join(repo.local_dir(), "config"))
+    elif not filtered and not module.check_mode:
+        # In S3 the same: the backup is tried at once (restic finds the parent itself) and a missing repository is
+        # told by its refusal, so a nightly snapshot into an existing repository is one restic run
+        parents, exists = [], None
     else:
         try:  # the parent (the latest snapshot of the component), and whether the repository exists, in one run
             parents = repo.snapshots(tags=[restic.TAG_COMPONENT + p["component"]])
@@ -529,6 +541,10 @@ def do_backup(module, repo, result):
             if exc.kind != "missing":
                 raise
             parents, exists = [], False
+    if exists is None:
+        summary = _backup_or_create(repo, p, tags, _roots(selection), result)
+        _backup_result(module, repo, result, summary, None, p)
+        return
     result["created"] = not exists
     if not exists and not p["init"]:
         raise restic.ResticError(restic.classify("Is there a repository at the following location?",
@@ -556,6 +572,27 @@ def do_backup(module, repo, result):
     finally:
         if list_file:
             os.unlink(list_file)
+    _backup_result(module, repo, result, summary, parent, p)
+
+
+def _backup_or_create(repo, p, tags, roots, result):
+    """The backup into a repository not known to exist: tried first; when restic says there is no repository there,
+    created (O(init)) and the backup made again. Any other failure raises as it is."""
+    try:
+        summary = repo.backup(paths=roots, tags=tags, host=p["host"])
+        result["created"] = False
+        return summary
+    except restic.ResticError as exc:
+        if exc.kind != "missing":
+            raise
+        if not p["init"]:
+            raise
+    repo.init()
+    result["created"] = True
+    return repo.backup(paths=roots, tags=tags, host=p["host"])
+
+
+def _backup_result(module, repo, result, summary, parent, p):
     snapshot_id = "" if module.check_mode else summary.get("snapshot_id") or ""
     result.update(
         changed=True, snapshot_id=snapshot_id, short_id=snapshot_id[:8], parent=parent,
@@ -566,7 +603,7 @@ def do_backup(module, repo, result):
         module.warn("some files could not be read and are not in snapshot %s: %s"
                     % (snapshot_id[:8], (summary.get("stderr") or "").strip()[-1000:]))
     if not module.check_mode:
-        result["total_bytes"] = repo.stored_bytes()
+        result["total_bytes"] = repository_size(module, repo)
     result["manifest_entry"] = dict(
         name=p["component"], component="files", store="repository", repository=repo.location,
         snapshot_id=snapshot_id, paths=p["paths"], files=result["files"], bytes=result["bytes"],
@@ -748,6 +785,14 @@ def kept_set_ids(entries):
     return ids
 
 
+def repository_size(module, repo):
+    """The repository's size in bytes: a local one's from its folder (no restic run); one in S3 only when the task
+    asks for it (O(repository_size): one more run, its key derivation and index load), else None."""
+    if repo.local_dir() or module.params["repository_size"]:
+        return repo.stored_bytes()
+    return None
+
+
 def do_forget(module, repo, result):
     p = module.params
     wanted = list(p["snapshots"] or [])
@@ -776,7 +821,7 @@ def do_forget(module, repo, result):
     repo.forget(ids)
     if p["prune"]:
         repo.prune()
-    result["total_bytes"] = repo.stats()
+    result["total_bytes"] = repository_size(module, repo)
 
 
 def do_prune(module, repo, result):
@@ -784,7 +829,7 @@ def do_prune(module, repo, result):
         dummy, out, err = repo.run("prune", ["--dry-run"], json_output=False)
     else:
         dummy, out, err = repo.run("prune", json_output=False)
-        result["total_bytes"] = repo.stats()
+        result["total_bytes"] = repository_size(module, repo)
     result.update(changed=not module.check_mode, output=(out or "") + (err or ""))
 
 
@@ -911,7 +956,7 @@ def do_snapshots(module, repo, result):
     if p["component"]:
         tags.append(restic.TAG_COMPONENT + p["component"])
     result.update(changed=False, snapshots=[snapshot_facts(s) for s in repo.snapshots(tags=tags)])
-    result["total_bytes"] = repo.stats()
+    result["total_bytes"] = repository_size(module, repo)
 
 
 ACTIONS = dict(backup=do_backup, restore=do_restore, forget=do_forget, prune=do_prune, check=do_check,
@@ -948,6 +993,7 @@ def main():
         read_data_subset=dict(type="str", default="5%"),
         sample_files=dict(type="int", default=0),
         cache_dir=dict(type="path"),
+        repository_size=dict(type="bool", default=False),
     )
     module = DRModule(
         argument_spec=spec,

@@ -171,12 +171,39 @@ def test_a_local_backup_opens_the_repository_once(cli, uploads, capsys, tmp_path
     assert cli.names() == ["backup", "snapshots"] and result["snapshot_id"] == cli.snaps[-1]["id"]
 
 
-@pytest.mark.parametrize("extra", [dict(s3=True, bucket="b", prefix="env/files"), dict(max_age_days=7)],
-                         ids=["s3", "age-filter"])
-def test_backup_takes_the_latest_snapshot_of_the_component_as_parent(cli, uploads, capsys, extra):
+def test_a_backup_into_s3_is_the_backup_run_and_the_full_id_lookup(cli, uploads, capsys):
+    """In S3 restic picks the parent too and the backup itself tells a missing repository: a night into an existing
+    repository is the backup and the lookup of the new snapshot's full id; the size only when asked."""
+    cli.add("20261201_020000")
+    s3 = dict(s3=True, bucket="b", prefix="env/files")
+    result = run(dict(backup_args(uploads), **s3), capsys)
+    assert not result.get("failed"), result
+    assert cli.names() == ["backup", "snapshots"] and "--parent" not in cli.calls[0]["argv"]
+    assert result["snapshot_id"] == cli.snaps[-1]["id"] and not result["created"]
+    assert result["total_bytes"] is None and result["manifest_entry"]["total_bytes"] is None
+    cli.calls = []
+    result = run(dict(backup_args(uploads), timestamp="20261203_020000", repository_size=True, **s3), capsys)
+    assert cli.names() == ["backup", "snapshots", "stats"] and result["total_bytes"] == 3000
+
+
+def test_a_backup_into_a_missing_s3_repository_creates_it_only_with_init(cli, uploads, capsys):
+    s3 = dict(s3=True, bucket="b", prefix="env/files")
+    cli.exists = False
+    result = run(dict(backup_args(uploads), init=False, **s3), capsys)
+    assert result["failed"] and result["error_kind"] == "missing" and cli.names() == ["backup"]
+    assert not cli.snaps
+    cli.calls = []
+    result = run(dict(backup_args(uploads), **s3), capsys)
+    assert not result.get("failed"), result
+    assert cli.names() == ["backup", "init", "backup", "snapshots"] and result["created"]
+    assert result["snapshot_id"] == cli.snaps[-1]["id"] and len(cli.snaps) == 1
+
+
+def test_a_filtered_backup_takes_the_latest_snapshot_of_the_component_as_parent(cli, uploads, capsys):
+    """With an age filter restic backs a list of files up, whose paths change: the parent is named."""
     cli.add("20261130_020000", component="logs")
     older = cli.add("20261201_020000")
-    result = run(dict(backup_args(uploads), **extra), capsys)
+    result = run(dict(backup_args(uploads), max_age_days=7), capsys)
     assert result["parent"] == older
     argv = [c for c in cli.calls if c["command"] == "backup"][0]["argv"]
     assert argv[argv.index("--parent") + 1] == older

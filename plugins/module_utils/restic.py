@@ -20,19 +20,42 @@ runs it.
 
 restic 0.14 (Debian 12) is the oldest version this is written for: its exit status is 1 for every fatal
 error, so the kind is read from the message on stderr.
+
+Light keys (:func:`make_key_file`, :meth:`Restic.lighten`): ``restic init`` and ``restic key add`` wrap the master key
+with scrypt parameters calibrated to cost about half a second of CPU, and restic pays it on every run. That cost
+protects a password a person chose; this password is an HMAC-SHA256 output (256 bits of the environment's secret),
+which no work factor makes stronger. So the key this password opens is rewritten once with scrypt N=2^14, r=8, p=1
+(:data:`LIGHT_KDF`, a few milliseconds), in the key-file format of restic's design document (scrypt derives 64
+bytes: AES-256-CTR key, then the Poly1305-AES key ``k`` and ``r``; ``data`` is IV, ciphertext and MAC), and
+restic itself must open the repository with it before the calibrated key is removed with ``restic key remove``.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
+import getpass
 import hashlib
 import hmac
 import json
 import os
 import re
+import socket
 import subprocess
+
+try:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.poly1305 import Poly1305
+    HAS_CRYPTOGRAPHY = True
+except ImportError:  # pragma: no cover - depends on the host
+    HAS_CRYPTOGRAPHY = False
 
 PASSWORD_LABEL = b"atlasia.dr restic repository password v1"
 """Fixed label of the derivation: changing it changes every repository's password."""
+
+LIGHT_KDF = {"N": 2 ** 14, "r": 8, "p": 1}
+"""scrypt parameters of the keys :meth:`Restic.lighten` writes (see the module's docstring for why)."""
 
 TAG_SET = "set="
 TAG_COMPONENT = "component="
@@ -135,6 +158,129 @@ def s3_settings(params):
     elif params.get("ca_bundle"):
         options += ["--cacert", params["ca_bundle"]]
     return env, options
+
+
+# --- key files (restic's design document, "Keys, Encryption and MAC") -------------------------------------------
+def _derive(password, doc):
+    return hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(doc["salt"]), n=int(doc["N"]),
+                          r=int(doc["r"]), p=int(doc["p"]), maxmem=2 ** 31 - 1, dklen=64)
+
+
+def _mac_key(derived, iv):
+    """Poly1305's one-time key of restic's Poly1305-AES: ``r``, then AES-128 of the IV under ``k``."""
+    encryptor = Cipher(algorithms.AES(derived[32:48]), modes.ECB()).encryptor()  # nosec - one block, the nonce
+    return derived[48:64] + encryptor.update(iv) + encryptor.finalize()
+
+
+def key_is_light(doc):
+    """True when a key file's KDF costs no more than :data:`LIGHT_KDF`."""
+    try:
+        return doc.get("kdf") == "scrypt" and int(doc["N"]) * int(doc["r"]) * int(doc["p"]) <= (
+            LIGHT_KDF["N"] * LIGHT_KDF["r"] * LIGHT_KDF["p"])
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def open_key_file(doc, password):
+    """The master key (restic's JSON, bytes) a key file wraps, or None when ``password`` does not open it."""
+    if doc.get("kdf") != "scrypt":
+        return None
+    try:
+        derived = _derive(password, doc)
+        data = base64.b64decode(doc["data"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    iv, ciphertext, tag = data[:16], data[16:-16], data[-16:]
+    if len(iv) != 16 or len(tag) != 16:
+        return None
+    try:
+        Poly1305.verify_tag(_mac_key(derived, iv), ciphertext, tag)
+    except InvalidSignature:
+        return None
+    decryptor = Cipher(algorithms.AES(derived[:32]), modes.CTR(iv)).decryptor()
+    return decryptor.update(ciphertext) + decryptor.finalize()
+
+
+def make_key_file(password, master_key, kdf=None, username=None, hostname=None):
+    """``(id, content)`` of a new key file that ``password`` opens, wrapping ``master_key`` (restic's JSON)."""
+    kdf = dict(kdf or LIGHT_KDF)
+    doc = {"created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+           "username": username or getpass.getuser(), "hostname": hostname or socket.gethostname(),
+           "kdf": "scrypt", "N": kdf["N"], "r": kdf["r"], "p": kdf["p"],
+           "salt": base64.b64encode(os.urandom(64)).decode("ascii")}
+    derived = _derive(password, doc)
+    iv = os.urandom(16)
+    encryptor = Cipher(algorithms.AES(derived[:32]), modes.CTR(iv)).encryptor()
+    ciphertext = encryptor.update(master_key) + encryptor.finalize()
+    tag = Poly1305.generate_tag(_mac_key(derived, iv), ciphertext)
+    doc["data"] = base64.b64encode(iv + ciphertext + tag).decode("ascii")
+    content = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(content).hexdigest(), content
+
+
+class LocalKeys(object):
+    """The key files of a local repository (``<repository>/keys/<id>``)."""
+
+    def __init__(self, folder):
+        self.folder = os.path.join(folder, "keys")
+
+    def list(self):
+        names = sorted(os.listdir(self.folder)) if os.path.isdir(self.folder) else []
+        return [name for name in names if re.match(r"^[0-9a-f]{64}$", name)]
+
+    def read(self, key_id):
+        with open(os.path.join(self.folder, key_id), "rb") as handle:
+            return handle.read()
+
+    def write(self, key_id, content):
+        """Written under a name restic never reads (in the repository's root), synced, then renamed."""
+        temp = os.path.join(os.path.dirname(self.folder), ".dr-key-%s.tmp" % key_id[:16])
+        handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(handle, content)
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        os.chmod(temp, 0o400)
+        os.rename(temp, os.path.join(self.folder, key_id))
+        folder = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+    def delete(self, key_id):
+        path = os.path.join(self.folder, key_id)
+        if os.path.exists(path):
+            os.chmod(path, 0o600)
+            os.unlink(path)
+
+
+class S3Keys(object):
+    """The key files of a repository in S3 (``<prefix>/keys/<id>``), through a boto3 client."""
+
+    def __init__(self, client, bucket, prefix):
+        self.client = client
+        self.bucket = bucket
+        self.prefix = ((prefix or "").strip("/") + "/keys/").lstrip("/")
+
+    def list(self):
+        found = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for item in page.get("Contents") or []:
+                name = item["Key"][len(self.prefix):]
+                if re.match(r"^[0-9a-f]{64}$", name):
+                    found.append(name)
+        return sorted(found)
+
+    def read(self, key_id):
+        return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key_id)["Body"].read()
+
+    def write(self, key_id, content):
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key_id, Body=content)
+
+    def delete(self, key_id):
+        self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key_id)
 
 
 def subprocess_runner(argv, environ_update=None, cwd=None, check_rc=False, data=None):  # pylint: disable=unused-argument
@@ -265,6 +411,63 @@ class Restic(object):
 
     def remove_key(self, key_id):
         self.run("key", ["remove", key_id], json_output=False)
+
+    def lighten(self, store):
+        """Rewrite the key this password opens with :data:`LIGHT_KDF`; a list of what was done (empty when
+        nothing was to do: then no restic run and no key derivation but the light ones' are made).
+
+        ``store`` lists, reads, writes and deletes the repository's key files (:class:`LocalKeys`,
+        :class:`S3Keys`). The light key is written next to the calibrated one, restic must open the repository
+        with it (``key list`` with it as the hint names it current), and only then is the calibrated one removed
+        by ``restic key remove``; a light key restic does not take is deleted again and the repository keeps its
+        keys. Keys other passwords open are left alone. Resumable: a light key of this password written by an
+        interrupted run is used as it is."""
+        if not HAS_CRYPTOGRAPHY:
+            raise ResticError("lightening the repository key needs the Python library cryptography "
+                              "(Debian python3-cryptography) on this host", kind="request")
+        password = self.env["RESTIC_PASSWORD"]
+        docs = {}
+        for key_id in store.list():
+            try:
+                docs[key_id] = json.loads(store.read(key_id).decode("utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                continue
+        if all(key_is_light(doc) for doc in docs.values()):
+            return []
+        light, heavy, master = None, [], None
+        for key_id, doc in docs.items():
+            plain = open_key_file(doc, password)
+            if plain is None:
+                continue
+            master = plain
+            if key_is_light(doc):
+                light = key_id
+            else:
+                heavy.append(key_id)
+        if not heavy:
+            return []
+        done = []
+        if light is None:
+            light, content = make_key_file(password, master)
+            store.write(light, content)
+            done.append("added " + light)
+        try:
+            dummy, out, dummy = self.run("key", ["list", "--key-hint", light])
+            current = [k.get("id") for k in json.loads(out or "[]") or [] if k.get("current")]
+        except (ResticError, ValueError) as exc:
+            current = []
+            reason = str(exc)
+        else:
+            reason = "restic opened it with key %s" % ", ".join(current)
+        if len(current) != 1 or not current[0] or not light.startswith(current[0]):  # restic 0.14 lists short ids
+            if done:
+                store.delete(light)
+            raise ResticError("the light key written to %s was not taken by restic (%s): it was deleted again and "
+                              "the repository keeps its keys" % (self.location, reason))
+        for key_id in heavy:
+            self.run("key", ["remove", "--key-hint", light, key_id[:16]], json_output=False)
+            done.append("removed " + key_id)
+        return done
 
     def ensure(self, create=True):
         """Open the repository, creating it when missing and ``create``; True when it was created."""

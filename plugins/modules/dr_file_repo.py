@@ -215,6 +215,17 @@ options:
   cache_dir:
     description: restic's cache directory (default C(~/.cache/restic) of the user running the task).
     type: path
+  light_key:
+    description:
+      - After O(state=backup), make sure the key this password opens is a light one (scrypt N=2^14, r=8, p=1)
+        instead of the one C(restic init) calibrated to cost about half a second of CPU on every restic run. The
+        password is an HMAC-SHA256 output of the environment's secret (256 bits), which a work factor does not
+        make stronger. The light key is written in restic's key-file format, restic must open the repository
+        with it, and only then is the calibrated key removed (C(restic key remove)); keys of other passwords are
+        left alone. Once done, it costs a listing of the key files.
+      - A failure here is a warning: the backup is made either way.
+    type: bool
+    default: true
   repository_size:
     description:
       - Also report the size of a repository in S3 (RV(total_bytes)), which costs one more restic run
@@ -340,6 +351,14 @@ total_bytes:
   returned: O(state=backup), O(state=forget), O(state=prune), O(state=snapshots) when not in check mode
   type: int
   sample: 302014464
+key_lightened:
+  description:
+    - With O(light_key), what was done to the repository's keys ("added <id>", "removed <id>"); empty when the key
+      already was a light one.
+  returned: O(state=backup) when not in check mode
+  type: list
+  elements: str
+  sample: ["added 5f0c...", "removed 9a41..."]
 manifest_entry:
   description:
     - What the set manifest records of this snapshot (C(name) is O(component); C(component) is V(files), as for a
@@ -455,6 +474,7 @@ import time
 
 from ansible_collections.atlasia.dr.plugins.module_utils import archive, naming, restic
 from ansible_collections.atlasia.dr.plugins.module_utils.common import DRModule
+from ansible_collections.atlasia.dr.plugins.module_utils.s3 import HAS_BOTO3, get_s3_client
 from ansible_collections.atlasia.dr.plugins.module_utils.s3_options import s3_argument_spec, s3_module_kwargs
 
 
@@ -604,6 +624,7 @@ def _backup_result(module, repo, result, summary, parent, p):
                     % (snapshot_id[:8], (summary.get("stderr") or "").strip()[-1000:]))
     if not module.check_mode:
         result["total_bytes"] = repository_size(module, repo)
+        lighten_key(module, repo, result)
     result["manifest_entry"] = dict(
         name=p["component"], component="files", store="repository", repository=repo.location,
         snapshot_id=snapshot_id, paths=p["paths"], files=result["files"], bytes=result["bytes"],
@@ -783,6 +804,28 @@ def kept_set_ids(entries):
         if parsed is not None and parsed.prefix == "set" and parsed.role == "manifest":
             ids.add(naming.format_timestamp(parsed.timestamp))
     return ids
+
+
+def key_store(module, repo):
+    """The key files of the repository: its folder, or the objects under the prefix in S3."""
+    if repo.local_dir():
+        return restic.LocalKeys(repo.local_dir())
+    if not HAS_BOTO3:
+        raise restic.ResticError("reading the key files in S3 needs boto3 (Debian python3-boto3) on this host")
+    return restic.S3Keys(get_s3_client(module), module.params["bucket"], module.params["prefix"])
+
+
+def lighten_key(module, repo, result):
+    """O(light_key): the key this password opens rewritten with light KDF parameters (restic.Restic.lighten)."""
+    result["key_lightened"] = []
+    if not module.params["light_key"]:
+        return
+    try:
+        result["key_lightened"] = repo.lighten(key_store(module, repo))
+    except Exception as exc:  # pylint: disable=broad-except - the backup is made: any failure here is a warning
+        module.warn("the key of %s was not rewritten with light KDF parameters, so every restic run keeps paying "
+                    "about half a second to open it (the backup itself is complete): %s"
+                    % (repo.location, getattr(exc, "msg", None) or exc))
 
 
 def repository_size(module, repo):
@@ -994,6 +1037,7 @@ def main():
         sample_files=dict(type="int", default=0),
         cache_dir=dict(type="path"),
         repository_size=dict(type="bool", default=False),
+        light_key=dict(type="bool", default=True),
     )
     module = DRModule(
         argument_spec=spec,

@@ -17,6 +17,7 @@ state: files on disk, the repository's directory or the bucket's objects.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import subprocess
@@ -340,3 +341,51 @@ def test_rekeyed_lets_the_new_key_open_the_repository_and_not_the_old_one(store,
     assert old.get("failed") and old["error_kind"] == "password"
     again = module(store, tmp_path, state="rekeyed", new_key=new_key)  # a second run finds it done
     assert not again.get("failed") and not again["changed"], again.get("msg")
+
+
+def key_docs(store):
+    """Every key file of the repository, parsed (restic's key-file JSON)."""
+    if store.kind == "local":
+        folder = os.path.join(store.path, "keys")
+        return dict((name, json.loads(open(os.path.join(folder, name), "rb").read())) for name in os.listdir(folder))
+    found = {}
+    for key in store.objects("keys/"):
+        body = store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read()
+        found[key.rsplit("/", 1)[-1]] = json.loads(body)
+    return found
+
+
+def test_the_backup_rewrites_the_key_of_its_password_with_light_kdf_parameters(store, tmp_path):
+    """A repository made by `restic init` (the calibrated key) with a second key of another password: the first
+    backup writes a light key, restic opens the repository with it, the calibrated key of this password is removed
+    and the other password's key is left alone; the next backup finds nothing to do."""
+    env, options = store.settings()
+    password = restic.repository_password(KEY)
+    repo = restic.Restic(restic.subprocess_runner, "restic", store.location(), password, env=env, options=options,
+                         cache_dir=str(tmp_path / "cache"))
+    repo.init()
+    repo.add_key("an operator's own password")
+    before = key_docs(store)
+    assert len(before) == 2 and not any(restic.key_is_light(doc) for doc in before.values()), before
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes(os.urandom(4096))
+    result = module(store, tmp_path, paths=[str(folder)], component="uploads", timestamp=timestamp(1))
+    assert not result.get("failed"), result.get("msg")
+    assert [line.split()[0] for line in result["key_lightened"]] == ["added", "removed"], result["key_lightened"]
+    after = key_docs(store)
+    added = result["key_lightened"][0].split()[1]
+    removed = result["key_lightened"][1].split()[1]
+    assert set(after) == set(before) - {removed} | {added}
+    assert restic.key_is_light(after[added]) and after[added]["N"] == 2 ** 14
+    assert restic.open_key_file(after[added], password) == restic.open_key_file(before[removed], password)
+    operator = repo.with_password("an operator's own password")
+    assert operator.opens() and repo.opens()
+    dummy, out, dummy = repo.run("key", ["list"])
+    assert any(added.startswith(k["id"]) and k["current"] for k in json.loads(out)), out
+    again = module(store, tmp_path, paths=[str(folder)], component="uploads", timestamp=timestamp(2))
+    assert not again.get("failed") and again["key_lightened"] == [], again
+    dest = tmp_path / "restored"
+    restored = module(store, tmp_path, state="restore", snapshot="latest", component="uploads", dest=str(dest))
+    assert not restored.get("failed"), restored.get("msg")
+    assert (dest / str(folder / "a.pdf").lstrip("/")).read_bytes() == (folder / "a.pdf").read_bytes()

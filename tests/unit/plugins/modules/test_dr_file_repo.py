@@ -102,9 +102,17 @@ def fresh_warnings(monkeypatch):
     monkeypatch.setattr(ansible_warnings, "_global_warnings", {})
 
 
+class NoKeys(object):
+    """The key files of a repository the fake restic stands for: none to lighten (no S3 request is made)."""
+
+    def list(self):
+        return []
+
+
 @pytest.fixture
 def cli(monkeypatch):
     fake = FakeRestic()
+    monkeypatch.setattr(dr_file_repo, "key_store", lambda module, repo: NoKeys())
     real = AnsibleModule.run_command
     monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, **kw: fake.run_command(argv, **kw)
                         if argv[0].endswith("/restic") else real(self, argv, **kw))  # tar is the real one

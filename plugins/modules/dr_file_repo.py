@@ -223,7 +223,7 @@ options:
         make stronger. The light key is written in restic's key-file format, restic must open the repository
         with it, and only then is the calibrated key removed (C(restic key remove)); keys of other passwords are
         left alone. Once done, it costs a listing of the key files.
-      - A failure here is a warning: the backup is made either way.
+      - A failure here is a warning, the backup being made either way.
     type: bool
     default: true
   repository_size:
@@ -822,7 +822,8 @@ def lighten_key(module, repo, result):
         return
     try:
         result["key_lightened"] = repo.lighten(key_store(module, repo))
-    except Exception as exc:  # pylint: disable=broad-except - the backup is made: any failure here is a warning
+    # the backup is made: any failure here is a warning
+    except Exception as exc:  # pylint: disable=broad-except
         module.warn("the key of %s was not rewritten with light KDF parameters, so every restic run keeps paying "
                     "about half a second to open it (the backup itself is complete): %s"
                     % (repo.location, getattr(exc, "msg", None) or exc))

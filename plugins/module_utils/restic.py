@@ -465,7 +465,12 @@ class Restic(object):
             raise ResticError("the light key written to %s was not taken by restic (%s): it was deleted again and "
                               "the repository keeps its keys" % (self.location, reason))
         for key_id in heavy:
-            self.run("key", ["remove", "--key-hint", light, key_id[:16]], json_output=False)
+            try:
+                self.run("key", ["remove", "--key-hint", light, key_id[:16]], json_output=False)
+            except ResticError:
+                if key_id in store.list():
+                    raise
+                continue  # removed meanwhile by another host's run doing the same
             done.append("removed " + key_id)
         return done
 

@@ -8,6 +8,7 @@ restic itself is exercised by tests/integration/test_file_repo.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -211,3 +212,93 @@ def test_forget_and_stats():
     repo.forget([FULL_ID])
     assert runner.calls[0]["argv"][-1] == FULL_ID
     assert repo.stats() == 664
+
+
+class MemoryKeys(object):
+    """Key files in memory (the store lighten reads and writes)."""
+
+    def __init__(self, files=None):
+        self.files = dict(files or {})
+
+    def list(self):
+        return sorted(self.files)
+
+    def read(self, key_id):
+        return self.files[key_id]
+
+    def write(self, key_id, content):
+        self.files[key_id] = content
+
+    def delete(self, key_id):
+        self.files.pop(key_id, None)
+
+
+MASTER = b'{"mac":{"k":"a2V5","r":"cg=="},"encrypt":"ZW5j"}'
+HEAVY = {"N": 2 ** 15, "r": 8, "p": 1}
+
+
+def heavy_key(password):
+    return restic.make_key_file(password, MASTER, kdf=HEAVY)
+
+
+def test_a_key_file_opens_with_its_password_only_and_says_how_light_it_is():
+    key_id, content = restic.make_key_file("pw", MASTER)
+    doc = json.loads(content)
+    assert key_id == hashlib.sha256(content).hexdigest()
+    assert (doc["kdf"], doc["N"], doc["r"], doc["p"]) == ("scrypt", 2 ** 14, 8, 1) and restic.key_is_light(doc)
+    assert restic.open_key_file(doc, "pw") == MASTER
+    assert restic.open_key_file(doc, "other") is None
+    damaged = dict(doc, data=doc["data"][:10] + ("A" if doc["data"][10] != "A" else "B") + doc["data"][11:])
+    assert restic.open_key_file(damaged, "pw") is None
+    assert not restic.key_is_light(json.loads(heavy_key("pw")[1])) and not restic.key_is_light({"kdf": "argon"})
+
+
+def test_lighten_replaces_the_calibrated_key_of_its_password_once_restic_takes_the_new_one():
+    heavy_id, heavy = heavy_key("pw")
+    foreign_id, foreign = heavy_key("someone else's")
+    store = MemoryKeys({heavy_id: heavy, foreign_id: foreign})
+
+    def key_list(argv):
+        hint = argv[argv.index("--key-hint") + 1]
+        return 0, json.dumps([{"id": k[:8], "current": k == hint} for k in store.list()]), ""
+
+    def key_remove(argv):
+        store.delete(next(k for k in store.list() if k.startswith(argv[-1])))
+        return 0, "", ""
+
+    dummy, repo = make({"key": lambda argv: (key_list if "list" in argv else key_remove)(argv)})
+    done = repo.lighten(store)
+    added = done[0].split()[1]
+    assert done == ["added " + added, "removed " + heavy_id]
+    assert set(store.list()) == {added, foreign_id}
+    assert restic.open_key_file(json.loads(store.read(added)), "pw") == MASTER
+    assert repo.lighten(store) == []  # the foreign key is left alone, and nothing is left to do
+
+
+def test_lighten_deletes_a_key_restic_does_not_take_and_keeps_the_old_one():
+    heavy_id, heavy = heavy_key("pw")
+    store = MemoryKeys({heavy_id: heavy})
+    runner, repo = make({"key": lambda argv: (0, json.dumps([{"id": heavy_id[:8], "current": True}]), "")})
+    with pytest.raises(restic.ResticError) as caught:
+        repo.lighten(store)
+    assert "deleted again" in caught.value.msg and store.list() == [heavy_id]
+    assert [c["argv"][-3:] for c in runner.calls if "remove" in c["argv"]] == []
+
+
+def test_lighten_finishes_the_work_of_an_interrupted_run_and_of_another_host():
+    heavy_id, heavy = heavy_key("pw")
+    light_id, light = restic.make_key_file("pw", MASTER)
+    store = MemoryKeys({heavy_id: heavy, light_id: light})  # a run killed after writing the light key
+
+    def key_remove(argv):  # another host's run removed it first
+        store.delete(heavy_id)
+        return 1, "", "Fatal: key not found"
+
+    def answer(argv):
+        if "list" in argv:
+            return 0, json.dumps([{"id": light_id[:8], "current": True}]), ""
+        return key_remove(argv)
+
+    dummy, repo = make({"key": answer})
+    assert repo.lighten(store) == []
+    assert store.list() == [light_id]

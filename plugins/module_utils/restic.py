@@ -351,6 +351,7 @@ class Restic(object):
             self.env["RESTIC_CACHE_DIR"] = cache_dir
         self.options = list(options or [])
         self.commands = []
+        self.unlocked = False  # unlock_stale ran
 
     def argv(self, command, args=(), json_output=True):
         argv = [self.binary, "--repo", self.location] + self.options + [command]
@@ -367,8 +368,24 @@ class Restic(object):
             rc, out, err = self.run_command(argv, environ_update=self.env, cwd=cwd, check_rc=False, data=data)
         if rc not in ok:
             kind, msg = classify(err, self.location)
+            if kind == "locked" and command != "unlock" and self.unlock_stale():
+                return self.run(command, args, json_output=json_output, cwd=cwd, ok=ok, data=data)
             raise ResticError(msg, kind=kind, rc=rc, stderr=err)
         return rc, out, err
+
+    def unlock_stale(self):
+        """Remove the locks restic calls stale, once per instance; True when ``restic unlock`` ran.
+
+        A run killed on this host (SIGKILL, a reboot) leaves its lock, and a later ``forget`` or ``prune`` (which
+        lock the repository exclusively) refuses to start. ``restic unlock`` without ``--remove-all`` removes only
+        the locks restic itself calls stale: made on this host by a process that no longer exists, or older than
+        30 minutes; the lock of a live run, here or on another host, stays and the command is refused as before.
+        """
+        if self.unlocked:
+            return False
+        self.unlocked = True
+        self.run("unlock", json_output=False)
+        return True
 
     # --- the repository ----------------------------------------------------------------------------------
     def exists(self):

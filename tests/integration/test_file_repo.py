@@ -389,3 +389,41 @@ def test_the_backup_rewrites_the_key_of_its_password_with_light_kdf_parameters(s
     restored = module(store, tmp_path, state="restore", snapshot="latest", component="uploads", dest=str(dest))
     assert not restored.get("failed"), restored.get("msg")
     assert (dest / str(folder / "a.pdf").lstrip("/")).read_bytes() == (folder / "a.pdf").read_bytes()
+
+
+def test_a_lock_left_by_a_killed_restic_run_does_not_stop_the_next_prune(tmp_path):
+    """restic killed with SIGKILL (a run killed with its host's process tree) leaves its lock; prune, which locks
+    exclusively, removes it with `restic unlock` (stale: its process is gone) and goes on; a live run's lock stays."""
+    store = LocalStore(tmp_path)
+    password = restic.repository_password(KEY)
+    repo = restic.Restic(restic.subprocess_runner, "restic", store.location(), password,
+                         cache_dir=str(tmp_path / "cache"))
+    repo.init()
+    env = dict(os.environ, RESTIC_PASSWORD=password, RESTIC_REPOSITORY=store.path,
+               RESTIC_CACHE_DIR=str(tmp_path / "cache"))
+    locks = os.path.join(store.path, "locks")
+
+    def holder():
+        """A restic backup reading its standard input, which is never closed: it holds its lock until killed."""
+        proc = subprocess.Popen(["restic", "backup", "--stdin", "--stdin-filename", "held"], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not os.listdir(locks) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert os.listdir(locks), "restic took no lock"
+        return proc
+
+    live = holder()
+    try:
+        with pytest.raises(restic.ResticError) as caught:
+            repo.forget(["0" * 64])
+        assert caught.value.kind == "locked" and os.listdir(locks)
+    finally:
+        live.kill()
+        live.wait()
+    assert os.listdir(locks), "the killed run's lock is gone already: nothing is tested"
+    again = restic.Restic(restic.subprocess_runner, "restic", store.location(), password,
+                          cache_dir=str(tmp_path / "cache"))
+    again.prune()  # locks the repository exclusively
+    assert [c[3] for c in again.commands] == ["prune", "unlock", "prune"], again.commands
+    assert not os.listdir(locks)

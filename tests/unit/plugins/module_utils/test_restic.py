@@ -302,3 +302,23 @@ def test_lighten_finishes_the_work_of_an_interrupted_run_and_of_another_host():
     dummy, repo = make({"key": answer})
     assert repo.lighten(store) == []
     assert store.list() == [light_id]
+
+
+def test_a_stale_lock_is_removed_by_restic_unlock_once_and_the_command_run_again():
+    locked = (1, "", "Fatal: unable to create lock in backend: repository is already locked exclusively by PID 4242")
+    answers = {"forget": [locked, (0, "", "")], "unlock": [(0, "", "")]}
+    runner, repo = make(dict((name, lambda argv, name=name: answers[name].pop(0)) for name in answers))
+    repo.forget(["a" * 64])
+    assert [c["command"] for c in runner.calls] == ["forget", "unlock", "forget"]
+    assert "--remove-all" not in runner.calls[1]["argv"]
+
+
+def test_a_lock_restic_unlock_leaves_is_refused_with_the_unlock_advice():
+    locked = (1, "", "Fatal: unable to create lock in backend: repository is already locked exclusively by PID 4242")
+    runner, repo = make({"forget": locked, "prune": locked, "unlock": (0, "", "")})
+    with pytest.raises(restic.ResticError) as caught:
+        repo.forget(["a" * 64])
+    assert caught.value.kind == "locked" and "unlock" in caught.value.msg
+    with pytest.raises(restic.ResticError):
+        repo.prune()
+    assert [c["command"] for c in runner.calls] == ["forget", "unlock", "forget", "prune"]

@@ -24,7 +24,7 @@ from ansible_collections.atlasia.dr.plugins.modules import dr_file_repo
 
 KEY = "environment-secret-never-in-argv"
 S3_SECRET = "s3-secret-never-in-argv"
-COMMANDS = ("cat", "init", "snapshots", "backup", "ls", "restore", "forget", "prune", "check", "stats")
+COMMANDS = ("cat", "init", "snapshots", "backup", "ls", "restore", "forget", "prune", "check", "stats", "unlock")
 
 
 class FakeRestic(object):
@@ -430,6 +430,7 @@ def test_locked_repository(cli, capsys):
     cli.fail["snapshots"] = (1, "", "unable to create lock in backend: repository is already locked by PID 9\n")
     result = run({"state": "snapshots"}, capsys)
     assert result["failed"] and result["error_kind"] == "locked" and "unlock" in result["msg"]
+    assert cli.names() == ["snapshots", "unlock", "snapshots"]  # stale locks removed once, a live one stays
 
 
 def test_repository_or_bucket(cli, capsys):

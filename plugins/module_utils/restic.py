@@ -43,6 +43,8 @@ import re
 import socket
 import subprocess
 
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic, naming
+
 try:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -53,6 +55,8 @@ except ImportError:  # pragma: no cover - depends on the host
 
 PASSWORD_LABEL = b"atlasia.dr restic repository password v1"
 """Fixed label of the derivation: changing it changes every repository's password."""
+
+_KEY_NAME = re.compile(r"^[0-9a-f]{64}$")  # a key file's name: the SHA-256 of its content
 
 LIGHT_KDF = {"N": 2 ** 14, "r": 8, "p": 1}
 """scrypt parameters of the keys :meth:`Restic.lighten` writes (see the module's docstring for why)."""
@@ -226,28 +230,25 @@ class LocalKeys(object):
 
     def list(self):
         names = sorted(os.listdir(self.folder)) if os.path.isdir(self.folder) else []
-        return [name for name in names if re.match(r"^[0-9a-f]{64}$", name)]
+        return [name for name in names if _KEY_NAME.match(name)]
 
     def read(self, key_id):
         with open(os.path.join(self.folder, key_id), "rb") as handle:
             return handle.read()
 
     def write(self, key_id, content):
-        """Written under a name restic never reads (in the repository's root), synced, then renamed."""
-        temp = os.path.join(os.path.dirname(self.folder), ".dr-key-%s.tmp" % key_id[:16])
-        handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        """Written under the project's temporary name in the repository's root (restic never reads a partial key
+        there), then fsynced and renamed into ``keys/`` (:func:`atomic.commit`), read-only as restic leaves it."""
+        final = os.path.join(self.folder, key_id)
+        temp = os.path.join(os.path.dirname(self.folder), naming.temp_name(final))
         try:
-            os.write(handle, content)
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-        os.chmod(temp, 0o400)
-        os.rename(temp, os.path.join(self.folder, key_id))
-        folder = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+            with open(temp, "xb", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:
+                handle.write(content)
+            os.chmod(temp, 0o400)
+            atomic.commit(temp, final)
+        except BaseException:
+            atomic.remove_path(temp)
+            raise
 
     def delete(self, key_id):
         path = os.path.join(self.folder, key_id)
@@ -269,7 +270,7 @@ class S3Keys(object):
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
             for item in page.get("Contents") or []:
                 name = item["Key"][len(self.prefix):]
-                if re.match(r"^[0-9a-f]{64}$", name):
+                if _KEY_NAME.match(name):
                     found.append(name)
         return sorted(found)
 
@@ -463,11 +464,10 @@ class Restic(object):
                 heavy.append(key_id)
         if not heavy:
             return []
-        done = []
-        if light is None:
+        added = light is None
+        if added:
             light, content = make_key_file(password, master)
             store.write(light, content)
-            done.append("added " + light)
         try:
             dummy, out, dummy = self.run("key", ["list", "--key-hint", light])
             current = [k.get("id") for k in json.loads(out or "[]") or [] if k.get("current")]
@@ -477,10 +477,11 @@ class Restic(object):
         else:
             reason = "restic opened it with key %s" % ", ".join(current)
         if len(current) != 1 or not current[0] or not light.startswith(current[0]):  # restic 0.14 lists short ids
-            if done:
+            if added:
                 store.delete(light)
             raise ResticError("the light key written to %s was not taken by restic (%s): it was deleted again and "
                               "the repository keeps its keys" % (self.location, reason))
+        done = ["added " + light] if added else []
         for key_id in heavy:
             try:
                 self.run("key", ["remove", "--key-hint", light, key_id[:16]], json_output=False)

@@ -354,14 +354,23 @@ class Restic(object):
         self.commands = []
         self.unlocked = False  # unlock_stale ran
 
-    def argv(self, command, args=(), json_output=True):
-        argv = [self.binary, "--repo", self.location] + self.options + [command]
+    def argv(self, command, args=(), json_output=True, lock=True):
+        options = self.options if lock or "--no-lock" in self.options else self.options + ["--no-lock"]
+        argv = [self.binary, "--repo", self.location] + options + [command]
         if json_output:
             argv.append("--json")
         return argv + list(args)
 
-    def run(self, command, args=(), json_output=True, cwd=None, ok=(0,), data=None):
-        argv = self.argv(command, args, json_output)
+    def run(self, command, args=(), json_output=True, cwd=None, ok=(0,), data=None, lock=True):
+        """Run ``restic <command> <args>``; returns ``(rc, out, err)`` or raises :class:`ResticError`.
+
+        ``lock=False`` is for commands that only read (``cat``, ``snapshots``, ``ls``, ``stats``, ``key list``):
+        they run with ``--no-lock``. restic 0.14 waits 200 ms after writing a lock before it looks for other
+        locks, and in S3 a lock is three more requests; a reader needs none, as what it reads is either there or
+        not (a snapshot forgotten meanwhile is an error, never a wrong answer). Backups, restores, checks,
+        forgets and prunes keep their locks.
+        """
+        argv = self.argv(command, args, json_output, lock=lock)
         self.commands.append(argv)
         if data is None:
             rc, out, err = self.run_command(argv, environ_update=self.env, cwd=cwd, check_rc=False)
@@ -370,7 +379,7 @@ class Restic(object):
         if rc not in ok:
             kind, msg = classify(err, self.location)
             if kind == "locked" and command != "unlock" and self.unlock_stale():
-                return self.run(command, args, json_output=json_output, cwd=cwd, ok=ok, data=data)
+                return self.run(command, args, json_output=json_output, cwd=cwd, ok=ok, data=data, lock=lock)
             raise ResticError(msg, kind=kind, rc=rc, stderr=err)
         return rc, out, err
 
@@ -392,7 +401,7 @@ class Restic(object):
     def exists(self):
         """True when the repository opens, False when there is none; any other failure raises."""
         try:
-            self.run("cat", ["config"], json_output=False)
+            self.run("cat", ["config"], json_output=False, lock=False)
         except ResticError as exc:
             if exc.kind == "missing":
                 return False
@@ -411,7 +420,7 @@ class Restic(object):
     def opens(self):
         """True when the password opens the repository, False when it does not (another failure raises)."""
         try:
-            self.run("cat", ["config"], json_output=False)
+            self.run("cat", ["config"], json_output=False, lock=False)
         except ResticError as exc:
             if exc.kind == "password":
                 return False
@@ -420,7 +429,7 @@ class Restic(object):
 
     def keys(self):
         """The repository's keys (``key list``): id, current (the one this password opens), created..."""
-        dummy, out, dummy = self.run("key", ["list"])
+        dummy, out, dummy = self.run("key", ["list"], lock=False)
         return json.loads(out or "[]") or []
 
     def add_key(self, new_password):
@@ -469,7 +478,7 @@ class Restic(object):
             light, content = make_key_file(password, master)
             store.write(light, content)
         try:
-            dummy, out, dummy = self.run("key", ["list", "--key-hint", light])
+            dummy, out, dummy = self.run("key", ["list", "--key-hint", light], lock=False)
             current = [k.get("id") for k in json.loads(out or "[]") or [] if k.get("current")]
         except (ResticError, ValueError) as exc:
             current = []
@@ -508,7 +517,7 @@ class Restic(object):
         args = []
         if tags:
             args += ["--tag", ",".join(tags)]
-        dummy, out, dummy = self.run("snapshots", args)
+        dummy, out, dummy = self.run("snapshots", args, lock=False)
         data = json.loads(out or "[]") if (out or "").strip() else []
         return sorted(data or [], key=lambda snap: snap.get("time", ""))
 
@@ -576,7 +585,7 @@ class Restic(object):
         """The file nodes of a snapshot (``restic ls --json``: path, size, mode, mtime...), at or below ``paths``
         when given. The whole snapshot is listed and filtered here: ``restic ls <snapshot> <dir>`` does not
         descend into the subdirectories of ``<dir>`` in every restic version."""
-        dummy, out, dummy = self.run("ls", [snapshot])
+        dummy, out, dummy = self.run("ls", [snapshot], lock=False)
         prefixes = [path.rstrip("/") for path in paths or ()]
         return [node for node in json_lines(out) if node.get("struct_type") == "node" and node.get("type") == "file"
                 and (not prefixes or any(node.get("path", "") == prefix or node.get("path", "").startswith(prefix + "/")
@@ -637,7 +646,7 @@ class Restic(object):
 
     def stats(self):
         """Bytes the repository stores (``stats --mode raw-data``: packed blobs, after compression)."""
-        dummy, out, dummy = self.run("stats", ["--mode", "raw-data"])
+        dummy, out, dummy = self.run("stats", ["--mode", "raw-data"], lock=False)
         found = json_lines(out)
         return int(found[-1].get("total_size") or 0) if found else 0
 

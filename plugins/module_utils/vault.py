@@ -476,14 +476,43 @@ class VaultClient(object):
             response.close()
         return path
 
-    def wait_until_answering(self, wait_timeout, interval=0.5, settle=2.0):
-        """Poll until Vault answers steadily after a restore; returns the last seal status.
+    def activation(self, timeout=None):
+        """``(active_time, raft_applied_index)`` from ``sys/leader`` (unauthenticated), ``None`` when the node does
+        not say (sealed, not HA, an older server or an error): what :meth:`wait_until_answering` compares to tell
+        that a restore was installed."""
+        try:
+            leader = self.json("GET", "sys/leader", auth=False, timeout=timeout)
+        except VaultError:
+            return None
+        if not isinstance(leader, dict) or not leader.get("is_self"):
+            return None
+        active_time, index = leader.get("active_time"), leader.get("raft_applied_index")
+        if not active_time and not isinstance(index, int):
+            return None
+        return (active_time or None, index if isinstance(index, int) else None)
+
+    @staticmethod
+    def _installed(before, now):
+        """Whether ``now`` (an :meth:`activation`) shows the node went through a restore since ``before``: it
+        became active again (a new ``active_time``: installing a snapshot re-runs the node's activation), or, when
+        the server gives no activation time, its raft index moved past the one before the restore."""
+        if before is None or now is None:
+            return False
+        if before[0] and now[0]:
+            return now[0] != before[0]
+        return before[1] is not None and now[1] is not None and now[1] > before[1]
+
+    def wait_until_answering(self, wait_timeout, interval=0.5, settle=2.0, before=None):
+        """Poll until Vault answers steadily after a restore; returns ``(seal status, how)``, ``how`` being
+        ``activation`` (the node reported a new activation) or ``steady`` (the same answer for ``settle`` seconds).
 
         "Answering" is a seal status, and for an unsealed node a ``sys/health`` that reports an active node
-        (200) or a standby (429/473); the same state must hold for ``settle`` seconds. The restore endpoint
-        answers before the snapshot is installed: the node first reports its previous state, then stops
-        answering while it installs the snapshot (OpenBao 2.7 pauses about 5 s there), and a node restored
-        with ``snapshot-force`` from another cluster then seals itself.
+        (200) or a standby (429/473). The restore endpoint answers before the snapshot is installed: the node
+        first reports its previous state, then stops answering while it installs the snapshot (OpenBao 2.7
+        pauses about 5.5 s there), and a node restored with ``snapshot-force`` from another cluster then seals
+        itself. With ``before`` (the node's :meth:`activation` read just before the restore was sent), an active
+        node that reports a new activation has installed the snapshot: the wait ends there. Otherwise (sealed,
+        standby, or a server that says nothing of its activation) the same state must hold for ``settle`` seconds.
         """
         deadline = time.monotonic() + wait_timeout
         last_error = None
@@ -501,11 +530,13 @@ class VaultClient(object):
                     code, dummy = self.health(timeout=per_request)
                     state = ("unsealed", code) if code in (200, 429, 473) else None
                     last_error = None if state else "sys/health answered %s" % code
+                    if code == 200 and before is not None and self._installed(before, self.activation(per_request)):
+                        return status, "activation"
                 if state is not None:
                     if state != last_state:
                         last_state, steady_since = state, time.monotonic()
                     elif time.monotonic() - steady_since >= settle:
-                        return status
+                        return status, "steady"
                 else:
                     last_state = None
             except VaultError as exc:

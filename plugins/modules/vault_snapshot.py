@@ -24,6 +24,10 @@ description:
   - With O(state=restored), checks O(src) against its sidecars and validates the archive the same way
     B(before Vault sees it), then streams it to C(POST /v1/sys/storage/raft/snapshot) (or
     C(snapshot-force) with O(force=true)), waits until Vault answers again and reports whether it is sealed.
+    Vault accepts the snapshot at once and installs it afterwards (the node stops answering meanwhile); the wait
+    ends when the node reports a new activation time in C(sys/leader) (installing a snapshot re-runs it), or,
+    for a sealed node, a standby or a server that does not report it, once the node answered the same way for
+    two seconds.
   - Before a restore replaces anything, the B(current) content of Vault is saved (O(safety_snapshot=true), the
     default) into O(safety_dir) as C(vault-prerestore_<YYYYMMDD>_<HHMMSS>.snap), or C(.snap.enc) encrypted with
     O(encryption_key). It is written like any other snapshot (streamed under a temporary name, validated,
@@ -126,7 +130,8 @@ options:
     default: true
   wait_timeout:
     description:
-      - With O(state=restored), seconds to wait after the restore until Vault answers steadily again.
+      - With O(state=restored), seconds to wait after the restore until Vault has installed the snapshot and
+        answers again.
     type: int
     default: 120
   safety_snapshot:
@@ -285,6 +290,15 @@ duration:
   returned: always
   type: float
   sample: 1.52
+wait_ended:
+  description:
+    - With O(state=restored), what ended the wait after the restore. V(activation) when the node reported a new
+      activation time (the snapshot is installed), V(steady) when the node answered the same way for two
+      seconds (a sealed node, a standby, or a server that does not report its activation).
+  returned: when O(state=restored) and the restore was sent
+  type: str
+  choices: [activation, steady]
+  sample: activation
 manifest:
   description:
     - Path of the JSON manifest (O(state=saved)); for O(state=restored), the manifest next to O(src) when it
@@ -784,13 +798,14 @@ def restore(module, client, t0):
         if plan.path:
             result["safety_snapshot_data"] = take_safety_snapshot(module, client, status, plan, src, t0)
         handle.seek(0)
+        before = client.activation()
         try:
             client.restore_snapshot(handle, size, force=params["force"])
         except VaultError as exc:
             result["path"] = src
             _fail_vault(module, exc, "restore of %s failed: " % src, **result)
     try:
-        after = client.wait_until_answering(params["wait_timeout"])
+        after, result["wait_ended"] = client.wait_until_answering(params["wait_timeout"], before=before)
     except VaultError as exc:
         result["path"] = src
         _fail_vault(module, exc, "the snapshot was sent and accepted, but: ", **result)

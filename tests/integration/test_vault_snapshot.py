@@ -147,6 +147,8 @@ def test_restore_brings_back_the_snapshot_after_saving_the_current_vault(bao, sa
         assert result["changed"] is True and result["sealed"] is False
         assert result["checksums"] == {"md5": "ok", "sha256": "ok"}
         assert result["sha256"] == saved["sha256"]
+        # the wait ended on the node's new activation, and the secrets read at once are the snapshot's
+        assert result["wait_ended"] == "activation"
         assert bao.read_secret("app/db") == ORIGINAL
         assert bao.read_secret("app/api") == {"key": "k-1"}
         assert bao.read_secret("app/new") is None
@@ -440,7 +442,7 @@ def test_force_restore_into_fresh_cluster_needs_original_keys(bao, saved, fresh_
     result = _ok(run_module(MODULE, conn(fresh_bao, state="restored", src=saved["path"], force=True,
                                          safety_snapshot=False)))
     assert result["endpoint"] == "sys/storage/raft/snapshot-force"
-    assert result["sealed"] is True
+    assert result["sealed"] is True and result["wait_ended"] == "steady"  # a sealed node is waited for as before
     assert any("ORIGINAL" in w or "taken from" in w for w in result.get("warnings", []))
     assert fresh_bao.seal_status()["sealed"] is True
 

@@ -90,6 +90,10 @@ def test_check_subset(value, ok):
     assert restic.check_subset("") is None
 
 
+RESTIC_COMMANDS = ("backup", "cat", "check", "forget", "init", "key", "ls", "prune", "restore", "snapshots", "stats",
+                   "unlock")
+
+
 class Runner(object):
     """Stands in for run_command: answers by restic sub-command, records argv and environment."""
 
@@ -98,9 +102,8 @@ class Runner(object):
         self.calls = []
 
     def __call__(self, argv, environ_update=None, cwd=None, check_rc=False):
-        command = argv[argv.index("--repo") + 2:][0]
-        while command.startswith("-"):  # global options before the command
-            command = argv[argv.index(command) + 2]
+        # the first restic command after the global options (some take a value, --no-lock does not)
+        command = next(arg for arg in argv[argv.index("--repo") + 2:] if arg in RESTIC_COMMANDS)
         self.calls.append(dict(argv=list(argv), env=dict(environ_update or {}), command=command))
         answer = self.answers[command]
         return answer(argv) if callable(answer) else answer
@@ -119,7 +122,29 @@ def test_password_travels_in_the_environment_and_foreign_settings_are_blanked():
     assert call["env"]["RESTIC_PASSWORD"] == "pw"
     assert call["env"]["RESTIC_PASSWORD_FILE"] == "" and call["env"]["RESTIC_PASSWORD_COMMAND"] == ""
     assert call["env"]["RESTIC_CACHE_DIR"] == "/c" and call["env"]["AWS_SECRET_ACCESS_KEY"] == "SK"
-    assert call["argv"][:4] == ["/usr/bin/restic", "--repo", "/repo", "cat"]
+    assert call["argv"][:5] == ["/usr/bin/restic", "--repo", "/repo", "--no-lock", "cat"]
+
+
+def test_readers_run_without_restic_s_lock_and_writers_keep_it():
+    # restic 0.14 sleeps 200 ms after writing a lock: a command that only reads runs with --no-lock
+    answers = {"cat": (0, "{}", ""), "snapshots": (0, "[]", ""), "ls": (0, "", ""), "forget": (0, "[]", ""),
+               "stats": (0, '{"total_size": 1}', ""), "restore": (0, "", ""), "prune": (0, "", ""),
+               "check": (0, "no errors were found", "")}
+    runner, repo = make(answers)
+    repo.exists()
+    repo.snapshots()
+    repo.file_nodes("abcdef12")
+    repo.stored_bytes()
+    repo.forget(["abcdef12"])
+    repo.restore("abcdef12", "/t")
+    repo.prune()
+    repo.run("check", json_output=False)
+    locked = dict((c["command"], "--no-lock" not in c["argv"]) for c in runner.calls)
+    assert locked == {"cat": False, "snapshots": False, "ls": False, "stats": False, "forget": True, "restore": True,
+                      "prune": True, "check": True}
+    _, readonly = make(answers, options=["--no-lock"])  # check mode: given once, never twice
+    readonly.snapshots()
+    assert readonly.commands[0].count("--no-lock") == 1
 
 
 def test_ensure_initialises_a_missing_repository_only():

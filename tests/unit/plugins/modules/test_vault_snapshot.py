@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import io
 import json
+import time
 import os
 import socket
 import ssl
@@ -401,6 +402,61 @@ def test_wait_until_answering_times_out_clearly():
     assert "wait_timeout=0.3" in str(err.value) and "refused" in str(err.value)
 
 
+class _Restoring(FakeVault):
+    """A node that installs a restored snapshot: ``sys/leader`` names its first activation until ``installed_after``
+    calls, then a new one (``leader=None``: a server whose ``sys/leader`` says nothing of it)."""
+
+    def __init__(self, installed_after=3, leader=True):
+        super(_Restoring, self).__init__()
+        self.installed_after = installed_after
+        self.leader = leader
+        self.leader_calls = 0
+
+    def open(self, method, url, data=None, headers=None, timeout=None, follow_redirects=None):
+        if url.endswith("/v1/sys/leader"):
+            self.leader_calls += 1
+            if not self.leader:
+                raise http_error(url, 404, ["no handler for route"])
+            installed = self.leader_calls > self.installed_after
+            return FakeResponse(json.dumps({
+                "ha_enabled": True, "is_self": True, "raft_applied_index": 50 if installed else 45,
+                "active_time": "2026-12-04T21:55:%02dZ" % (40 if installed else 12)}).encode())
+        return super(_Restoring, self).open(method, url, data, headers, timeout, follow_redirects)
+
+
+def test_the_wait_ends_when_the_node_reports_its_new_activation():
+    fake = _Restoring(installed_after=3)
+    client = client_for(fake)
+    before = client.activation()
+    assert before == ("2026-12-04T21:55:12Z", 45)
+    started = time.monotonic()
+    assert client.wait_until_answering(20, interval=0.01, settle=15, before=before)[1] == "activation"
+    assert time.monotonic() - started < 10, "the new activation must end the wait, not the settle time"
+    assert fake.leader_calls == 4
+
+
+def test_without_an_activation_to_compare_the_wait_is_the_settle_time():
+    fake = _Restoring(leader=False)
+    client = client_for(fake)
+    assert client.activation() is None
+    started = time.monotonic()
+    assert client.wait_until_answering(20, interval=0.01, settle=0.3, before=client.activation())[1] == "steady"
+    assert time.monotonic() - started >= 0.3
+    fake = _Restoring(installed_after=10 ** 6)  # never installs: steady for the settle time is the answer
+    client = client_for(fake)
+    started = time.monotonic()
+    client.wait_until_answering(20, interval=0.01, settle=0.3, before=client.activation())
+    assert time.monotonic() - started >= 0.3
+
+
+def test_installed_compares_the_activation_time_else_the_raft_index():
+    installed = vault.VaultClient._installed
+    assert installed(("t1", 45), ("t2", 45))
+    assert not installed(("t1", 45), ("t1", 99)), "a write moves the index; only a new activation counts"
+    assert installed((None, 45), (None, 46)) and not installed((None, 45), (None, 45))
+    assert not installed(None, ("t2", 50)) and not installed(("t1", 45), None)
+
+
 def test_token_resolution(tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text("s.from-file\n")
@@ -460,7 +516,8 @@ def fake(monkeypatch):
 
     monkeypatch.setattr(vault.VaultClient, "from_params", classmethod(from_params))
     monkeypatch.setattr(vault.VaultClient, "wait_until_answering",
-                        lambda self, wait_timeout: original_wait(self, wait_timeout, interval=0.01, settle=0.05))
+                        lambda self, wait_timeout, before=None: original_wait(self, wait_timeout, interval=0.01,
+                                                                              settle=0.05, before=before))
     monkeypatch.delenv("VAULT_TOKEN", raising=False)
     monkeypatch.delenv("VAULT_ADDR", raising=False)
     return vault_fake

@@ -36,6 +36,8 @@ from tests.support.prodprofile import (DEPLOY_DIR, HOST_NAME, MACHINE_LIMITS, ME
                                        SHIPPED_GROUP_VARS, SRV, ProdWorld, discard_workdir, make_workdir)
 from tests.support.postgres import table_digests
 
+from ansible_collections.atlasia.dr.plugins.module_utils import restic
+
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.root, pytest.mark.slow]
 
 ENC_HEADER = b"age-encryption.org/v1\n"
@@ -177,6 +179,16 @@ def test_backups_on_several_days_are_encrypted_uploaded_and_recorded(world):
         metrics = METRICS_FILE.read_text()
         assert 'atlasia_dr_backup_success{env="prod"} 1' in metrics
     assert world.sets() == stamps
+    # each file repository (local and S3) opens with one key, of the environment's password, rewritten with light
+    # KDF parameters by the first backup (restic init's calibrated key removed)
+    local_keys = sorted((world.backup_root / "files-repository" / "keys").iterdir())
+    s3_prefix = PROFILE["dr_s3_prefix"].rstrip("/") + "/files-repository/keys/"
+    client = world.s3.client()
+    s3_keys = [json.loads(client.get_object(Bucket=PROFILE["dr_s3_bucket"], Key=key)["Body"].read())
+               for key in world.s3_keys() if key.startswith(s3_prefix)]
+    assert len(local_keys) == 1 and len(s3_keys) == 1, (local_keys, len(s3_keys))
+    for doc in [json.loads(local_keys[0].read_text()), s3_keys[0]]:
+        assert restic.key_is_light(doc) and doc["N"] == restic.LIGHT_KDF["N"], doc
     # the runs went over SSH as the unprivileged user
     assert "Accepted publickey for %s" % world.ssh.user in world.ssh.log_file.read_text()
 

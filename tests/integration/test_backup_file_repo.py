@@ -66,3 +66,21 @@ def test_file_sets_become_snapshots_recorded_in_the_set(local_env):
             # uploads: one file; logs: the recent log only (max_age_days=7 keeps working)
             assert entry["files"] == 1, entry
             assert entry["bytes"] == (4096 if entry["name"] == "uploads" else len("started\n"))
+
+
+@pytest.mark.slow
+def test_dr_backup_files_light_key_false_keeps_the_keys_restic_calibrated(local_env):
+    # a repository of its own (locally and in S3), so the default run above is not what is looked at
+    folder = local_env.root / "backups" / "calibrated-repository"
+    vars_file = local_env.write_vars(dr_backup_files_store="repository", dr_encryption_key=KEY,
+                                     dr_backup_files_repository=str(folder),
+                                     dr_backup_files_s3_prefix="atlasia-backups/calibrated-repository",
+                                     dr_backup_files_light_key=False)
+    result = run_playbook("backup.yml", vars_file, capture=True, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    keys = [json.loads(path.read_text()) for path in (folder / "keys").iterdir()]
+    assert len(keys) == 1 and not restic.key_is_light(keys[0]), keys
+    # the default (first test) rewrote its repository's key
+    default_keys = local_env.root / "backups" / "files-repository" / "keys"
+    default = [json.loads(path.read_text()) for path in default_keys.iterdir()]
+    assert len(default) == 1 and restic.key_is_light(default[0]), default

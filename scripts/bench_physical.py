@@ -98,12 +98,16 @@ class Bench(object):
                               env=ansible_env(json_output=True), check=False)
         seconds = time.monotonic() - started
         try:
-            result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+            task = json.loads(proc.stdout)["plays"][0]["tasks"][0]
+            result = task["hosts"]["localhost"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise RuntimeError("pgbackrest module gave no result (exit %d): %s" % (
                 proc.returncode, (proc.stderr or proc.stdout)[-2000:]))
         if proc.returncode != 0 or result.get("failed"):
             raise RuntimeError("pgbackrest module failed: %s" % result.get("msg"))
+        # the task's own time as Ansible saw it (the module's transfer and run); the rest of `seconds` is
+        # ansible's start (inventory, play) and exit
+        result["task_seconds"] = _task_seconds(task)
         return seconds, result
 
     def case(self, key, label, seconds, **extra):
@@ -194,32 +198,45 @@ class Bench(object):
             restores = restores[1:2]
         for kind, procs in restores:
             label = labels.get((kind, procs)) or labels.get((kind, 2))
-            times = [self.restore(label, procs) for dummy in range(self.args.rounds)]
+            times = [self.restore(label, procs)[0] for dummy in range(self.args.rounds)]
             self.case("physical.restore.%s.p%d" % (kind, procs),
                       "pgbackrest restore + start + recovery, %s, process-max %d" % (kind, procs), times)
 
     def ours(self):
-        """The module through Ansible against the same command by hand, alternated round by round."""
-        hand, ours, inner, sizes = [], [], [], []
+        """The module through Ansible against the same command by hand, alternated round by round. Each of ours is
+        taken apart: ansible's start (the command's wall time less the task's), the module around pgBackRest's
+        command (the task less ``command_seconds``: its start and its ``info`` reads), and the command itself,
+        beside the same command typed by hand."""
+        hand, ours, inner, tasks, sizes = [], [], [], [], []
         for dummy in range(self.args.rounds):
             hand.append(self.pgbackrest("backup", "--type=full", "--process-max=2")[0])
             seconds, result = self.module(dict(command="backup", backup_type="full", process_max=2))
             ours.append(seconds)
             inner.append(result["command_seconds"])
+            tasks.append(result["task_seconds"])
             sizes.append((result.get("backup") or {}).get("repo_size"))
-        self.case("physical.backup.hand", "by hand: pgbackrest backup full (zst 3, process-max 2)", hand)
+        self.case("physical.backup.hand", "by hand: pgbackrest backup full (zst 3, process-max 2)", hand,
+                  command_seconds=_median(hand), command_runs=[round(h, 2) for h in hand])
         self.case("physical.backup.ours", "ours: atlasia.dr.pgbackrest backup full through ansible", ours,
-                  bytes=sizes[-1], command_seconds=round(statistics.median(inner), 2))
+                  bytes=sizes[-1], command_seconds=_median(inner), task_seconds=_median(tasks),
+                  command_runs=[round(c, 2) for c in inner], task_runs=[t and round(t, 2) for t in tasks])
         label = self.newest_label()["label"]
-        hand, ours, inner = [], [], []
+        hand, hand_inner, ours, inner, tasks, calls = [], [], [], [], [], []
         for dummy in range(self.args.rounds):
-            hand.append(self.restore(label, 2))
-            seconds, result = self.restore(label, 2, module=True)
+            seconds, command = self.restore(label, 2)
+            hand.append(seconds)
+            hand_inner.append(command)
+            seconds, command, result = self.restore(label, 2, module=True)
+            calls.append(command)
             ours.append(seconds)
             inner.append(result["command_seconds"])
-        self.case("physical.restore.hand", "by hand: pgbackrest restore + start + recovery (process-max 2)", hand)
+            tasks.append(result["task_seconds"])
+        self.case("physical.restore.hand", "by hand: pgbackrest restore + start + recovery (process-max 2)", hand,
+                  command_seconds=_median(hand_inner), command_runs=[round(c, 2) for c in hand_inner])
         self.case("physical.restore.ours", "ours: atlasia.dr.pgbackrest restore through ansible + start + recovery",
-                  ours, command_seconds=round(statistics.median(inner), 2))
+                  ours, command_seconds=_median(inner), task_seconds=_median(tasks),
+                  command_runs=[round(c, 2) for c in inner], task_runs=[t and round(t, 2) for t in tasks],
+                  call_runs=[round(c, 2) for c in calls])
 
     def restore(self, label, procs, module=False):
         target = self.root / "restore" / "data"
@@ -232,11 +249,11 @@ class Bench(object):
         started = time.monotonic()
         result = None
         if module:
-            result = self.module(dict(command="restore", pg_path=str(target), set=label, target="immediate",
-                                      target_action="promote", archive_mode="off", process_max=procs))[1]
+            command, result = self.module(dict(command="restore", pg_path=str(target), set=label, target="immediate",
+                                               target_action="promote", archive_mode="off", process_max=procs))
         else:
-            self.pgbackrest("restore", "--pg1-path=%s" % target, "--set=%s" % label, "--type=immediate",
-                            "--target-action=promote", "--archive-mode=off", "--process-max=%d" % procs)
+            command = self.pgbackrest("restore", "--pg1-path=%s" % target, "--set=%s" % label, "--type=immediate",
+                                      "--target-action=promote", "--archive-mode=off", "--process-max=%d" % procs)[0]
         self.run(self.as_owner([PG_BINDIR / "pg_ctl", "-D", target, "-l", self.root / "restore" / "pg.log", "-w",
                                 "-t", "600", "-o", "-p %d -c listen_addresses='' -c unix_socket_directories=%s" % (
                                     port, socket), "start"]))
@@ -248,7 +265,9 @@ class Bench(object):
             time.sleep(0.1)
         seconds = time.monotonic() - started
         self.run(self.as_owner([PG_BINDIR / "pg_ctl", "-D", target, "-m", "immediate", "-w", "stop"]))
-        return (seconds, result) if module else seconds
+        # command: the restore step alone (by hand the pgbackrest command; ours the ansible command); the rest of
+        # seconds is the start and the recovery, the same for both
+        return (seconds, command, result) if module else (seconds, command)
 
     # -- archive latency -----------------------------------------------------------------------------------
     def archive_latency(self):
@@ -299,12 +318,10 @@ class Bench(object):
         if ours:
             lines += ["", "Ours (the module through Ansible) against the same pgBackRest command by hand, same run: %s." % (
                 ", ".join("%s %.2fx" % (kind, ratio) for kind, ratio in sorted(ours.items()))),
-                "Ours took longer by: %s (Ansible's start, the module, its `info` reads around pgBackRest's command, "
-                "and the command's own run-to-run difference; the command alone, inside the module: %s)." % (
-                    "; ".join("%s %.2f s" % (kind, cases["physical.%s.ours" % kind]["seconds"]
-                                             - cases["physical.%s.hand" % kind]["seconds"]) for kind in sorted(ours)),
-                    "; ".join("%s %.2f s" % (kind, cases["physical.%s.ours" % kind]["command_seconds"])
-                              for kind in sorted(ours)))]
+                "Where ours spends the difference (medians over the rounds of each part, so they need not add up "
+                "exactly): %s." % "; ".join(
+                    _apart(kind, cases["physical.%s.ours" % kind], cases["physical.%s.hand" % kind])
+                    for kind in sorted(ours))]
         (out / ("bench-physical-%s.md" % stamp)).write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
 
@@ -316,6 +333,39 @@ class Bench(object):
         if self.pg:
             self.pg.stop()
         shutil.rmtree(self.root, ignore_errors=True)  # the repository and the restored copies: gigabytes
+
+
+def _task_seconds(task):
+    """Seconds between the start and end the json callback gives a task, or None."""
+    try:
+        times = [datetime.datetime.strptime(task["task"]["duration"][key], "%Y-%m-%dT%H:%M:%S.%fZ")
+                 for key in ("start", "end")]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (times[1] - times[0]).total_seconds()
+
+
+def _apart(kind, ours, hand):
+    """ours - hand for one kind, taken apart round by round (see Bench.ours)."""
+    walls, tasks, commands = ours["runs"], ours.get("task_runs") or [], ours.get("command_runs") or []
+    hand_walls, hand_commands = hand["runs"], hand.get("command_runs") or []
+    calls = ours.get("call_runs") or walls  # a backup's wall is its ansible call
+    if None in tasks or not (len(walls) == len(tasks) == len(commands) == len(hand_walls) == len(hand_commands)):
+        return "%s +%.2f s (not taken apart)" % (kind, ours["seconds"] - hand["seconds"])
+    parts = [("ansible's start", [c - t for c, t in zip(calls, tasks)]),
+             ("the module around the command (its start, `info` reads)", [t - c for t, c in zip(tasks, commands)]),
+             ("pgBackRest's command against the same by hand", [c - h for c, h in zip(commands, hand_commands)])]
+    if kind == "restore":
+        parts.append(("start and recovery against the same by hand",
+                      [(w - c) - (hw - hc) for w, c, hw, hc in zip(walls, calls, hand_walls, hand_commands)]))
+    total = [w - h for w, h in zip(walls, hand_walls)]
+    return "%s %+.2f s (%.2f to %.2f) = %s" % (kind, statistics.median(total), min(total), max(total), " + ".join(
+        "%s %+.2f s" % (name, statistics.median(values)) for name, values in parts))
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 2) if values else None
 
 
 def main(argv=None):

@@ -142,7 +142,7 @@ def test_readers_run_without_restic_s_lock_and_writers_keep_it():
     locked = dict((c["command"], "--no-lock" not in c["argv"]) for c in runner.calls)
     assert locked == {"cat": False, "snapshots": False, "ls": False, "stats": False, "forget": True, "restore": True,
                       "prune": True, "check": True}
-    _, readonly = make(answers, options=["--no-lock"])  # check mode: given once, never twice
+    dummy, readonly = make(answers, options=["--no-lock"])  # check mode: given once, never twice
     readonly.snapshots()
     assert readonly.commands[0].count("--no-lock") == 1
 

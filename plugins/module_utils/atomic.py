@@ -97,14 +97,16 @@ def commit(temp_path, final_path, overwrite=False):
 
 
 @contextlib.contextmanager
-def atomic_file(final_path, mode=0o600, overwrite=False):
+def atomic_file(final_path, mode=0o600, overwrite=False, temp_dir=None):
     """Context manager yielding a binary file object; on success the file appears under ``final_path``.
 
     ``handle.name`` is the temporary path (for verification steps that read the file before the rename).
+    ``temp_dir`` puts the temporary file in another folder of the same filesystem, for a folder whose every
+    file is read by someone else (restic's ``keys/``); by default it is written beside ``final_path``.
 
     On any exception the temporary file is removed and the exception propagates.
     """
-    temp_path = temp_path_for(final_path)
+    temp_path = temp_path_for(final_path) if temp_dir is None else os.path.join(temp_dir, temp_name(final_path))
     try:
         with open(temp_path, "xb", opener=lambda path, flags: os.open(path, flags, mode)) as handle:
             yield handle

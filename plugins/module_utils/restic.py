@@ -43,7 +43,7 @@ import re
 import socket
 import subprocess
 
-from ansible_collections.atlasia.dr.plugins.module_utils import atomic, naming
+from ansible_collections.atlasia.dr.plugins.module_utils import atomic
 
 try:
     from cryptography.exceptions import InvalidSignature
@@ -237,18 +237,12 @@ class LocalKeys(object):
             return handle.read()
 
     def write(self, key_id, content):
-        """Written under the project's temporary name in the repository's root (restic never reads a partial key
-        there), then fsynced and renamed into ``keys/`` (:func:`atomic.commit`), read-only as restic leaves it."""
-        final = os.path.join(self.folder, key_id)
-        temp = os.path.join(os.path.dirname(self.folder), naming.temp_name(final))
-        try:
-            with open(temp, "xb", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:
-                handle.write(content)
-            os.chmod(temp, 0o400)
-            atomic.commit(temp, final)
-        except BaseException:
-            atomic.remove_path(temp)
-            raise
+        """Written under the project's temporary name in the repository's root (restic reads every file of
+        ``keys/``, never a partial key there), then fsynced and renamed into ``keys/``, read-only as restic leaves
+        it."""
+        with atomic.atomic_file(os.path.join(self.folder, key_id), mode=0o400,
+                                temp_dir=os.path.dirname(self.folder)) as handle:
+            handle.write(content)
 
     def delete(self, key_id):
         path = os.path.join(self.folder, key_id)

@@ -68,6 +68,24 @@ def test_atomic_file_mode_applies_despite_umask(tmp_path):
     assert stat.S_IMODE(os.stat(str(tmp_path / NAME)).st_mode) == 0o644
 
 
+def test_atomic_file_temp_dir_keeps_the_final_folder_free_of_partial_files(tmp_path):
+    # restic reads every file of its keys/ folder: the key being written stays in the repository's root
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    final = str(keys / NAME)
+    with atomic.atomic_file(final, mode=0o400, temp_dir=str(tmp_path)) as handle:
+        assert os.path.dirname(handle.name) == str(tmp_path) and naming.temp_owner_pid(handle.name) == os.getpid()
+        assert os.listdir(str(keys)) == []
+        handle.write(b"key")
+    assert os.listdir(str(keys)) == [NAME] and _hidden(tmp_path) == []
+    assert stat.S_IMODE(os.stat(final).st_mode) == 0o400
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_file(str(keys / "other"), temp_dir=str(tmp_path)) as handle:
+            handle.write(b"half")
+            raise RuntimeError("boom")
+    assert os.listdir(str(keys)) == [NAME] and _hidden(tmp_path) == []
+
+
 @pytest.mark.parametrize("exc_type", [RuntimeError, KeyboardInterrupt, OSError])
 def test_atomic_file_failure_leaves_nothing(tmp_path, exc_type):
     final = str(tmp_path / NAME)

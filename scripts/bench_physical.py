@@ -215,8 +215,7 @@ class Bench(object):
             inner.append(result["command_seconds"])
             tasks.append(result["task_seconds"])
             sizes.append((result.get("backup") or {}).get("repo_size"))
-        self.case("physical.backup.hand", "by hand: pgbackrest backup full (zst 3, process-max 2)", hand,
-                  command_seconds=_median(hand), command_runs=[round(h, 2) for h in hand])
+        self.case("physical.backup.hand", "by hand: pgbackrest backup full (zst 3, process-max 2)", hand)
         self.case("physical.backup.ours", "ours: atlasia.dr.pgbackrest backup full through ansible", ours,
                   bytes=sizes[-1], command_seconds=_median(inner), task_seconds=_median(tasks),
                   command_runs=[round(c, 2) for c in inner], task_runs=[t and round(t, 2) for t in tasks])
@@ -348,7 +347,8 @@ def _task_seconds(task):
 def _apart(kind, ours, hand):
     """ours - hand for one kind, taken apart round by round (see Bench.ours)."""
     walls, tasks, commands = ours["runs"], ours.get("task_runs") or [], ours.get("command_runs") or []
-    hand_walls, hand_commands = hand["runs"], hand.get("command_runs") or []
+    hand_walls = hand["runs"]
+    hand_commands = hand.get("command_runs") or hand_walls  # a backup typed by hand is its command
     calls = ours.get("call_runs") or walls  # a backup's wall is its ansible call
     if None in tasks or not (len(walls) == len(tasks) == len(commands) == len(hand_walls) == len(hand_commands)):
         return "%s +%.2f s (not taken apart)" % (kind, ours["seconds"] - hand["seconds"])

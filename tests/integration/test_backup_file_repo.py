@@ -66,6 +66,10 @@ def test_file_sets_become_snapshots_recorded_in_the_set(local_env):
             # uploads: one file; logs: the recent log only (max_age_days=7 keeps working)
             assert entry["files"] == 1, entry
             assert entry["bytes"] == (4096 if entry["name"] == "uploads" else len("started\n"))
+    # by default (dr_backup_files_light_key) the backup rewrote the repository's key with light KDF parameters
+    default_keys = local_env.root / "backups" / "files-repository" / "keys"
+    default = [json.loads(path.read_text()) for path in default_keys.iterdir()]
+    assert len(default) == 1 and restic.key_is_light(default[0]), default
 
 
 @pytest.mark.slow
@@ -80,7 +84,3 @@ def test_dr_backup_files_light_key_false_keeps_the_keys_restic_calibrated(local_
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     keys = [json.loads(path.read_text()) for path in (folder / "keys").iterdir()]
     assert len(keys) == 1 and not restic.key_is_light(keys[0]), keys
-    # the default (first test) rewrote its repository's key
-    default_keys = local_env.root / "backups" / "files-repository" / "keys"
-    default = [json.loads(path.read_text()) for path in default_keys.iterdir()]
-    assert len(default) == 1 and restic.key_is_light(default[0]), default
